@@ -1,0 +1,222 @@
+import Foundation
+
+/// The C emitter: fills the templates with "kernel views" of the final graph.
+///
+/// Requires a fused (or unfused), memory-planned graph. All arithmetic — loop
+/// bounds, offsets into the parameter and arena buffers, which epilogue a
+/// kernel has — is done here; the templates only place the numbers. Output is
+/// deterministic: nodes in graph order, tables in state-dict order, no
+/// timestamps and no paths.
+public struct CEmitter {
+    public let templates: Templates
+    public static let version = "0.1.0"
+
+    public init(templates: Templates) {
+        self.templates = templates
+    }
+
+    /// The three files for network `graph.name`.
+    public struct Output: Equatable {
+        public var header: String
+        public var source: String
+        public var moduleMap: String
+    }
+
+    public func emit(_ graph: Graph) throws -> Output {
+        guard let plan = graph.memory else { throw CompileError("C emitter needs a memory plan (run PlanMemory)") }
+        let layout = ParameterLayout(graph)
+        let name = graph.name
+        let uname = name.uppercased()
+        let input = graph.shape(0)
+        let summary = "Input \(input), \(graph.classes) classes, \(graph.parameterCount) parameter floats, \(Summary.macs(graph)) multiply-adds per image."
+
+        var kernels: [[String: Any]] = []
+        var calls: [String] = []
+        let last = graph.nodes.count - 1
+        func buffer(_ id: Int) -> String {
+            if id == 0 { return "x" }
+            if id == last { return "out" }
+            return "arena + (size_t)\(plan.offsets[id]) * mb"
+        }
+        for node in graph.nodes where node.op != .input {
+            let view = try kernelView(node, graph, layout)
+            kernels.append(["code": try templates.render(view.template, view.values)])
+            let args = view.args.map { arg -> String in
+                switch arg {
+                case let .buffer(id): buffer(id)
+                case let .pointer(expression): expression
+                }
+            } + [buffer(node.id), "n"]
+            calls.append("\(view.fn)(\(args.joined(separator: ", ")));")
+        }
+
+        let params: [[String: Any]] = graph.parameters.map { p in
+            let (kind, scale) = Self.initialiser(p)
+            let dims = p.shape + Array(repeating: 0, count: 4 - p.shape.count)
+            return ["name": p.name, "ndim": p.shape.count, "shape": dims.map(String.init).joined(separator: ", "),
+                    "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": scale]
+        }
+        let folds: [[String: Any]] = layout.folds.map { f in
+            ["w": f.w, "cb": f.cb, "g": f.g, "b": f.b, "mu": f.mu, "variance": f.variance,
+             "fw": f.fw, "fb": f.fb, "oc": f.oc, "per": f.per]
+        }
+        let batchNorms = graph.batchNormNames
+        let context: [String: Any] = [
+            "name": name, "uname": uname, "version": Self.version, "summary": summary,
+            "inputC": input.c, "inputH": input.h, "inputW": input.w, "classes": graph.classes,
+            "paramCount": graph.parameterCount, "paramTensorCount": graph.parameters.count,
+            "params": params,
+            "bnCount": batchNorms.count, "hasBatchNorm": !batchNorms.isEmpty, "batchNorms": batchNorms,
+            "foldCount": layout.folds.count, "hasFolds": !layout.folds.isEmpty, "folds": folds,
+            "foldedFloats": layout.foldedFloats,
+            "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
+            "kernels": kernels, "kernelCount": kernels.count, "calls": calls,
+        ]
+        let header = try templates.render("header.h", context)
+        let source = try templates.render("model.c", context)
+        let moduleMap = try templates.render("module.modulemap", context)
+        return Output(header: Self.tidy(header), source: Self.tidy(source), moduleMap: Self.tidy(moduleMap))
+    }
+
+    /// Collapses runs of blank lines left by template sections; one trailing newline.
+    static func tidy(_ text: String) -> String {
+        var lines: [Substring] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.drop { $0 == " " }.isEmpty ? Substring("") : line
+            if trimmed.isEmpty, lines.last?.isEmpty ?? true { continue }
+            lines.append(trimmed)
+        }
+        while lines.last?.isEmpty == true { lines.removeLast() }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// torchvision's initialisation: conv kaiming-normal (fan_out, ReLU gain),
+    /// Linear and conv biases uniform ±1/√fan_in, BN γ = 1, β = 0, μ = 0, σ² = 1.
+    static func initialiser(_ p: Parameter) -> (kind: Int, scale: String) {
+        let normal = 0, uniform = 1, constant = 2
+        func fmt(_ v: Double) -> String { String(format: "%.17g", v) }
+        switch p.kind {
+        case .runningMean: return (constant, "0")
+        case .runningVar: return (constant, "1")
+        case .weight where p.shape.count == 1: return (constant, "1")
+        case .bias where p.fanIn == nil: return (constant, "0")
+        case .weight where p.shape.count == 4:
+            let fanOut = p.shape[0] * p.shape[2] * p.shape[3]
+            return (normal, fmt((2.0 / Double(fanOut)).squareRoot()))
+        case .weight:
+            return (uniform, fmt(1.0 / Double(p.shape[1]).squareRoot()))
+        case .bias:
+            return (uniform, fmt(1.0 / Double(max(1, p.fanIn!)).squareRoot()))
+        }
+    }
+
+    /// What one kernel needs: its template, the values it places, and its arguments.
+    struct KernelView {
+        var template: String
+        var fn: String
+        var values: [String: Any]
+        /// The arguments before the output buffer and the batch size.
+        var args: [Argument]
+    }
+
+    /// A kernel argument: another node's buffer, or a pointer into the model.
+    enum Argument {
+        case buffer(Int)
+        case pointer(String)
+    }
+
+    /// A C identifier from a layer name and what the kernel contains, e.g.
+    /// `layer1.0.conv2` + conv/bn/add/relu → `k_layer1_0_conv2_bn_add_relu`.
+    static func functionName(_ node: Node) -> String {
+        let base = node.name.map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        var parts = node.attrs.fused ?? [node.op.rawValue]
+        if parts.first == "conv" { parts.removeFirst() }
+        let suffix = parts.isEmpty ? "" : "_" + parts.joined(separator: "_")
+        return "k_" + String(base) + suffix
+    }
+
+    func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
+        let out = node.shape!
+        let inShape = g.shape(node.inputs[0])
+        let fn = Self.functionName(node)
+        var v: [String: Any] = [
+            "fn": fn, "layer": node.name, "inShape": "\(inShape)", "outShape": "\(out)",
+            "c": inShape.c, "h": inShape.h, "w": inShape.w, "oc": out.c, "oh": out.h, "ow": out.w,
+            "count": out.count, "hw": out.h * out.w,
+        ]
+        func p(_ name: String) -> String { "m->params + \(layout.offset[name]!)" }
+        switch node.op {
+        case .conv, .fusedConv:
+            v["k"] = node.attrs.kernel!
+            v["s"] = node.attrs.stride!
+            v["p"] = node.attrs.padding!
+            v["parts"] = (node.attrs.fused ?? ["conv"]).joined(separator: " + ")
+            var args: [Argument] = [.buffer(node.inputs[0])]
+            if let fold = layout.foldOf[node.name] {
+                args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
+                v["hasBias"] = true
+            } else {
+                args.append(.pointer(p(node.name + ".weight")))
+                if node.attrs.bias == true {
+                    args.append(.pointer(p(node.name + ".bias")))
+                    v["hasBias"] = true
+                }
+            }
+            switch node.attrs.shortcut {
+            case .tensor?:
+                v["hasShortcut"] = true
+                v["tensorShortcut"] = true
+                args.append(.buffer(node.inputs[1]))
+            case let .zeroPad(stride, channels)?:
+                let s = g.shape(node.inputs[1])
+                precondition(s.c == channels)
+                v["hasShortcut"] = true
+                v["zeroPadShortcut"] = true
+                v["scC"] = channels
+                v["scH"] = s.h
+                v["scW"] = s.w
+                v["scStride"] = stride
+                args.append(.buffer(node.inputs[1]))
+            case nil:
+                break
+            }
+            v["relu"] = node.attrs.relu == true
+            return KernelView(template: "conv.c", fn: fn, values: v, args: args)
+        case .batchNorm:
+            v["batchNorm"] = true
+            let ps = ["weight", "bias", "running_mean", "running_var"].map { Argument.pointer(p("\(node.name).\($0)")) }
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])] + ps)
+        case .relu:
+            v["relu"] = true
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .add:
+            v["add"] = true
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
+        case .zeroPad:
+            v["zeroPad"] = true
+            v["s"] = node.attrs.stride!
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .maxPool:
+            v["maxPool"] = true
+            v["k"] = node.attrs.kernel!
+            v["s"] = node.attrs.stride!
+            v["p"] = node.attrs.padding!
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .globalAvgPool:
+            v["globalAvgPool"] = true
+            v["hw"] = inShape.h * inShape.w
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .dense:
+            v["dense"] = true
+            v["inCount"] = inShape.count
+            v["outCount"] = out.count
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0]), .pointer(p(node.name + ".weight")), .pointer(p(node.name + ".bias"))])
+        case .softmax:
+            v["softmax"] = true
+            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .input:
+            throw CompileError(layer: node.name, "the input has no kernel")
+        }
+    }
+}
+

@@ -1,0 +1,96 @@
+import Foundation
+import ResNetDSL
+
+/// The front door of the library: network spec in, C files out. The CLI and
+/// the tests both go through here.
+public struct Compiler {
+    public var templates: Templates
+    public var options: Pipeline.Options
+
+    public init(templates: Templates? = nil, options: Pipeline.Options = Pipeline.Options()) throws {
+        self.templates = try templates ?? Templates()
+        self.options = options
+    }
+
+    /// Everything one compilation produces, in memory.
+    public struct Artifacts {
+        public var graph: Graph
+        public var files: [(name: String, contents: String)]
+    }
+
+    /// Runs the pipeline; `dumpAfter` receives the IR text after the named pass.
+    public func compile(_ spec: NetworkSpec, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
+        let pipeline = Pipeline.inference(options)
+        if let wanted = dumpAfter, wanted != "Lower", !pipeline.names.contains(wanted) {
+            throw CompileError("unknown pass '\(wanted)' for --dump-after; the pipeline is: Lower, \(pipeline.names.joined(separator: ", "))")
+        }
+        let lowered = try Lower.lower(spec)
+        if dumpAfter == "Lower" { dump(IRPrinter.print(lowered)) }
+        let graph = try pipeline.run(lowered) { name, g in
+            if name == dumpAfter { dump(IRPrinter.print(g)) }
+        }
+        let c = try CEmitter(templates: templates).emit(graph)
+        let name = graph.name
+        return Artifacts(graph: graph, files: [
+            (name + ".h", c.header),
+            (name + ".c", c.source),
+            ("module.modulemap", c.moduleMap),
+            (name + ".report", Self.report(graph)),
+        ])
+    }
+
+    /// The plan, the multiply-adds and the arena, for a person to read.
+    public static func report(_ g: Graph) -> String {
+        var lines = ["resnet-compile \(CEmitter.version) report for \(g.name)"]
+        lines.append("input \(g.shape(0)), \(g.classes) classes")
+        lines.append("parameters: \(Summary.learnableParameters(g)) learnable, \(g.parameterCount) floats with running statistics")
+        lines.append("multiply-adds per image: \(Summary.macs(g))")
+        let kernels = g.nodes.count - 1
+        lines.append("kernels: \(kernels)")
+        if let m = g.memory {
+            let kib = { (f: Int) in String(format: "%.1f KiB", Double(f * 4) / 1024) }
+            lines.append("arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))")
+        }
+        lines.append("")
+        lines.append(IRPrinter.print(g))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Writes a set of files into a directory so that either all of them appear or
+/// none does: each is written to a temporary file in the same directory, and
+/// only when every one is complete are they renamed into place. A directory
+/// this call created is removed again on failure.
+public enum AtomicWriter {
+    public static func write(_ files: [(name: String, contents: String)], to directory: String) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
+        if existed && !isDir.boolValue { throw CompileError("\(directory) exists and is not a directory") }
+        if !existed {
+            do {
+                try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw CompileError("cannot create \(directory): \(error.localizedDescription)")
+            }
+        }
+        var temporaries: [(String, String)] = []
+        do {
+            for file in files {
+                let final = directory + "/" + file.name
+                let temp = directory + "/.\(file.name).tmp-\(getpid())"
+                guard fm.createFile(atPath: temp, contents: Data(file.contents.utf8)) else {
+                    throw CompileError("cannot write \(temp)")
+                }
+                temporaries.append((temp, final))
+            }
+            for (temp, final) in temporaries where rename(temp, final) != 0 {
+                throw CompileError("cannot rename \(temp) to \(final): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            for (temp, _) in temporaries { try? fm.removeItem(atPath: temp) }
+            if !existed { try? fm.removeItem(atPath: directory) }
+            throw error
+        }
+    }
+}

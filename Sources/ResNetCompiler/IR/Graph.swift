@@ -1,0 +1,181 @@
+/// The compiler's IR: a flat list of nodes in topological order, each with an
+/// op, its inputs (indices of earlier nodes) and attributes. One node type, one
+/// op enum (a comment per case), and a printer (`IRPrinter`) so a person can
+/// read the graph after any pass.
+
+/// Per-sample tensor shape: channels × height × width (batch is a runtime value).
+public struct Shape: Hashable, Codable, Sendable, CustomStringConvertible {
+    public var c: Int
+    public var h: Int
+    public var w: Int
+    public init(c: Int, h: Int, w: Int) {
+        self.c = c
+        self.h = h
+        self.w = w
+    }
+    /// Elements per sample.
+    public var count: Int { c * h * w }
+    public var description: String { "\(c)×\(h)×\(w)" }
+}
+
+/// What a node computes.
+public enum Op: String, Codable, Sendable, CaseIterable {
+    case input          // the network input, N×C×H×W
+    case conv           // 2-D convolution, weight O×I×k×k, optional bias (nn.Conv2d)
+    case batchNorm      // per-channel normalisation (eval: running statistics; train: batch statistics)
+    case relu           // max(x, 0)
+    case maxPool        // max over k×k windows, padding −∞
+    case globalAvgPool  // mean over each feature map → C×1×1
+    case dense          // fully connected on the flattened input (nn.Linear)
+    case softmax        // softmax over classes
+    case add            // inputs[0] (residual branch) + inputs[1] (shortcut)
+    case zeroPad        // option-A shortcut: every stride-th pixel, zero channels appended
+    case fusedConv      // conv + folded BN + epilogue (shortcut add, ReLU) as one kernel
+}
+
+/// How a fused conv's epilogue reads the shortcut it adds.
+public enum ShortcutRead: Hashable, Codable, Sendable {
+    /// Add inputs[1] element by element (same shape as the output).
+    case tensor
+    /// Option A read in place from inputs[1]: pixel (y·stride, x·stride) of its
+    /// first `channels` channels; channels beyond are zero. Never materialised.
+    case zeroPad(stride: Int, channels: Int)
+}
+
+/// Attributes of a node; which ones are set depends on the op.
+public struct Attributes: Hashable, Codable, Sendable {
+    /// conv: output channels. zeroPad: output channels (resolved by InferShapes).
+    public var outChannels: Int?
+    /// dense: output features.
+    public var outFeatures: Int?
+    /// conv / maxPool: kernel size (square).
+    public var kernel: Int?
+    /// conv / maxPool / zeroPad: stride.
+    public var stride: Int?
+    /// conv / maxPool: padding on every side.
+    public var padding: Int?
+    /// conv: has its own bias parameter.
+    public var bias: Bool?
+    /// Shortcut nodes lowered from a residual block whose stride and channels
+    /// are not written in the model: InferShapes sets them from this node's shape
+    /// (the branch output).
+    public var shapeOf: Int?
+    /// fusedConv: the folded batch norm's name (its parameters are read at fold time).
+    public var foldedBatchNorm: String?
+    /// fusedConv: ReLU applied last.
+    public var relu: Bool?
+    /// fusedConv: a shortcut added before the ReLU.
+    public var shortcut: ShortcutRead?
+    /// Which parts make up a fused kernel, for its name (e.g. ["conv", "bn", "add", "relu"]).
+    public var fused: [String]?
+
+    public init() {}
+}
+
+/// One operation of the graph.
+public struct Node: Hashable, Codable, Sendable {
+    /// Position in `Graph.nodes`.
+    public var id: Int
+    public var op: Op
+    /// Layer name (torchvision style for parameterised layers, generated for the rest).
+    public var name: String
+    /// Producers, by id; always earlier nodes.
+    public var inputs: [Int]
+    public var attrs: Attributes
+    /// Per-sample output shape, once InferShapes has run.
+    public var shape: Shape?
+
+    public init(id: Int, op: Op, name: String, inputs: [Int], attrs: Attributes = Attributes(), shape: Shape? = nil) {
+        self.id = id
+        self.op = op
+        self.name = name
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+    }
+}
+
+/// A learned or tracked tensor of the network, torchvision-named.
+public struct Parameter: Hashable, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        case weight, bias, runningMean, runningVar
+    }
+    public var name: String
+    public var shape: [Int]
+    public var kind: Kind
+    /// The layer it belongs to.
+    public var layer: String
+    /// Conv and dense biases: inputs per output (PyTorch's bias init bound is 1/√fanIn).
+    public var fanIn: Int? = nil
+    public var count: Int { shape.reduce(1, *) }
+    /// Learned by SGD (weights and biases), as opposed to running statistics.
+    public var trainable: Bool { kind == .weight || kind == .bias }
+}
+
+/// A whole network: nodes in topological order; the last one is the output.
+public struct Graph: Hashable, Codable, Sendable {
+    public var name: String
+    public var nodes: [Node]
+    /// Every parameter in state-dict order (set by InferShapes, kept through fusion).
+    public var parameters: [Parameter] = []
+    /// Arena offsets, once PlanMemory has run.
+    public var memory: MemoryPlan?
+
+    public init(name: String, nodes: [Node]) {
+        self.name = name
+        self.nodes = nodes
+    }
+
+    /// The output node (the last one).
+    public var output: Node { nodes[nodes.count - 1] }
+    /// The input node (the first one).
+    public var input: Node { nodes[0] }
+
+    /// Shape of node `id`; only valid after InferShapes.
+    public func shape(_ id: Int) -> Shape { nodes[id].shape! }
+
+    /// For every node, the ids of the nodes that read it.
+    public func consumers() -> [[Int]] {
+        var result = Array(repeating: [Int](), count: nodes.count)
+        for node in nodes {
+            for i in node.inputs { result[i].append(node.id) }
+        }
+        return result
+    }
+
+    /// Batch-norm layer names, in order (their running statistics and counters).
+    public var batchNormNames: [String] {
+        var seen: [String] = []
+        for p in parameters where p.kind == .runningMean { seen.append(p.layer) }
+        return seen
+    }
+
+    /// Number of classes: the output's channel count.
+    public var classes: Int { shape(nodes.count - 1).c }
+
+    /// Total parameter elements (running statistics included).
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// Drops nodes nothing reads (except the output) and renumbers the rest.
+    public func removingDeadNodes() -> Graph {
+        var live = Array(repeating: false, count: nodes.count)
+        live[nodes.count - 1] = true
+        live[0] = true
+        for node in nodes.reversed() where live[node.id] {
+            for i in node.inputs { live[i] = true }
+        }
+        var newID = Array(repeating: -1, count: nodes.count)
+        var kept: [Node] = []
+        for node in nodes where live[node.id] {
+            var n = node
+            newID[node.id] = kept.count
+            n.id = kept.count
+            n.inputs = node.inputs.map { newID[$0] }
+            if let s = node.attrs.shapeOf { n.attrs.shapeOf = newID[s] >= 0 ? newID[s] : nil }
+            kept.append(n)
+        }
+        var g = self
+        g.nodes = kept
+        return g
+    }
+}

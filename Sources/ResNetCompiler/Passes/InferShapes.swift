@@ -1,0 +1,132 @@
+/// InferShapes: every node's per-sample shape, PyTorch's arithmetic.
+///
+/// Requires Validate. Output size of conv and max pool is ⌊(H + 2p − k)/s⌋ + 1;
+/// a size below 1 is an error naming the layer. Shortcut nodes lowered from a
+/// residual block get their stride and channels from the branch output
+/// (`shapeOf`): stride = input size / branch size, which must divide exactly.
+/// Also collects the parameters in state-dict order and rejects sizes whose
+/// byte counts overflow.
+public struct InferShapes: Pass {
+    public var name: String { "InferShapes" }
+    public init() {}
+
+    /// Largest tensor we agree to address: byte counts stay well inside Int and size_t.
+    static let maxElements = Int(Int32.max) * 16
+
+    public func run(_ input: Graph) throws -> Graph {
+        var g = input
+        var parameters: [Parameter] = []
+        for id in g.nodes.indices {
+            var node = g.nodes[id]
+            if node.op == .input {
+                guard let s = node.shape else { throw CompileError(layer: node.name, "input shape missing") }
+                try Self.checkSize(s, node.name, batchHint: true)
+                continue
+            }
+            let x = g.shape(node.inputs[0])
+            let out: Shape
+            switch node.op {
+            case .input:
+                fatalError("unreachable")
+            case .conv:
+                if let ref = node.attrs.shapeOf {
+                    // Projection shortcut: channels and stride follow the branch.
+                    let target = g.shape(ref)
+                    node.attrs.outChannels = target.c
+                    node.attrs.stride = try Self.shortcutStride(from: x, to: target, node.name)
+                }
+                let k = node.attrs.kernel!, s = node.attrs.stride!, p = node.attrs.padding!
+                let oc = node.attrs.outChannels!
+                out = Shape(c: oc, h: try Self.window(x.h, k, s, p, node.name, "height"),
+                            w: try Self.window(x.w, k, s, p, node.name, "width"))
+                parameters.append(Parameter(name: node.name + ".weight", shape: [oc, x.c, k, k], kind: .weight, layer: node.name))
+                if node.attrs.bias == true {
+                    parameters.append(Parameter(name: node.name + ".bias", shape: [oc], kind: .bias, layer: node.name,
+                                               fanIn: x.c * k * k))
+                }
+            case .batchNorm:
+                out = x
+                for (suffix, kind) in [("weight", Parameter.Kind.weight), ("bias", .bias),
+                                       ("running_mean", .runningMean), ("running_var", .runningVar)] {
+                    parameters.append(Parameter(name: "\(node.name).\(suffix)", shape: [x.c], kind: kind, layer: node.name))
+                }
+            case .relu, .softmax:
+                out = x
+            case .maxPool:
+                let k = node.attrs.kernel!, s = node.attrs.stride!, p = node.attrs.padding!
+                out = Shape(c: x.c, h: try Self.window(x.h, k, s, p, node.name, "height"),
+                            w: try Self.window(x.w, k, s, p, node.name, "width"))
+            case .globalAvgPool:
+                out = Shape(c: x.c, h: 1, w: 1)
+            case .dense:
+                let o = node.attrs.outFeatures!
+                out = Shape(c: o, h: 1, w: 1)
+                parameters.append(Parameter(name: node.name + ".weight", shape: [o, x.count], kind: .weight, layer: node.name))
+                parameters.append(Parameter(name: node.name + ".bias", shape: [o], kind: .bias, layer: node.name, fanIn: x.count))
+            case .zeroPad:
+                if let ref = node.attrs.shapeOf {
+                    let target = g.shape(ref)
+                    node.attrs.outChannels = target.c
+                    node.attrs.stride = try Self.shortcutStride(from: x, to: target, node.name)
+                }
+                let s = node.attrs.stride!, oc = node.attrs.outChannels!
+                if oc < x.c {
+                    throw CompileError(layer: node.name, "zero-pad shortcut cannot reduce channels (\(x.c) → \(oc)); use .projection")
+                }
+                out = Shape(c: oc, h: (x.h - 1) / s + 1, w: (x.w - 1) / s + 1)
+            case .add:
+                let y = g.shape(node.inputs[1])
+                if x != y {
+                    // Shortcuts lowered as zeroPad/projection are resolved to the branch's
+                    // shape above, so a mismatch here is an identity shortcut.
+                    let block = node.name.hasSuffix(".add") ? String(node.name.dropLast(4)) : node.name
+                    throw CompileError(layer: block, "identity shortcut, but the branch changes the shape \(y) → \(x); use shortcut .zeroPad or .projection")
+                }
+                out = x
+            case .fusedConv:
+                throw CompileError(layer: node.name, "InferShapes runs before fusion")
+            }
+            try Self.checkSize(out, node.name, batchHint: false)
+            node.shape = out
+            g.nodes[id] = node
+        }
+        for p in parameters where p.count > Self.maxElements {
+            throw CompileError(layer: p.layer, "parameter \(p.name) has \(p.count) elements; its byte count would overflow")
+        }
+        let total = parameters.reduce(0) { $0.addingReportingOverflow($1.count).overflow ? Int.max : $0 + $1.count }
+        if total > Self.maxElements {
+            throw CompileError("network '\(g.name)': \(total) parameter elements; the byte count would overflow")
+        }
+        var names = Set<String>()
+        for p in parameters where !names.insert(p.name).inserted {
+            throw CompileError(layer: p.layer, "duplicate parameter name '\(p.name)'")
+        }
+        g.parameters = parameters
+        return g
+    }
+
+    /// ⌊(n + 2p − k)/s⌋ + 1, or an error when the window does not fit.
+    static func window(_ n: Int, _ k: Int, _ s: Int, _ p: Int, _ layer: String, _ axis: String) throws -> Int {
+        let span = n + 2 * p - k
+        if span < 0 {
+            throw CompileError(layer: layer, "kernel \(k) with padding \(p) does not fit the input \(axis) \(n): the output would be empty")
+        }
+        return span / s + 1
+    }
+
+    /// The stride that takes `x` to `target` in both axes, as PyTorch's ⌊(n − 1)/s⌋ + 1.
+    static func shortcutStride(from x: Shape, to target: Shape, _ layer: String) throws -> Int {
+        for s in 1...max(1, max(x.h, x.w)) where (x.h - 1) / s + 1 == target.h && (x.w - 1) / s + 1 == target.w {
+            return s
+        }
+        throw CompileError(layer: layer, "no shortcut stride takes the block input \(x) to the branch output \(target)")
+    }
+
+    static func checkSize(_ s: Shape, _ layer: String, batchHint: Bool) throws {
+        let (hw, o1) = s.h.multipliedReportingOverflow(by: s.w)
+        let (n, o2) = hw.multipliedReportingOverflow(by: s.c)
+        if o1 || o2 || n > maxElements {
+            throw CompileError(layer: layer, "output \(s.c)×\(s.h)×\(s.w) is too large: its byte count would overflow")
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// PlanMemory: one arena for every intermediate tensor, shared by liveness.
+///
+/// Requires the final op order (after fusion). A node's buffer is live from
+/// the node that writes it to the last node that reads it. Buffers are placed
+/// largest first at the lowest offset that overlaps no buffer whose lifetime
+/// intersects (first fit), so tensors that are never live together share bytes.
+/// Sizes are per sample: every activation scales with the batch, so the arena
+/// for a batch of n is n times the per-sample arena and offsets scale the same
+/// way. The network input is the caller's pointer and the output is written to
+/// the caller's buffer, so neither takes arena space.
+public struct PlanMemory: Pass {
+    public var name: String { "PlanMemory" }
+    public init() {}
+
+    public func run(_ input: Graph) throws -> Graph {
+        var g = input
+        g.memory = Self.plan(g)
+        return g
+    }
+
+    /// Lifetimes [first, last] in node order, for the nodes that live in the arena.
+    public static func lifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
+        let readers = g.consumers()
+        let out = g.nodes.count - 1
+        return g.nodes.compactMap { node in
+            guard node.op != .input, node.id != out else { return nil }
+            return (node.id, node.shape!.count, node.id, readers[node.id].max() ?? node.id)
+        }
+    }
+
+    static func plan(_ g: Graph) -> MemoryPlan {
+        let live = lifetimes(g)
+        var offsets = Array(repeating: -1, count: g.nodes.count)
+        var placed: [(offset: Int, size: Int, first: Int, last: Int)] = []
+        let order = live.sorted { ($0.size, $1.id) > ($1.size, $0.id) }
+        var arena = 0
+        for buffer in order {
+            let clashes = placed
+                .filter { $0.first <= buffer.last && buffer.first <= $0.last }
+                .sorted { $0.offset < $1.offset }
+            var offset = 0
+            for c in clashes where offset + buffer.size > c.offset {
+                offset = max(offset, c.offset + c.size)
+            }
+            offsets[buffer.id] = offset
+            placed.append((offset, buffer.size, buffer.first, buffer.last))
+            arena = max(arena, offset + buffer.size)
+        }
+        let naive = live.reduce(0) { $0 + $1.size }
+        var lowerBound = 0
+        for step in g.nodes.indices {
+            let bytes = live.filter { $0.first <= step && step <= $0.last }.reduce(0) { $0 + $1.size }
+            lowerBound = max(lowerBound, bytes)
+        }
+        return MemoryPlan(offsets: offsets, arenaFloats: arena, naiveFloats: naive, lowerBoundFloats: lowerBound)
+    }
+}
+
+/// Where each intermediate tensor lives, in floats per sample.
+public struct MemoryPlan: Hashable, Codable, Sendable {
+    /// Offset of each node's output in the arena (−1: not in the arena).
+    public var offsets: [Int]
+    /// Arena size per sample.
+    public var arenaFloats: Int
+    /// What one buffer per tensor would take.
+    public var naiveFloats: Int
+    /// The most floats live at one time: no plan can do better.
+    public var lowerBoundFloats: Int
+}

@@ -1,0 +1,48 @@
+import ResNetDSL
+
+/// The pass pipeline, spelled out in one place with why each step is there.
+public struct Pipeline: Sendable {
+    public var passes: [any Pass]
+
+    /// Options that change which passes run.
+    public struct Options: Sendable {
+        /// Fold BN and fuse epilogues (off: one kernel per op, for checking fusion).
+        public var fuse = true
+        public init(fuse: Bool = true) { self.fuse = fuse }
+    }
+
+    /// Inference: the order data flows through the compiler.
+    public static func inference(_ options: Options = Options()) -> Pipeline {
+        var passes: [any Pass] = [
+            Validate(),        // names and sizes are sane before anything reads them
+            InferShapes(),     // every shape known; shortcuts resolved; parameters listed
+        ]
+        if options.fuse {
+            passes.append(FoldBatchNorm())   // eval-mode BN is affine: fold it into the conv
+            passes.append(FuseEpilogues())   // shortcut add and ReLU ride in the conv's epilogue
+        }
+        passes.append(PlanMemory())          // one arena, buffers shared by liveness
+        return Pipeline(passes: passes)
+    }
+
+    /// The passes that make a lowered graph checkable and interpretable (no fusion).
+    public static let analysis = Pipeline(passes: [Validate(), InferShapes()])
+
+    /// Pass names, in order, for `--dump-after`.
+    public var names: [String] { passes.map(\.name) }
+
+    /// Runs every pass; `observe` sees the graph after each one (for `--dump-after`).
+    public func run(_ graph: Graph, observe: (String, Graph) -> Void = { _, _ in }) throws -> Graph {
+        var g = graph
+        for pass in passes {
+            g = try pass.run(g)
+            observe(pass.name, g)
+        }
+        return g
+    }
+
+    /// Lowers and analyses a network spec: the unfused graph the interpreter runs.
+    public static func analyse(_ spec: NetworkSpec) throws -> Graph {
+        try analysis.run(try Lower.lower(spec))
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import ResNetCompiler
+import ResNetDSL
+
+/// Compiles generated C and runs it: what the tests need to check emitted code.
+public enum CBuild {
+    /// The repository root (this file is Sources/ResNetTestSupport/CBuild.swift).
+    public static let root: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// A C compiler and the flags that make it use OpenMP.
+    public struct Toolchain: CustomStringConvertible, Sendable {
+        public var cc: String
+        public var openMP: Bool
+        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "")" }
+
+        /// Flags every build of generated code must pass warning-free.
+        public var flags: [String] {
+            var f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
+            if openMP {
+                f.append("-fopenmp")
+                if cc.contains("clang"), let dir = CBuild.openMPLibraryDirectory {
+                    f += ["-L", dir, "-Wl,-rpath," + dir]
+                }
+            }
+            return f
+        }
+
+        public init(cc: String, openMP: Bool) {
+            self.cc = cc
+            self.openMP = openMP
+        }
+    }
+
+    /// Where libomp.so is (Debian's libomp-dev puts it under /usr/lib/llvm-N/lib).
+    public static let openMPLibraryDirectory: String? = {
+        let fm = FileManager.default
+        var candidates = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
+        if let dirs = try? fm.contentsOfDirectory(atPath: "/usr/lib") {
+            candidates += dirs.filter { $0.hasPrefix("llvm-") }.sorted().reversed().map { "/usr/lib/\($0)/lib" }
+        }
+        return candidates.first { fm.fileExists(atPath: $0 + "/libomp.so") }
+    }()
+
+    /// Compilers found on this machine, each with and without OpenMP where it links.
+    public static let toolchains: [Toolchain] = {
+        var result: [Toolchain] = []
+        for cc in ["clang", "gcc"] where which(cc) != nil {
+            result.append(Toolchain(cc: cc, openMP: false))
+            if cc == "gcc" || openMPLibraryDirectory != nil { result.append(Toolchain(cc: cc, openMP: true)) }
+        }
+        return result
+    }()
+
+    /// The default toolchain for behaviour tests: the first one found, serial.
+    public static var standard: Toolchain { toolchains.first ?? Toolchain(cc: "cc", openMP: false) }
+
+    public static func which(_ program: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(dir)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Runs a program; stdout and stderr together.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : (which(executable) ?? executable))
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A fresh temporary directory.
+    public static func temporaryDirectory(_ label: String = "test") throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-compile-\(label)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    public struct BuildError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Compiles sources into an executable; throws with the compiler's output on failure or warnings.
+    public static func compile(_ sources: [String], output: String, toolchain: Toolchain = standard,
+                               extra: [String] = []) throws {
+        let args = toolchain.flags + extra + sources + ["-o", output, "-lm"]
+        let result = try run(toolchain.cc, args)
+        if result.status != 0 || !result.output.isEmpty {
+            throw BuildError(description: "\(toolchain.cc) \(args.joined(separator: " ")) failed:\n\(result.output)")
+        }
+    }
+}
+
+/// A network compiled to C and built with the test driver (Tests/Drivers/driver.c).
+public struct BuiltModel {
+    public var name: String
+    public var directory: String
+    public var executable: String
+    public var graph: Graph
+    public var files: [(name: String, contents: String)]
+
+    /// Compiles `spec` with the given options and builds the driver against it.
+    public init(_ spec: NetworkSpec, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
+        let dir = try CBuild.temporaryDirectory(spec.name)
+        let compiler = try Compiler(templates: Templates(directory: CBuild.root + "/templates"), options: Pipeline.Options(fuse: fuse))
+        let artifacts = try compiler.compile(spec)
+        try AtomicWriter.write(artifacts.files, to: dir)
+        name = spec.name
+        directory = dir
+        graph = artifacts.graph
+        files = artifacts.files
+        executable = dir + "/driver"
+        try CBuild.compile([CBuild.root + "/Tests/Drivers/driver.c", dir + "/\(name).c"], output: executable,
+                           toolchain: toolchain,
+                           extra: ["-I", dir, "-DNET=\(name)", "-DUNET=\(name.uppercased())", "-DNET_HEADER=\"\(name).h\""])
+    }
+
+    /// Runs the driver with commands; returns its output lines and exit status.
+    @discardableResult
+    public func drive(maxBatch: Int, _ commands: [String]) throws -> (status: Int32, lines: [String]) {
+        let r = try CBuild.run(executable, [String(maxBatch)] + commands)
+        return (r.status, r.output.split(separator: "\n").map(String.init))
+    }
+
+    /// Loads `weights` (or He-initialises with `seed` when nil) and runs inference.
+    public func infer(weights: String?, input: [Float], batch: Int, maxBatch: Int? = nil, seed: UInt64 = 0) throws -> [Float] {
+        let inPath = directory + "/input-\(UUID().uuidString).f32"
+        let outPath = directory + "/probs-\(UUID().uuidString).f32"
+        try input.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: inPath))
+        let setup = weights.map { ["load", $0] } ?? ["init", String(seed)]
+        let r = try drive(maxBatch: maxBatch ?? batch, setup + ["infer", inPath, String(batch), outPath])
+        guard r.status == 0 else {
+            throw CBuild.BuildError(description: "driver failed: \(r.lines.joined(separator: "\n"))")
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: outPath))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+}

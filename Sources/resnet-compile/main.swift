@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import ResNetCompiler
+import ResNetDSL
+
+/// `resnet-compile`: a thin shell over ResNetCompiler. It parses and checks
+/// arguments, then hands off to the library.
+@main
+struct ResNetCompile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resnet-compile",
+        abstract: "Compile a residual network described in Swift (or JSON) to standalone OpenMP C.",
+        discussion: """
+        With no FILE, compiles the built-in CIFAR ResNet-20 of He et al. (2015).
+        A .swift model file is compiled against the ResNetDSL library and run,
+        as SwiftPM evaluates Package.swift; every Network it creates at top
+        level is registered. Outputs NAME.c, NAME.h, module.modulemap and
+        NAME.report in DIR, written atomically: on any error nothing is left.
+
+        Examples:
+          resnet-compile -o out                        # built-in ResNet-20
+          resnet-compile Examples/ResNet20.swift -o out
+          resnet-compile model.swift --network tiny --emit summary
+          resnet-compile --dump-after FuseEpilogues --emit ir
+        """,
+        version: CEmitter.version,
+        subcommands: [Compile.self],
+        defaultSubcommand: Compile.self
+    )
+}
+
+struct Compile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a model file to C (the default subcommand)."
+    )
+
+    enum Emit: String, ExpressibleByArgument, CaseIterable {
+        case c, ir, summary
+    }
+
+    @Argument(help: "A .swift model file or a .json graph. Default: the built-in ResNet-20.")
+    var file: String?
+
+    @Option(name: .shortAndLong, help: "Output directory for --emit c.")
+    var output: String = "."
+
+    @Option(help: "Which network, when the file defines several.")
+    var network: String?
+
+    @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table.")
+    var emit: Emit = .c
+
+    @Option(help: "Print the IR after this pass (Lower, Validate, InferShapes, FoldBatchNorm, FuseEpilogues, PlanMemory).")
+    var dumpAfter: String?
+
+    @Flag(help: "Skip FoldBatchNorm and FuseEpilogues: one kernel per op (for checking fusion).")
+    var noFuse = false
+
+    @Flag(name: .shortAndLong, help: "Print progress to stderr.")
+    var verbose = false
+
+    func run() throws {
+        do {
+            try compile()
+        } catch let error as CompileError {
+            FileHandle.standardError.write(Data("resnet-compile: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    func compile() throws {
+        let log: (String) -> Void = { if verbose { FileHandle.standardError.write(Data("resnet-compile: \($0)\n".utf8)) } }
+        let networks: [NetworkSpec]
+        if let file {
+            var loader = ModelLoader()
+            loader.log = log
+            networks = try loader.load(file)
+        } else {
+            networks = [try BuiltIn.resnet20()]
+        }
+        let spec = try Self.pick(networks, network)
+        log("network \(spec.name)")
+        let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse))
+        var dumped = ""
+        let artifacts = try compiler.compile(spec, dumpAfter: dumpAfter) { dumped = $0 }
+        if !dumped.isEmpty { print(dumped, terminator: "") }
+        switch emit {
+        case .c:
+            try AtomicWriter.write(artifacts.files, to: output)
+            log("wrote \(artifacts.files.map(\.name).joined(separator: ", ")) to \(output)")
+            if !verbose && dumpAfter == nil {
+                print("resnet-compile: \(spec.name) → \(output)/\(spec.name).c, \(spec.name).h, module.modulemap")
+            }
+        case .ir:
+            if dumpAfter == nil { print(IRPrinter.print(artifacts.graph), terminator: "") }
+        case .summary:
+            print(Summary.table(try Pipeline.analyse(spec)), terminator: "")
+        }
+    }
+
+    static func pick(_ networks: [NetworkSpec], _ name: String?) throws -> NetworkSpec {
+        if let name {
+            guard let n = networks.first(where: { $0.name == name }) else {
+                throw CompileError("no network named '\(name)'; the file defines: \(networks.map(\.name).joined(separator: ", "))")
+            }
+            return n
+        }
+        if networks.count > 1 {
+            throw CompileError("the file defines \(networks.count) networks (\(networks.map(\.name).joined(separator: ", "))); pick one with --network NAME")
+        }
+        return networks[0]
+    }
+}

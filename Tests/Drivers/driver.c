@@ -1,0 +1,116 @@
+/* A generic driver for any generated network, used by the tests.
+ *
+ * Build: cc -DNET=resnet20 -DUNET=RESNET20 '-DNET_HEADER="resnet20.h"' driver.c resnet20.c -lm
+ * Run:   driver MAX_BATCH COMMAND... where the commands run in order:
+ *          init SEED                 NET_init_params
+ *          load PATH                 NET_load
+ *          save PATH                 NET_save
+ *          infer INPUT N OUTPUT      NET_infer on N images of raw little-endian f32
+ *          badargs                   every argument check of the API, one line each
+ *        Each command prints "ok" or "error CODE MESSAGE"; the driver exits 3 after
+ *        the first error (so "a failed load leaves the model unchanged" can be tested
+ *        by running another command after it in a separate invocation).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include NET_HEADER
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define F(x) CAT(NET, CAT(_, x))
+#define U(x) CAT(UNET, CAT(_, x))
+
+#define IMAGE (U(INPUT_C) * U(INPUT_H) * U(INPUT_W))
+
+static int report(int rc)
+{
+    if (rc == 0) printf("ok\n");
+    else printf("error %d %s\n", rc, F(strerror)(rc));
+    return rc;
+}
+
+static float *read_floats(const char *path, size_t count)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    float *p = malloc(count * sizeof(float) + 1);
+    if (p && fread(p, sizeof(float), count, f) != count) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    return p;
+}
+
+static void bad_arguments(F(model) *m, int max_batch)
+{
+    float *x = calloc((size_t)(max_batch + 1) * IMAGE, sizeof(float));
+    float *p = calloc((size_t)(max_batch + 1) * U(NUM_CLASSES), sizeof(float));
+    printf("create(0) %s\n", F(create)(0) == NULL ? "NULL" : "non-NULL");
+    printf("create(-1) %s\n", F(create)(-1) == NULL ? "NULL" : "non-NULL");
+    printf("arena_bytes(0,0) %zu\n", F(arena_bytes)(0, 0));
+    printf("infer(NULL model) %d\n", F(infer)(NULL, x, 1, p));
+    printf("infer(NULL x) %d\n", F(infer)(m, NULL, 1, p));
+    printf("infer(NULL probs) %d\n", F(infer)(m, x, 1, NULL));
+    printf("infer(n=0) %d\n", F(infer)(m, x, 0, p));
+    printf("infer(n=max+1) %d\n", F(infer)(m, x, max_batch + 1, p));
+    printf("load(NULL path) %d\n", F(load)(m, NULL));
+    printf("load(NULL model) %d\n", F(load)(NULL, "x"));
+    printf("save(NULL path) %d\n", F(save)(m, NULL));
+    printf("init_params(NULL) %d\n", F(init_params)(NULL, 1));
+    printf("strerror(-9999) %s\n", F(strerror)(-9999));
+    F(destroy)(NULL);
+    free(x);
+    free(p);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s MAX_BATCH COMMAND...\n", argv[0]);
+        return 2;
+    }
+    const int max_batch = atoi(argv[1]);
+    F(model) *m = F(create)(max_batch);
+    if (!m) {
+        printf("error create(%d) returned NULL\n", max_batch);
+        return 3;
+    }
+    int status = 0;
+    for (int i = 2; i < argc && status == 0; i++) {
+        if (!strcmp(argv[i], "init") && i + 1 < argc) {
+            status = report(F(init_params)(m, strtoull(argv[++i], NULL, 10)));
+        } else if (!strcmp(argv[i], "load") && i + 1 < argc) {
+            status = report(F(load)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "save") && i + 1 < argc) {
+            status = report(F(save)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "infer") && i + 3 < argc) {
+            const int n = atoi(argv[i + 2]);
+            const size_t images = n > 0 ? (size_t)n : 1;
+            float *x = read_floats(argv[i + 1], images * IMAGE);
+            if (!x) {
+                printf("error reading %s\n", argv[i + 1]);
+                status = 3;
+                break;
+            }
+            float *probs = calloc(images * U(NUM_CLASSES), sizeof(float));
+            status = report(F(infer)(m, x, n, probs));
+            if (status == 0) {
+                FILE *f = fopen(argv[i + 3], "wb");
+                if (!f || fwrite(probs, sizeof(float), images * U(NUM_CLASSES), f) != images * U(NUM_CLASSES)) status = 3;
+                if (f) fclose(f);
+            }
+            free(x);
+            free(probs);
+            i += 3;
+        } else if (!strcmp(argv[i], "badargs")) {
+            bad_arguments(m, max_batch);
+        } else {
+            printf("error unknown command %s\n", argv[i]);
+            status = 2;
+        }
+    }
+    F(destroy)(m);
+    return status == 0 ? 0 : 3;
+}
