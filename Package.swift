@@ -32,7 +32,7 @@ let package = Package(
         ),
         // The checked-in compiler output, built as C and called from Swift:
         // this is how generated code links back into Swift.
-        .target(name: "resnet20", path: "generated/resnet20", publicHeadersPath: "."),
+        .target(name: "resnet20", path: "generated/resnet20", exclude: ["resnet20.report"], publicHeadersPath: "."),
         .target(name: "ResNetTestSupport", dependencies: ["ResNetCompiler"]),
         .testTarget(
             name: "ResNetCompilerTests",

@@ -41,7 +41,7 @@ public struct Compiler {
 
     /// The plan, the multiply-adds and the arena, for a person to read.
     public static func report(_ g: Graph) -> String {
-        var lines = ["resnet-compile \(CEmitter.version) report for \(g.name)"]
+        var lines = ["resnet-compile \(CEmitter.version) report for \(g.name) (generated; do not edit)"]
         lines.append("input \(g.shape(0)), \(g.classes) classes")
         lines.append("parameters: \(Summary.learnableParameters(g)) learnable, \(g.parameterCount) floats with running statistics")
         lines.append("multiply-adds per image: \(Summary.macs(g))")

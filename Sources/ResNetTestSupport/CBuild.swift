@@ -102,7 +102,7 @@ public enum CBuild {
 }
 
 /// A network compiled to C and built with the test driver (Tests/Drivers/driver.c).
-public struct BuiltModel {
+public struct BuiltModel: Sendable {
     public var name: String
     public var directory: String
     public var executable: String

@@ -4,6 +4,7 @@
  * Run:   driver MAX_BATCH COMMAND... where the commands run in order:
  *          init SEED                 NET_init_params
  *          load PATH                 NET_load
+ *          tryload PATH              NET_load, but go on after an error
  *          save PATH                 NET_save
  *          infer INPUT N OUTPUT      NET_infer on N images of raw little-endian f32
  *          badargs                   every argument check of the API, one line each
@@ -83,6 +84,8 @@ int main(int argc, char **argv)
             status = report(F(init_params)(m, strtoull(argv[++i], NULL, 10)));
         } else if (!strcmp(argv[i], "load") && i + 1 < argc) {
             status = report(F(load)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "tryload") && i + 1 < argc) {
+            report(F(load)(m, argv[++i]));
         } else if (!strcmp(argv[i], "save") && i + 1 < argc) {
             status = report(F(save)(m, argv[++i]));
         } else if (!strcmp(argv[i], "infer") && i + 3 < argc) {

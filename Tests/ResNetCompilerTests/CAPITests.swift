@@ -1,0 +1,141 @@
+import Foundation
+import ResNetCompiler
+import ResNetDSL
+import ResNetTestSupport
+import Testing
+
+/// The generated C API on bad input: every check returns an error code and a
+/// message, and nothing is changed or half-written.
+@Suite(.serialized) struct CAPITests {
+    static let model: Result<BuiltModel, Error> = Result { try BuiltModel(TestNetworks.mixnet()) }
+
+    /// A valid weight file for mixnet, its tensors, and a scratch directory.
+    func setup() throws -> (BuiltModel, String, [(String, SafeTensors.Tensor)]) {
+        let model = try Self.model.get()
+        let graph = try Pipeline.analyse(TestNetworks.mixnet())
+        let params = randomParameters(graph, seed: 11)
+        var tensors: [(String, SafeTensors.Tensor)] = graph.parameters.map { ($0.name, SafeTensors.Tensor(params[$0.name]!, shape: $0.shape)) }
+        tensors.append(("bn1.num_batches_tracked", SafeTensors.Tensor(int64: [5], shape: [])))
+        let dir = try CBuild.temporaryDirectory("capi")
+        return (model, dir, tensors)
+    }
+
+    /// Writes a file and returns the driver's answer to loading it.
+    func load(_ model: BuiltModel, _ path: String) throws -> String {
+        try model.drive(maxBatch: 1, ["load", path]).lines.last ?? ""
+    }
+
+    @Test func badWeightFilesAreRejectedWithTheirReason() throws {
+        let (model, dir, good) = try setup()
+        func variant(_ name: String, _ edit: (inout [(String, SafeTensors.Tensor)]) -> Void) throws -> String {
+            var t = good
+            edit(&t)
+            let path = dir + "/" + name + ".safetensors"
+            try SafeTensors.write(t, to: path)
+            return path
+        }
+        let goodPath = try variant("good") { _ in }
+        #expect(try load(model, goodPath) == "ok")
+
+        let cases: [(String, String, Int)] = [
+            ("missing file", dir + "/nope.safetensors", -4),
+            ("unknown name", try variant("unknown") { $0.append(("layer9.conv1.weight", SafeTensors.Tensor([1], shape: [1]))) }, -7),
+            ("missing name", try variant("missing") { $0.removeAll { $0.0 == "layer1.0.bn2.running_var" } }, -8),
+            ("misnamed", try variant("misnamed") { t in
+                let i = t.firstIndex { $0.0 == "fc.bias" }!
+                t[i].0 = "fc.biases"
+            }, -7),
+            ("mistyped", try variant("mistyped") { t in
+                let i = t.firstIndex { $0.0 == "fc.bias" }!
+                t[i].1 = SafeTensors.Tensor(dtype: "I32", shape: t[i].1.shape, bytes: t[i].1.bytes)
+            }, -9),
+            ("mis-shaped", try variant("misshaped") { t in
+                let i = t.firstIndex { $0.0 == "conv1.weight" }!
+                t[i].1.shape = [8, 3, 25]
+            }, -10),
+            ("transposed", try variant("transposed") { t in
+                let i = t.firstIndex { $0.0 == "fc.weight" }!
+                t[i].1.shape = [24, 7]
+            }, -10),
+            ("non-finite", try variant("nan") { t in
+                let i = t.firstIndex { $0.0 == "fc.bias" }!
+                t[i].1 = SafeTensors.Tensor([1, 2, .nan, 4, 5, 6, 7], shape: [7])
+            }, -13),
+        ]
+        for (what, path, code) in cases {
+            let answer = try load(model, path)
+            #expect(answer.hasPrefix("error \(code) "), "\(what): \(answer)")
+        }
+        // Truncated: cut the good file short, and a file too short for a header.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: goodPath))
+        try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: dir + "/truncated.safetensors"))
+        #expect(try load(model, dir + "/truncated.safetensors").hasPrefix("error -5 "))
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/tiny.safetensors"))
+        #expect(try load(model, dir + "/tiny.safetensors").hasPrefix("error"))
+        try Data(repeating: 0x41, count: 64).write(to: URL(fileURLWithPath: dir + "/garbage.safetensors"))
+        #expect(try load(model, dir + "/garbage.safetensors").hasPrefix("error"))
+    }
+
+    /// A failed load leaves the model exactly as it was (all-or-nothing).
+    @Test func failedLoadChangesNothing() throws {
+        let (model, dir, good) = try setup()
+        var bad = good
+        bad.removeAll { $0.0 == "fc.bias" }  // everything else valid: would overwrite if not all-or-nothing
+        try SafeTensors.write(bad, to: dir + "/bad.safetensors")
+        try SafeTensors.write(good, to: dir + "/good.safetensors")
+        let r = try model.drive(maxBatch: 1, ["load", dir + "/good.safetensors", "tryload", dir + "/bad.safetensors",
+                                              "save", dir + "/after.safetensors"])
+        #expect(r.status == 0 && r.lines == ["ok", "error -8 \(r.lines[1].dropFirst(9))", "ok"])
+        #expect(r.lines[1].hasPrefix("error -8 "))
+        let after = try SafeTensors.read(dir + "/after.safetensors")
+        #expect(after.count == good.count - 1 + 9)  // mixnet has 9 BNs; every counter is saved
+        for (name, tensor) in good where !name.hasSuffix("num_batches_tracked") {
+            #expect(after[name] == tensor, "\(name) changed by a failed load")
+        }
+        #expect(after["bn1.num_batches_tracked"]?.ints == [5])
+        #expect(after["layer1.0.bn1.num_batches_tracked"]?.ints == [0])
+    }
+
+    @Test func saveRoundTripsAndIsAtomic() throws {
+        let (model, dir, _) = try setup()
+        let path = dir + "/w.safetensors"
+        #expect(try model.drive(maxBatch: 1, ["init", "9", "save", path]).status == 0)
+        #expect(try model.drive(maxBatch: 1, ["load", path, "save", dir + "/w2.safetensors"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: dir + "/w2.safetensors")))
+        // Saving into a missing directory fails and leaves nothing behind.
+        let r = try model.drive(maxBatch: 1, ["save", dir + "/no/such/dir/w.safetensors"])
+        #expect(r.lines.last?.hasPrefix("error -11") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["w.safetensors", "w2.safetensors"])
+        // init is deterministic per seed.
+        #expect(try model.drive(maxBatch: 1, ["init", "9", "save", dir + "/w3.safetensors"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: dir + "/w3.safetensors")))
+    }
+
+    @Test func badArgumentsReturnErrorCodes() throws {
+        let model = try Self.model.get()
+        let r = try model.drive(maxBatch: 2, ["badargs"])
+        let expected = [
+            "create(0) NULL", "create(-1) NULL", "arena_bytes(0,0) 0",
+            "infer(NULL model) -1", "infer(NULL x) -1", "infer(NULL probs) -1",
+            "infer(n=0) -2", "infer(n=max+1) -2",
+            "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "init_params(NULL) -1",
+            "strerror(-9999) unknown error code",
+        ]
+        #expect(r.lines == expected)
+    }
+
+    /// Warning-free with every compiler here, with and without OpenMP, and the
+    /// same probabilities from each.
+    @Test func buildsWarningFreeWithEveryToolchain() throws {
+        let spec = TestNetworks.mixnet()
+        var results: [[Float]] = []
+        var rng = TestRandom(seed: 4)
+        let input = rng.floats(3 * 3 * 20 * 24)
+        for toolchain in CBuild.toolchains {
+            let model = try BuiltModel(spec, toolchain: toolchain)
+            results.append(try model.infer(weights: nil, input: input, batch: 3, seed: 1))
+        }
+        #expect(CBuild.toolchains.count >= 2, "found \(CBuild.toolchains)")
+        for r in results.dropFirst() { #expect(maxAbsDifference(r, results[0]) <= 1e-5) }
+    }
+}

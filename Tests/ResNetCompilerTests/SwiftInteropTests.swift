@@ -1,0 +1,42 @@
+import Foundation
+import resnet20
+import ResNetCompiler
+import ResNetTestSupport
+import Testing
+
+/// generated/resnet20 is a SwiftPM C target: Swift calls the generated C
+/// through its module map, as an app embedding a compiled network would.
+@Suite struct SwiftInteropTests {
+    @Test func swiftCallsTheGeneratedC() throws {
+        #expect(RESNET20_INPUT_C == 3 && RESNET20_INPUT_H == 32 && RESNET20_INPUT_W == 32)
+        #expect(RESNET20_NUM_CLASSES == 10)
+        let model = try #require(resnet20_create(2))
+        defer { resnet20_destroy(model) }
+        #expect(resnet20_init_params(model, 42) == 0)
+        var rng = TestRandom(seed: 3)
+        let x = rng.floats(2 * 3 * 32 * 32)
+        var probs = [Float](repeating: 0, count: 20)
+        #expect(resnet20_infer(model, x, 2, &probs) == 0)
+        for row in 0..<2 {
+            let sum = probs[(row * 10)..<(row * 10 + 10)].reduce(0, +)
+            #expect(abs(sum - 1) < 1e-5)
+        }
+        // Batch bounds and error messages come through too.
+        #expect(resnet20_infer(model, x, 3, &probs) < 0)
+        let message = String(cString: resnet20_strerror(resnet20_infer(model, x, 0, &probs)))
+        #expect(message.contains("batch"))
+    }
+
+    /// The C the Swift target links is the same as the compiler's fresh output,
+    /// and it agrees with the interpreter on PyTorch's ResNet-20 weights.
+    @Test func swiftPathMatchesPyTorchFixture() throws {
+        let fixtures = CBuild.root + "/Tests/Fixtures/"
+        let io = try SafeTensors.read(fixtures + "resnet20.io.safetensors")
+        let model = try #require(resnet20_create(3))
+        defer { resnet20_destroy(model) }
+        #expect(resnet20_load(model, fixtures + "resnet20.weights.safetensors") == 0)
+        var probs = [Float](repeating: 0, count: 30)
+        #expect(resnet20_infer(model, io["input"]!.floats, 3, &probs) == 0)
+        #expect(maxAbsDifference(probs, io["probs"]!.floats) <= 1e-4)
+    }
+}
