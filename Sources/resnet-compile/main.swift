@@ -6,7 +6,7 @@ import ResNetDSL
 /// `resnet-compile`: a thin shell over ResNetCompiler. It parses and checks
 /// arguments, then hands off to the library.
 @main
-struct ResNetCompile: ParsableCommand {
+struct Compile: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet-compile",
         abstract: "Compile a residual network described in Swift (or JSON) to standalone OpenMP C.",
@@ -14,24 +14,16 @@ struct ResNetCompile: ParsableCommand {
         With no FILE, compiles the built-in CIFAR ResNet-20 of He et al. (2015).
         A .swift model file is compiled against the ResNetDSL library and run,
         as SwiftPM evaluates Package.swift; every Network it creates at top
-        level is registered. Outputs NAME.c, NAME.h, module.modulemap and
-        NAME.report in DIR, written atomically: on any error nothing is left.
+        level is registered. Writes NAME.c, NAME.h, module.modulemap and
+        NAME.report into DIR atomically: on any error nothing is left there.
 
         Examples:
           resnet-compile -o out                        # built-in ResNet-20
           resnet-compile Examples/ResNet20.swift -o out
           resnet-compile model.swift --network tiny --emit summary
-          resnet-compile --dump-after FuseEpilogues --emit ir
+          resnet-compile --emit ir --dump-after FuseEpilogues
         """,
-        version: CEmitter.version,
-        subcommands: [Compile.self],
-        defaultSubcommand: Compile.self
-    )
-}
-
-struct Compile: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Compile a model file to C (the default subcommand)."
+        version: CEmitter.version
     )
 
     enum Emit: String, ExpressibleByArgument, CaseIterable {

@@ -1,0 +1,53 @@
+# resnet-compile — the two commands:
+#   make demo   install what is missing (clang, libomp-dev), build, compile the
+#               built-in ResNet-20 to C, build that C and run it
+#   make test   the whole test suite (what CI runs)
+
+SHELL      := /bin/bash
+SWIFT      ?= swift
+BUILD_DIR  := .build/debug
+TOOL       := $(BUILD_DIR)/resnet-compile
+DEMO_DIR   := out/demo
+CC         ?= cc
+
+# Debian's libomp-dev keeps libomp.so under /usr/lib/llvm-N/lib; clang -fopenmp needs -L to it.
+OMP_LIBDIR := $(patsubst %/libomp.so,%,$(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libomp.so /usr/lib/llvm-*/lib/libomp.so)))
+DEMO_CC    := clang
+DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
+comma := ,
+
+.PHONY: all build demo test deps clean help
+
+all: build
+
+help:
+	@echo "make demo   - install deps if missing, build, compile ResNet-20 to C, build and run it"
+	@echo "make test   - run the whole test suite"
+	@echo "make build  - build the compiler (swift build)"
+	@echo "make clean  - remove build outputs"
+
+# Installs clang's OpenMP runtime (and clang/gcc if absent) when missing; needs root or sudo.
+deps:
+	@missing=""; \
+	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	ls /usr/lib/x86_64-linux-gnu/libomp.so /usr/lib/llvm-*/lib/libomp.so >/dev/null 2>&1 || missing="$$missing libomp-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "dependencies present: clang, gcc, libomp-dev"; fi
+
+build:
+	$(SWIFT) build
+
+demo: deps build
+	$(TOOL) -o $(DEMO_DIR) --verbose
+	$(MAKE) --no-print-directory -C Examples/embed-c GEN=$(CURDIR)/$(DEMO_DIR) run
+
+test: deps
+	$(SWIFT) build
+	$(SWIFT) test
+
+clean:
+	rm -rf .build out

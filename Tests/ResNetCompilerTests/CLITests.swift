@@ -1,0 +1,149 @@
+import Foundation
+import ResNetCompiler
+import ResNetTestSupport
+import Testing
+
+/// The built `resnet-compile` tool, run as a user runs it.
+@Suite struct CLITests {
+    /// The tool beside the test bundle (SwiftPM's build folder).
+    static var tool: String {
+        let beside = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("resnet-compile").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        return CBuild.root + "/.build/debug/resnet-compile"
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, output: String) {
+        try CBuild.run(Self.tool, args)
+    }
+
+    func writeModel(_ source: String, name: String = "model.swift") throws -> (dir: String, path: String) {
+        let dir = try CBuild.temporaryDirectory("cli")
+        let path = dir + "/" + name
+        try source.write(toFile: path, atomically: true, encoding: .utf8)
+        return (dir, path)
+    }
+
+    @Test func helpDescribesTheTool() throws {
+        let r = try run(["--help"])
+        #expect(r.status == 0)
+        for text in ["USAGE", "--output", "--network", "--emit", "--dump-after", "--no-fuse", "ResNet-20"] {
+            #expect(r.output.contains(text), "--help lacks \(text)")
+        }
+    }
+
+    @Test func noFileCompilesTheBuiltInResNet20() throws {
+        let out = try CBuild.temporaryDirectory("cli") + "/out"
+        let r = try run(["-o", out])
+        #expect(r.status == 0, "\(r.output)")
+        for file in ["resnet20.c", "resnet20.h", "module.modulemap"] {
+            let golden = try String(contentsOfFile: CBuild.root + "/generated/resnet20/" + file, encoding: .utf8)
+            #expect(try String(contentsOfFile: out + "/" + file, encoding: .utf8) == golden)
+        }
+    }
+
+    @Test func swiftModelFileCompiles() throws {
+        let out = try CBuild.temporaryDirectory("cli") + "/out"
+        let r = try run([CBuild.root + "/Examples/ResNet20.swift", "-o", out])
+        #expect(r.status == 0, "\(r.output)")
+        let golden = try String(contentsOfFile: CBuild.root + "/generated/resnet20/resnet20.c", encoding: .utf8)
+        #expect(try String(contentsOfFile: out + "/resnet20.c", encoding: .utf8) == golden)
+    }
+
+    @Test func swiftErrorsShowFileAndLineAndWriteNothing() throws {
+        let (dir, path) = try writeModel("""
+            import ResNetDSL
+            let net = Network("tiny", input: .image(channels: 3, height: 8, width: 8)) {
+                Conv2D(4, kernel: 3, name: "conv1")
+                NoSuchLayer()
+            }
+            """)
+        let out = dir + "/out"
+        let r = try run([path, "-o", out])
+        #expect(r.status != 0)
+        #expect(r.output.contains("model.swift:4:"), "\(r.output)")
+        #expect(r.output.contains("error:"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test func invalidNetworkNamesTheLayerAndLeavesTheDirectoryAlone() throws {
+        let (dir, path) = try writeModel("""
+            import ResNetDSL
+            let net = Network("tiny", input: .image(channels: 3, height: 8, width: 8)) {
+                Conv2D(4, kernel: 3, padding: 1, name: "conv1")
+                Residual(name: "layer1.0") {
+                    Conv2D(8, kernel: 3, stride: 2, padding: 1, name: "conv1")
+                }
+            }
+            """)
+        let out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try "keep".write(toFile: out + "/tiny.c", atomically: true, encoding: .utf8)
+        let r = try run([path, "-o", out])
+        #expect(r.status == 1)
+        #expect(r.output.contains("error: layer 'layer1.0': identity shortcut, but the branch changes the shape"), "\(r.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out) == ["tiny.c"])
+        #expect(try String(contentsOfFile: out + "/tiny.c", encoding: .utf8) == "keep")
+    }
+
+    @Test func severalNetworksNeedNetworkOption() throws {
+        let (dir, path) = try writeModel("""
+            import ResNetDSL
+            let a = try ResNet.cifar(depth: 8, name: "small")
+            let b = try PlainNet.cifar(depth: 8)
+            """)
+        let r = try run([path, "-o", dir + "/out"])
+        #expect(r.status == 1)
+        #expect(r.output.contains("defines 2 networks (small, plain8); pick one with --network NAME"), "\(r.output)")
+        let picked = try run([path, "-o", dir + "/out", "--network", "plain8"])
+        #expect(picked.status == 0, "\(picked.output)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/out/plain8.c"))
+        let wrong = try run([path, "--network", "nope"])
+        #expect(wrong.output.contains("no network named 'nope'; the file defines: small, plain8"))
+    }
+
+    @Test func modelFileThatFailsAtRunTimeIsReported() throws {
+        let (_, path) = try writeModel("""
+            import ResNetDSL
+            let net = try ResNet.cifar(depth: 21)
+            """)
+        let r = try run([path, "--emit", "summary"])
+        #expect(r.status == 1)
+        #expect(r.output.contains("CIFAR depth must be 6n+2"), "\(r.output)")
+    }
+
+    @Test func emitSummaryEndsWithTotals() throws {
+        let r = try run(["--emit", "summary"])
+        #expect(r.status == 0)
+        let last = r.output.split(separator: "\n").last.map(String.init)
+        #expect(last == "total params=269722 macs=40551040")
+    }
+
+    @Test func emitIRAndDumpAfter() throws {
+        let ir = try run(["--emit", "ir"])
+        #expect(ir.output.contains("fusedConv[conv+bn+add+relu] layer3.2.conv2"))
+        let dump = try run(["--emit", "ir", "--dump-after", "InferShapes"])
+        #expect(dump.output.contains("= batchNorm layer3.2.bn2"))
+        let bad = try run(["--dump-after", "Nope"])
+        #expect(bad.status == 1 && bad.output.contains("unknown pass 'Nope'"))
+    }
+
+    @Test func jsonGraphCompiles() throws {
+        let dir = try CBuild.temporaryDirectory("cli")
+        let json = #"""
+            {"format":"resnet-compile-model","version":1,"networks":[{"name":"fromjson",
+             "input":{"channels":1,"height":8,"width":8},
+             "layers":[{"op":"conv2d","name":"conv1","outChannels":4,"kernel":3,"padding":1},
+                       {"op":"batchNorm","name":"bn1"},{"op":"relu"},
+                       {"op":"residual","name":"layer1.0","shortcut":"zeroPad","body":[
+                          {"op":"conv2d","name":"conv1","outChannels":8,"kernel":3,"stride":2,"padding":1},
+                          {"op":"batchNorm","name":"bn1"}]},
+                       {"op":"relu"},{"op":"globalAvgPool"},{"op":"dense","name":"fc","outFeatures":3},{"op":"softmax"}]}]}
+            """#
+        try json.write(toFile: dir + "/m.json", atomically: true, encoding: .utf8)
+        let r = try run([dir + "/m.json", "-o", dir + "/out"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/out/fromjson.h"))
+        let bad = try run([dir + "/nothere.json"])
+        #expect(bad.status == 1 && bad.output.contains("no such model file"))
+    }
+}
