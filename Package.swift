@@ -32,11 +32,14 @@ let package = Package(
         ),
         // The checked-in compiler output, built as C and called from Swift:
         // this is how generated code links back into Swift.
-        .target(name: "resnet20", path: "generated/resnet20", exclude: ["resnet20.report"], publicHeadersPath: "."),
+        .target(name: "resnet20", path: "generated/resnet20", exclude: ["resnet20.report"], publicHeadersPath: ".",
+                cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "resnet50", path: "generated/resnet50", exclude: ["resnet50.report"], publicHeadersPath: ".",
+                cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "ResNetTestSupport", dependencies: ["ResNetCompiler"]),
         .testTarget(
             name: "ResNetCompilerTests",
-            dependencies: ["ResNetCompiler", "ResNetDSL", "ResNetTestSupport", "resnet20"]
+            dependencies: ["ResNetCompiler", "ResNetDSL", "ResNetTestSupport", "resnet20", "resnet50"]
         ),
     ]
 )

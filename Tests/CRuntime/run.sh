@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 template="$root/templates/runtime.c.mustache"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rc_runtime_build.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP PIPE    # so that the EXIT trap cleans up
 
 status=0
 fail() { echo "FAIL: $*"; status=1; }

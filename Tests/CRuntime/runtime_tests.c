@@ -96,11 +96,14 @@ static void fill_values(model *m, float base)
 
 /* --------------------------------------------------------- file writing */
 
+static void remove_tree(const char *path);
+
 static void write_bytes(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (f == NULL || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
         printf("cannot write test file %s\n", path);
+        remove_tree(scratch_dir);
         exit(2);
     }
 }

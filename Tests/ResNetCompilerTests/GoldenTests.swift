@@ -8,11 +8,12 @@ import Testing
 /// regenerated here and must match byte for byte. To accept a change on
 /// purpose: `RESNET_COMPILE_RECORD=1 swift test --filter GoldenTests`.
 @Suite struct GoldenTests {
-    static let networks = ["resnet20"]
+    static let networks = ["resnet20", "resnet50"]
 
     static func spec(_ name: String) throws -> NetworkSpec {
         switch name {
         case "resnet20": try BuiltIn.resnet20()
+        case "resnet50": try ResNet.imagenet(depth: 50).spec
         default: try TestNetworks.fixture(name)
         }
     }

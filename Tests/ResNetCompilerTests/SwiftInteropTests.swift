@@ -40,3 +40,36 @@ import Testing
         #expect(maxAbsDifference(probs, io["probs"]!.floats) <= 1e-4)
     }
 }
+
+import resnet50
+import ResNetDSL
+
+/// generated/resnet50 (the paper's bottleneck variant, option B) from Swift.
+@Suite struct ResNet50InteropTests {
+    /// The checked-in, fused ResNet-50 agrees with an unfused build of the same
+    /// network (one kernel per op, compiled by the test driver) on the same weights.
+    @Test func resnet50FromSwiftMatchesUnfusedBuild() throws {
+        #expect(RESNET50_INPUT_C == 3 && RESNET50_INPUT_H == 224 && RESNET50_NUM_CLASSES == 1000)
+        let model = try #require(resnet50_create(1))
+        defer { resnet50_destroy(model) }
+        #expect(resnet50_init_params(model, 17) == 0)
+        let dir = try CBuild.temporaryDirectory("r50")
+        #expect(resnet50_save(model, dir + "/w.safetensors") == 0)
+        let saved = try SafeTensors.read(dir + "/w.safetensors")
+        let graph = try Pipeline.analyse(try ResNet.imagenet(depth: 50).spec)
+        #expect(saved.count == graph.parameters.count + graph.batchNormNames.count)
+        #expect(saved["layer4.2.conv3.weight"]?.shape == [2048, 512, 1, 1])
+
+        var rng = TestRandom(seed: 8)
+        let x = rng.floats(3 * 224 * 224)
+        var probs = [Float](repeating: 0, count: 1000)
+        #expect(resnet50_infer(model, x, 1, &probs) == 0)
+
+        var tc = CBuild.standard
+        tc.openMP = CBuild.toolchains.contains { $0.cc == tc.cc && $0.openMP }
+        let unfused = try BuiltModel(try ResNet.imagenet(depth: 50).spec, fuse: false, toolchain: tc)
+        let reference = try unfused.infer(weights: dir + "/w.safetensors", input: x, batch: 1)
+        #expect(maxAbsDifference(probs, reference) <= 1e-5)
+        #expect(abs(probs.reduce(0, +) - 1) < 1e-4)
+    }
+}

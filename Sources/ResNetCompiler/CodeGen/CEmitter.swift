@@ -38,16 +38,32 @@ public struct CEmitter {
             if id == last { return "out" }
             return "arena + (size_t)\(plan.offsets[id]) * mb"
         }
+        // Layers with the same shapes and epilogue share one kernel, named by
+        // what it computes (deep networks repeat a handful of block shapes).
+        var views: [String: KernelView] = [:]
+        var order: [String] = []
+        var users: [String: [String]] = [:]
         for node in graph.nodes where node.op != .input {
             let view = try kernelView(node, graph, layout)
-            kernels.append(["code": try templates.render(view.template, view.values)])
+            if views[view.fn] == nil {
+                views[view.fn] = view
+                order.append(view.fn)
+            }
+            users[view.fn, default: []].append(node.name)
             let args = view.args.map { arg -> String in
                 switch arg {
                 case let .buffer(id): buffer(id)
                 case let .pointer(expression): expression
                 }
             } + [buffer(node.id), "n"]
-            calls.append("\(view.fn)(\(args.joined(separator: ", ")));")
+            calls.append("\(view.fn)(\(args.joined(separator: ", "))); /* \(node.name) */")
+        }
+        for fn in order {
+            var values = views[fn]!.values
+            let names = users[fn]!
+            values["usedBy"] = names.count <= 4 ? names.joined(separator: ", ")
+                : names.prefix(3).joined(separator: ", ") + " and \(names.count - 3) more"
+            kernels.append(["code": try templates.render(views[fn]!.template, values)])
         }
 
         let params: [[String: Any]] = graph.parameters.map { p in
@@ -125,22 +141,41 @@ public struct CEmitter {
         case pointer(String)
     }
 
-    /// A C identifier from a layer name and what the kernel contains, e.g.
-    /// `layer1.0.conv2` + conv/bn/add/relu → `k_layer1_0_conv2_bn_add_relu`.
-    static func functionName(_ node: Node) -> String {
-        let base = node.name.map { $0.isLetter || $0.isNumber ? $0 : "_" }
-        var parts = node.attrs.fused ?? [node.op.rawValue]
-        if parts.first == "conv" { parts.removeFirst() }
-        let suffix = parts.isEmpty ? "" : "_" + parts.joined(separator: "_")
-        return "k_" + String(base) + suffix
+    /// A C identifier naming what a kernel computes, e.g.
+    /// `k_conv3x3s1p1_16x32x32_16_bn_add_relu`; equal names mean equal code.
+    static func functionName(_ node: Node, _ g: Graph) -> String {
+        let x = g.shape(node.inputs[0]), y = node.shape!
+        func dims(_ s: Shape) -> String { "\(s.c)x\(s.h)x\(s.w)" }
+        let a = node.attrs
+        switch node.op {
+        case .conv, .fusedConv:
+            var name = "k_conv\(a.kernel!)x\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))_\(y.c)"
+            if a.foldedBatchNorm != nil { name += "_bn" } else if a.bias == true { name += "_bias" }
+            switch a.shortcut {
+            case .tensor?: name += "_add"
+            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)"
+            case nil: break
+            }
+            if a.relu == true { name += "_relu" }
+            return name
+        case .batchNorm: return "k_bn_\(dims(y))"
+        case .relu: return "k_relu_\(y.count)"
+        case .add: return "k_add_\(y.count)"
+        case .zeroPad: return "k_zeropad_\(dims(x))_\(y.c)s\(a.stride!)"
+        case .maxPool: return "k_maxpool\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))"
+        case .globalAvgPool: return "k_avgpool_\(dims(x))"
+        case .dense: return "k_dense_\(x.count)_\(y.c)"
+        case .softmax: return "k_softmax_\(y.count)"
+        case .input: return "k_input"
+        }
     }
 
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
         let out = node.shape!
         let inShape = g.shape(node.inputs[0])
-        let fn = Self.functionName(node)
+        let fn = Self.functionName(node, g)
         var v: [String: Any] = [
-            "fn": fn, "layer": node.name, "inShape": "\(inShape)", "outShape": "\(out)",
+            "fn": fn, "inShape": "\(inShape)", "outShape": "\(out)",
             "c": inShape.c, "h": inShape.h, "w": inShape.w, "oc": out.c, "oh": out.h, "ow": out.w,
             "count": out.count, "hw": out.h * out.w,
         ]

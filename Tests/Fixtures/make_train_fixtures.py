@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""PyTorch reference fixtures for the training step (DESIGN.md §3).
+
+`NAME_train_step` must do what one iteration of this PyTorch loop does:
+
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                          weight_decay=weight_decay)   # dampening 0, no Nesterov
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), labels)          # mean over the batch
+    loss.backward()
+    opt.step()                                         # returns loss.item()
+
+i.e. BN normalises with the batch statistics (biased variance) and updates
+running_mean / running_var with momentum 0.1 (running_var from the UNBIASED
+batch variance, n/(n-1)), num_batches_tracked += 1; weight decay applies to
+every parameter (conv/fc weights and biases, BN weight and bias); SGD:
+    g   = grad + weight_decay * p
+    buf = g                          (first step)
+    buf = momentum * buf + g         (later steps)
+    p   = p - lr * buf
+
+For every network NAME it writes, next to this script, NAME.train.safetensors:
+
+  init.<state-dict name>     the model before step 1 (F32; *.num_batches_tracked
+                             I64 scalar = 7), torchvision names as in
+                             NAME.weights.safetensors
+  inputs                     10×N×C×H×W F32: step t uses inputs[t]
+  labels                     10×N I32: step t uses labels[t]
+  hyper                      F32 [3] = lr, momentum, weight_decay
+  losses                     F32 [10]: loss.item() of step t (the mean
+                             cross-entropy of the forward pass of step t,
+                             before that step's update)
+  final.<state-dict name>    the model after 10 steps (num_batches_tracked = 17)
+  momentum.<param name>      SGD momentum buffers after 10 steps (one per
+                             trainable parameter, i.e. named_parameters())
+  grads.<param name>         dL/dp of step 1 (p.grad after the first
+                             backward, before weight decay and the update)
+
+The networks are resnet20 (batch 8) and mixnet (batch 6) of make_fixtures.py,
+initialised as there (init_weights, calibrate_fc on the 10·N inputs in eval
+mode) but from their own seeds. The same 10 steps are also run in float64
+from the same start; the script prints how far float32 is from float64 (the
+loss/parameter tolerances of DESIGN.md §3 are 1e-4 / 1e-3 relative), reloads
+the file it wrote and checks that a fresh float32 run from `init.*` gives
+bit-identical results.
+
+Regenerate (from any directory):
+    python3 Tests/Fixtures/make_train_fixtures.py            # both networks
+    python3 Tests/Fixtures/make_train_fixtures.py mixnet     # just some
+"""
+
+import copy
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from make_fixtures import (CifarResNet, MixNet, calibrate_fc,  # noqa: E402
+                           init_weights, make_input, versions)
+
+STEPS = 10
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
+
+# name: (constructor, input C×H×W, batch N, classes, seed, target logit std)
+NETWORKS = {
+    "resnet20": (lambda: CifarResNet(3, "A"), (3, 32, 32), 8, 10, 2020, 1.5),
+    "mixnet":   (MixNet,                      (3, 20, 24), 6, 7,  2030, 1.5),
+}
+
+
+def initial_model(name):
+    ctor, (c, h, w), n, classes, seed, target_std = NETWORKS[name]
+    model = ctor()
+    init_weights(model, torch.Generator().manual_seed(seed))
+    inputs = make_input(STEPS * n, c, h, w, torch.Generator().manual_seed(seed + 500_000))
+    inputs = inputs.reshape(STEPS, n, c, h, w).contiguous()
+    labels = torch.randint(0, classes, (STEPS, n),
+                           generator=torch.Generator().manual_seed(seed + 600_000))
+    model.eval()
+    calibrate_fc(model, inputs.reshape(STEPS * n, c, h, w), target_std)
+    return model, inputs, labels.to(torch.int32)
+
+
+def train(model0, inputs, labels, dtype, hyper=(LR, MOMENTUM, WEIGHT_DECAY)):
+    """Runs the STEPS steps on a copy of model0 in `dtype`. Returns (model,
+    losses [python floats], grads of step 1, momentum buffers)."""
+    lr, momentum, weight_decay = hyper
+    model = copy.deepcopy(model0).to(dtype)        # num_batches_tracked stays I64
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                          dampening=0.0, weight_decay=weight_decay, nesterov=False)
+    losses, grads = [], None
+    for t in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(inputs[t].to(dtype)), labels[t].long())
+        loss.backward()
+        if t == 0:
+            grads = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+        losses.append(loss.item())
+        opt.step()
+    mom = {k: opt.state[p]["momentum_buffer"].detach().clone()
+           for k, p in model.named_parameters()}
+    return model, losses, grads, mom
+
+
+def rel(a, b):
+    """max |a − b| / max |b| (b the float64 reference)."""
+    a, b = a.double(), b.double()
+    scale = b.abs().max().item()
+    d = (a - b).abs().max().item()
+    return d / scale if scale > 0 else d
+
+
+def group_report(label, a, b):
+    worst = max(a, key=lambda k: rel(a[k], b[k]))
+    print(f"    {label:<22} max rel diff {rel(a[worst], b[worst]):.2e}  ({worst})")
+    return rel(a[worst], b[worst])
+
+
+def make(name):
+    ctor, (c, h, w), n, classes, seed, _ = NETWORKS[name]
+    model0, inputs, labels = initial_model(name)
+    init_sd = {k: v.detach().clone() for k, v in model0.state_dict().items()}
+
+    m32, loss32, g32, mom32 = train(model0, inputs, labels, torch.float32)
+    m64, loss64, g64, mom64 = train(model0, inputs, labels, torch.float64)
+
+    tensors = {f"init.{k}": v.contiguous() for k, v in init_sd.items()}
+    tensors["inputs"] = inputs
+    tensors["labels"] = labels.contiguous()
+    tensors["hyper"] = torch.tensor([LR, MOMENTUM, WEIGHT_DECAY], dtype=torch.float32)
+    tensors["losses"] = torch.tensor(loss32, dtype=torch.float32)
+    tensors.update({f"final.{k}": v.detach().clone().contiguous()
+                    for k, v in m32.state_dict().items()})
+    tensors.update({f"momentum.{k}": v.contiguous() for k, v in mom32.items()})
+    tensors.update({f"grads.{k}": v.contiguous() for k, v in g32.items()})
+
+    meta = {"source": f"Tests/Fixtures/make_train_fixtures.py network={name} "
+                      f"batch={n} steps={STEPS} lr={LR} momentum={MOMENTUM} "
+                      f"weight_decay={WEIGHT_DECAY} "
+                      + " ".join(f"{k}={v}" for k, v in versions().items())}
+    path = os.path.join(HERE, f"{name}.train.safetensors")
+    save_file(tensors, path, metadata=meta)
+    os.chmod(path, 0o644)
+
+    # ---- checks: reload, rerun from init.* in a fresh module, compare bitwise ----
+    ft = load_file(path)
+    assert set(ft) == set(tensors), "key mismatch after reload"
+    for k, v in tensors.items():
+        assert torch.equal(ft[k], v), k
+    for k, v in ft.items():
+        want = (torch.int64 if k.endswith("num_batches_tracked")
+                else torch.int32 if k == "labels" else torch.float32)
+        assert v.dtype == want, (k, v.dtype)
+    fresh = ctor()
+    fresh.load_state_dict({k[5:]: v for k, v in ft.items() if k.startswith("init.")},
+                          strict=True)
+    hyper = tuple(ft["hyper"].tolist())
+    assert hyper == tuple(torch.tensor([LR, MOMENTUM, WEIGHT_DECAY]).tolist())
+    mr, lr_, gr, momr = train(fresh, ft["inputs"], ft["labels"], torch.float32, hyper)
+    assert torch.equal(torch.tensor(lr_, dtype=torch.float32), ft["losses"]), "losses not reproducible"
+    for k, v in mr.state_dict().items():
+        assert torch.equal(v, ft[f"final.{k}"]), f"final.{k} not reproducible"
+    for k in momr:
+        assert torch.equal(momr[k], ft[f"momentum.{k}"]), k
+        assert torch.equal(gr[k], ft[f"grads.{k}"]), k
+    nbt = [v.item() for k, v in ft.items()
+           if k.startswith("final.") and k.endswith("num_batches_tracked")]
+    assert nbt and all(x == 7 + STEPS for x in nbt), nbt
+
+    # ---- report ----
+    fsd, dsd = m32.state_dict(), m64.state_dict()
+    pnames = [k for k, _ in m32.named_parameters()]
+    nparams = sum(p.numel() for p in m32.parameters())
+    print(f"{name}: batch {n}, input {c}x{h}x{w}, classes {classes}, seed {seed}, "
+          f"{nparams} learnable params, {len(pnames)} parameter tensors, "
+          f"lr {LR} momentum {MOMENTUM} weight_decay {WEIGHT_DECAY}")
+    print(f"  labels: {labels.tolist()}")
+    print(f"  losses (f32): {[round(x, 6) for x in loss32]}")
+    lrel = [abs(a - b) / abs(b) for a, b in zip(loss32, loss64)]
+    print(f"  loss rel diff f32 vs f64 per step: {' '.join(f'{x:.1e}' for x in lrel)}"
+          f"  (max {max(lrel):.2e})")
+    print("  float32 vs float64, per tensor max|f32 - f64| / max|f64|, worst tensor of each group:")
+    worst = {}
+    worst["params"] = group_report("final params", {k: fsd[k] for k in pnames},
+                                   {k: dsd[k] for k in pnames})
+    for stat in ("running_mean", "running_var"):
+        ks = [k for k in fsd if k.endswith(stat)]
+        worst[stat] = group_report(f"final {stat}", {k: fsd[k] for k in ks},
+                                   {k: dsd[k] for k in ks})
+    worst["momentum"] = group_report("momentum buffers", mom32, mom64)
+    worst["grads"] = group_report("grads (step 1)", g32, g64)
+    moved = max(rel(fsd[k], init_sd[k]) for k in pnames)
+    print(f"  how far training moved the params: max over tensors of "
+          f"max|final - init| / max|init| = {moved:.3f}")
+    if max(lrel) > 1e-5 or worst["params"] > 1e-4 or worst["running_mean"] > 1e-4 \
+            or worst["running_var"] > 1e-4:
+        print("  WARNING: float32 vs float64 differences are close to the tolerances")
+    print(f"  {os.path.basename(path)}: {os.path.getsize(path)} bytes, {len(ft)} tensors")
+
+
+def main(argv):
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    names = argv or list(NETWORKS)
+    for nm in names:
+        if nm not in NETWORKS:
+            sys.exit(f"unknown network {nm!r}; known: {', '.join(NETWORKS)}")
+    print("versions:", versions())
+    for nm in names:
+        make(nm)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
