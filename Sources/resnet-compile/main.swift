@@ -72,9 +72,13 @@ struct Compile: ParsableCommand {
         }
         let spec = try Self.pick(networks, network)
         log("network \(spec.name)")
+        let clock = ContinuousClock()
+        let start = clock.now
         let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse))
         var dumped = ""
         let artifacts = try compiler.compile(spec, dumpAfter: dumpAfter) { dumped = $0 }
+        let elapsed = clock.now - start
+        log("compiled \(spec.name) (\(artifacts.graph.nodes.count - 1) kernel calls) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds])))")
         if !dumped.isEmpty { print(dumped, terminator: "") }
         switch emit {
         case .c:

@@ -60,8 +60,8 @@ from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_fixtures import (CifarResNet, MixNet, calibrate_fc,  # noqa: E402
-                           init_weights, make_input, versions)
+from make_fixtures import (CifarResNet, MixNet, init_weights,  # noqa: E402
+                           make_input, versions)
 
 STEPS = 10
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
@@ -81,9 +81,29 @@ def initial_model(name):
     inputs = inputs.reshape(STEPS, n, c, h, w).contiguous()
     labels = torch.randint(0, classes, (STEPS, n),
                            generator=torch.Generator().manual_seed(seed + 600_000))
-    model.eval()
-    calibrate_fc(model, inputs.reshape(STEPS * n, c, h, w), target_std)
+    calibrate_fc_train(model, inputs, target_std)
     return model, inputs, labels.to(torch.int32)
+
+
+@torch.no_grad()
+def calibrate_fc_train(model, inputs, target_std):
+    """make_fixtures.calibrate_fc, but for training: the pooled features are
+    those of train mode (BN on the statistics of each step's batch), which is
+    what the loss sees. Runs on a copy, so the running statistics of `model`
+    are untouched; only model.fc.weight changes (the mean-feature direction is
+    projected out of its rows and it is scaled so the logits without bias
+    have std target_std per row on average)."""
+    probe = copy.deepcopy(model).train()
+    feats = []
+    hook = probe.fc.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0]))
+    for x in inputs:
+        probe(x)
+    hook.remove()
+    f = torch.cat(feats)                             # (STEPS·N) × features
+    mu = f.mean(0)
+    W = model.fc.weight
+    W -= torch.outer(W @ mu, mu) / mu.dot(mu)
+    W *= target_std / (f @ W.t()).std(dim=1).mean()
 
 
 def train(model0, inputs, labels, dtype, hyper=(LR, MOMENTUM, WEIGHT_DECAY)):
