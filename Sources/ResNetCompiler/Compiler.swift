@@ -15,32 +15,44 @@ public struct Compiler {
     /// Everything one compilation produces, in memory.
     public struct Artifacts {
         public var graph: Graph
+        /// The training graph (forward, backward, update), memory-planned.
+        public var training: Graph
         public var files: [(name: String, contents: String)]
     }
 
     /// Runs the pipeline; `dumpAfter` receives the IR text after the named pass.
     public func compile(_ spec: NetworkSpec, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
         let pipeline = Pipeline.inference(options)
-        if let wanted = dumpAfter, wanted != "Lower", !pipeline.names.contains(wanted) {
-            throw CompileError("unknown pass '\(wanted)' for --dump-after; the pipeline is: Lower, \(pipeline.names.joined(separator: ", "))")
+        let trainingPipeline = Pipeline.training(options)
+        let known = ["Lower"] + pipeline.names + trainingPipeline.names.filter { !pipeline.names.contains($0) }
+        if let wanted = dumpAfter, !known.contains(wanted) {
+            throw CompileError("unknown pass '\(wanted)' for --dump-after; the passes are: \(known.joined(separator: ", "))")
         }
         let lowered = try Lower.lower(spec)
-        if dumpAfter == "Lower" { dump(IRPrinter.print(lowered)) }
+        var dumped = ""
+        if dumpAfter == "Lower" { dumped += IRPrinter.print(lowered) }
         let graph = try pipeline.run(lowered) { name, g in
-            if name == dumpAfter { dump(IRPrinter.print(g)) }
+            if name == dumpAfter { dumped += "// inference\n" + IRPrinter.print(g) }
         }
-        let c = try CEmitter(templates: templates).emit(graph)
+        // The training step (shared front passes are not dumped twice).
+        let training = try trainingPipeline.run(lowered) { name, g in
+            if name == dumpAfter, !pipeline.names.contains(name) || name == "PlanMemory" {
+                dumped += "// training\n" + IRPrinter.print(g)
+            }
+        }
+        if !dumped.isEmpty { dump(dumped) }
+        let c = try CEmitter(templates: templates).emit(graph, training: training)
         let name = graph.name
-        return Artifacts(graph: graph, files: [
+        return Artifacts(graph: graph, training: training, files: [
             (name + ".h", c.header),
             (name + ".c", c.source),
             ("module.modulemap", c.moduleMap),
-            (name + ".report", Self.report(graph)),
+            (name + ".report", Self.report(graph, training: training)),
         ])
     }
 
     /// The plan, the multiply-adds and the arena, for a person to read.
-    public static func report(_ g: Graph) -> String {
+    public static func report(_ g: Graph, training: Graph? = nil) -> String {
         var lines = ["resnet-compile \(CEmitter.version) report for \(g.name) (generated; do not edit)"]
         lines.append("input \(g.shape(0)), \(g.classes) classes")
         lines.append("parameters: \(Summary.learnableParameters(g)) learnable, \(g.parameterCount) floats with running statistics")
@@ -51,8 +63,17 @@ public struct Compiler {
             let kib = { (f: Int) in String(format: "%.1f KiB", Double(f * 4) / 1024) }
             lines.append("arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))")
         }
+        if let t = training, let m = t.memory {
+            let kib = { (f: Int) in String(format: "%.1f KiB", Double(f * 4) / 1024) }
+            lines.append("training arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))")
+        }
         lines.append("")
+        lines.append("// inference")
         lines.append(IRPrinter.print(g))
+        if let t = training {
+            lines.append("// training")
+            lines.append(IRPrinter.print(t))
+        }
         return lines.joined(separator: "\n")
     }
 }

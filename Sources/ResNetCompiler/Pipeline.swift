@@ -25,6 +25,25 @@ public struct Pipeline: Sendable {
         return Pipeline(passes: passes)
     }
 
+    /// Training: the same front, then the backward graph, its fusion and its memory plan.
+    public static func training(_ options: Options = Options()) -> Pipeline {
+        var passes: [any Pass] = [
+            Validate(),
+            InferShapes(),
+            Differentiate(),   // backward graph and the SGD step, in the IR
+        ]
+        if options.fuse {
+            passes.append(FuseTraining())    // BN+add+ReLU one kernel; its backward fused to match
+        }
+        passes.append(PlanMemory())          // activations live until their gradient is computed
+        return Pipeline(passes: passes)
+    }
+
+    /// The unfused training graph the interpreter runs.
+    public static func analyseTraining(_ spec: NetworkSpec) throws -> Graph {
+        try Pipeline(passes: [Validate(), InferShapes(), Differentiate()]).run(try Lower.lower(spec))
+    }
+
     /// The passes that make a lowered graph checkable and interpretable (no fusion).
     public static let analysis = Pipeline(passes: [Validate(), InferShapes()])
 

@@ -146,3 +146,26 @@ public struct BuiltModel: Sendable {
         return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 }
+
+extension BuiltModel {
+    /// Runs training steps in one process (from `weights`, or He init with `seed`),
+    /// then saves the weights (and a checkpoint when `checkpoint` is given).
+    /// Returns the losses, or the first error line.
+    public func train(weights: String?, steps: [(input: [Float], labels: [Int32])], batch n: Int, lr: Float,
+                      momentum: Float = 0.9, weightDecay: Float = 1e-4, save: String,
+                      before: [String] = [], checkpoint: String? = nil) throws -> [Float] {
+        var commands = before + (weights.map { ["load", $0] } ?? [])
+        commands += ["opt", "\(momentum)", "\(weightDecay)"]
+        for (k, step) in steps.enumerated() {
+            let x = directory + "/train-x-\(k)-\(UUID().uuidString)", y = directory + "/train-y-\(k)-\(UUID().uuidString)"
+            try step.input.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: x))
+            try step.labels.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: y))
+            commands += ["train", x, y, String(n), "\(lr)"]
+        }
+        commands += ["save", save]
+        if let checkpoint { commands += ["savecp", checkpoint] }
+        let r = try drive(maxBatch: n, commands)
+        guard r.status == 0 else { throw CBuild.BuildError(description: "training failed: \(r.lines.joined(separator: "\n"))") }
+        return r.lines.filter { $0.hasPrefix("loss ") }.map { Float($0.dropFirst(5))! }
+    }
+}

@@ -7,6 +7,9 @@
  *          tryload PATH              NET_load, but go on after an error
  *          save PATH                 NET_save
  *          infer INPUT N OUTPUT      NET_infer on N images of raw little-endian f32
+ *          train INPUT LABELS N LR   NET_train_step (labels: raw int32); prints "loss VALUE"
+ *          opt MOMENTUM DECAY        NET_set_optimizer
+ *          savecp PATH / loadcp PATH NET_save_checkpoint / NET_load_checkpoint
  *          badargs                   every argument check of the API, one line each
  *        Each command prints "ok" or "error CODE MESSAGE"; the driver exits 3 after
  *        the first error (so "a failed load leaves the model unchanged" can be tested
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include NET_HEADER
 
 #define CAT_(a, b) a##b
@@ -61,6 +65,16 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("save(NULL path) %d\n", F(save)(m, NULL));
     printf("init_params(NULL) %d\n", F(init_params)(NULL, 1));
     printf("strerror(-9999) %s\n", F(strerror)(-9999));
+    int32_t labels[2] = { 0, U(NUM_CLASSES) };
+    float loss = 0.0f;
+    printf("train_step(NULL labels) %d\n", F(train_step)(m, x, NULL, 1, 0.1f, &loss));
+    printf("train_step(NULL loss) %d\n", F(train_step)(m, x, labels, 1, 0.1f, NULL));
+    printf("train_step(n=0) %d\n", F(train_step)(m, x, labels, 0, 0.1f, &loss));
+    printf("train_step(label=classes) %d\n", F(train_step)(m, x, labels + 1, 1, 0.1f, &loss));
+    printf("train_step(lr=NaN) %d\n", F(train_step)(m, x, labels, 1, NAN, &loss));
+    printf("set_optimizer(-1, 0) %d\n", F(set_optimizer)(m, -1.0f, 0.0f));
+    printf("save_checkpoint(NULL) %d\n", F(save_checkpoint)(m, NULL));
+    printf("load_checkpoint(missing) %d\n", F(load_checkpoint)(m, "/nonexistent/checkpoint"));
     F(destroy)(NULL);
     free(x);
     free(p);
@@ -107,6 +121,39 @@ int main(int argc, char **argv)
             free(x);
             free(probs);
             i += 3;
+        } else if (!strcmp(argv[i], "train") && i + 4 < argc) {
+            const int n = atoi(argv[i + 3]);
+            const size_t images = n > 0 ? (size_t)n : 1;
+            float *x = read_floats(argv[i + 1], images * IMAGE);
+            int32_t *labels = (int32_t *)read_floats(argv[i + 2], images);
+            if (!x || !labels) {
+                printf("error reading %s or %s\n", argv[i + 1], argv[i + 2]);
+                status = 3;
+            } else {
+                float loss = -1.0f;
+                status = report(F(train_step)(m, x, labels, n, strtof(argv[i + 4], NULL), &loss));
+                if (status == 0) printf("loss %.9g\n", (double)loss);
+            }
+            free(x);
+            free(labels);
+            i += 4;
+        } else if (!strcmp(argv[i], "trytrain") && i + 4 < argc) {
+            const int n = atoi(argv[i + 3]);
+            const size_t images = n > 0 ? (size_t)n : 1;
+            float *x = read_floats(argv[i + 1], images * IMAGE);
+            int32_t *labels = (int32_t *)read_floats(argv[i + 2], images);
+            float loss = -1.0f;
+            if (x && labels) report(F(train_step)(m, x, labels, n, strtof(argv[i + 4], NULL), &loss));
+            free(x);
+            free(labels);
+            i += 4;
+        } else if (!strcmp(argv[i], "opt") && i + 2 < argc) {
+            status = report(F(set_optimizer)(m, strtof(argv[i + 1], NULL), strtof(argv[i + 2], NULL)));
+            i += 2;
+        } else if (!strcmp(argv[i], "savecp") && i + 1 < argc) {
+            status = report(F(save_checkpoint)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "loadcp") && i + 1 < argc) {
+            status = report(F(load_checkpoint)(m, argv[++i]));
         } else if (!strcmp(argv[i], "badargs")) {
             bad_arguments(m, max_batch);
         } else {

@@ -120,6 +120,9 @@ import Testing
             "infer(n=0) -2", "infer(n=max+1) -2",
             "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "init_params(NULL) -1",
             "strerror(-9999) unknown error code",
+            "train_step(NULL labels) -1", "train_step(NULL loss) -1", "train_step(n=0) -2",
+            "train_step(label=classes) -12", "train_step(lr=NaN) -14", "set_optimizer(-1, 0) -14",
+            "save_checkpoint(NULL) -1", "load_checkpoint(missing) -4",
         ]
         #expect(r.lines == expected)
     }

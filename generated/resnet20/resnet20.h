@@ -2,7 +2,7 @@
  *
  * Input 3×32×32, 10 classes, 271098 parameter floats, 40551040 multiply-adds per image.
  *
- * Inference API of the generated C (see the project's README, "The C API").
+ * Inference and training API of the generated C (see the project's README, "The C API").
  * Every function returning int returns 0 on success and a negative code on
  * error (resnet20_strerror explains it); nothing is written on error.
  * There are no globals: distinct models may be used from distinct threads.
@@ -33,8 +33,9 @@ typedef struct resnet20_model resnet20_model;
 resnet20_model *resnet20_create(int max_batch);
 /* Frees everything create allocated; NULL is ignored. */
 void resnet20_destroy(resnet20_model *m);
-/* Bytes of activation arena create allocates for max_batch (training = 0: inference;
- * training != 0: this network was compiled without a training step, 0 is returned).
+/* Bytes of activation arena for max_batch: training = 0, what create allocates
+ * for inference; training != 0, what the first training call grows it to
+ * (activations kept for the backward pass, and gradients).
  * 0 if max_batch < 1 or the size overflows. */
 size_t resnet20_arena_bytes(int max_batch, int training);
 /* He initialisation (conv: normal, std sqrt(2/fan_out); dense: PyTorch's uniform),
@@ -50,6 +51,20 @@ int resnet20_save(const resnet20_model *m, const char *path);
 /* x: n×C×H×W floats, row-major; probs: n×classes softmax probabilities
  * (PyTorch model.eval() semantics). 1 <= n <= max_batch. */
 int resnet20_infer(resnet20_model *m, const float *x, int n, float *probs);
+/* One SGD step on n labelled images (PyTorch model.train() semantics: batch
+ * norm on batch statistics, running estimates updated with momentum 0.1 and
+ * the unbiased variance; mean softmax cross-entropy; torch.optim.SGD with
+ * momentum, dampening 0, weight decay on every parameter). *loss receives the
+ * step's loss. A non-finite loss or gradient returns an error and leaves the
+ * model unchanged. The first call allocates the training state. */
+int resnet20_train_step(resnet20_model *m, const float *x, const int32_t *labels, int n, float lr, float *loss);
+/* Momentum and weight decay for train_step (defaults 0.9 and 1e-4). */
+int resnet20_set_optimizer(resnet20_model *m, float momentum, float weight_decay);
+/* Parameters, running statistics, momentum buffers, step count and optimizer
+ * settings, as safetensors, atomically. */
+int resnet20_save_checkpoint(const resnet20_model *m, const char *path);
+/* Restores all of the above; on error the model is unchanged. */
+int resnet20_load_checkpoint(resnet20_model *m, const char *path);
 /* A static message for a return code. */
 const char *resnet20_strerror(int code);
 

@@ -22,7 +22,9 @@ public struct CEmitter {
         public var moduleMap: String
     }
 
-    public func emit(_ graph: Graph) throws -> Output {
+    /// Emits the inference graph and, when given, the training graph of the
+    /// same network into one C file.
+    public func emit(_ graph: Graph, training: Graph? = nil) throws -> Output {
         guard let plan = graph.memory else { throw CompileError("C emitter needs a memory plan (run PlanMemory)") }
         let layout = ParameterLayout(graph)
         let name = graph.name
@@ -30,34 +32,43 @@ public struct CEmitter {
         let input = graph.shape(0)
         let summary = "Input \(input), \(graph.classes) classes, \(graph.parameterCount) parameter floats, \(Summary.macs(graph)) multiply-adds per image."
 
-        var kernels: [[String: Any]] = []
-        var calls: [String] = []
-        let last = graph.nodes.count - 1
-        func buffer(_ id: Int) -> String {
-            if id == 0 { return "x" }
-            if id == last { return "out" }
-            return "arena + (size_t)\(plan.offsets[id]) * mb"
-        }
         // Layers with the same shapes and epilogue share one kernel, named by
-        // what it computes (deep networks repeat a handful of block shapes).
+        // what it computes (deep networks repeat a handful of block shapes);
+        // the inference and training graphs share them too.
         var views: [String: KernelView] = [:]
         var order: [String] = []
         var users: [String: [String]] = [:]
-        for node in graph.nodes where node.op != .input {
-            let view = try kernelView(node, graph, layout)
-            if views[view.fn] == nil {
-                views[view.fn] = view
-                order.append(view.fn)
+        func calls(for g: Graph, output: Bool) throws -> [String] {
+            let plan = g.memory!
+            let last = output ? g.nodes.count - 1 : -1
+            func buffer(_ id: Int) -> String {
+                if id == 0 { return "x" }
+                if id == last { return "out" }
+                return "arena + (size_t)\(plan.offsets[id]) * mb"
             }
-            users[view.fn, default: []].append(node.name)
-            let args = view.args.map { arg -> String in
-                switch arg {
-                case let .buffer(id): buffer(id)
-                case let .pointer(expression): expression
+            var lines: [String] = []
+            for node in g.nodes where ![.input, .secondOutput, .sgdUpdate].contains(node.op) {
+                let view = try kernelView(node, g, layout)
+                if views[view.fn] == nil {
+                    views[view.fn] = view
+                    order.append(view.fn)
                 }
-            } + [buffer(node.id), "n"]
-            calls.append("\(view.fn)(\(args.joined(separator: ", "))); /* \(node.name) */")
+                if users[view.fn]?.contains(node.name) != true { users[view.fn, default: []].append(node.name) }
+                var args = view.args.map { arg -> String in
+                    switch arg {
+                    case let .buffer(id): buffer(id)
+                    case let .pointer(expression): expression
+                    }
+                }
+                if node.shape != nil && node.op != .convGradWeight { args.append(buffer(node.id)) }
+                args.append("n")
+                lines.append("\(view.fn)(\(args.joined(separator: ", "))); /* \(node.name) */")
+            }
+            return lines
         }
+        let inferenceCalls = try calls(for: graph, output: true)
+        let trainingCalls = try training.map { try calls(for: $0, output: false) } ?? []
+        var kernels: [[String: Any]] = []
         for fn in order {
             var values = views[fn]!.values
             let names = users[fn]!
@@ -70,7 +81,8 @@ public struct CEmitter {
             let (kind, scale) = Self.initialiser(p)
             let dims = p.shape + Array(repeating: 0, count: 4 - p.shape.count)
             return ["name": p.name, "ndim": p.shape.count, "shape": dims.map(String.init).joined(separator: ", "),
-                    "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": scale]
+                    "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": scale,
+                    "trainable": p.trainable ? 1 : 0]
         }
         let folds: [[String: Any]] = layout.folds.map { f in
             ["w": f.w, "cb": f.cb, "g": f.g, "b": f.b, "mu": f.mu, "variance": f.variance,
@@ -86,7 +98,21 @@ public struct CEmitter {
             "foldCount": layout.folds.count, "hasFolds": !layout.folds.isEmpty, "folds": folds,
             "foldedFloats": layout.foldedFloats,
             "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
-            "kernels": kernels, "kernelCount": kernels.count, "calls": calls,
+            "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
+            "hasTraining": training != nil, "trainingCalls": trainingCalls,
+            "trainArenaFloats": training?.memory?.arenaFloats ?? 0,
+            "trainNaiveFloats": training?.memory?.naiveFloats ?? 0,
+            "trainLowerBoundFloats": training?.memory?.lowerBoundFloats ?? 0,
+            "statsFloats": max(1, layout.statsFloats),
+            "bnStats": graph.batchNormNames.map { bn -> [String: Any] in
+                ["mean": layout.offset[bn + ".running_mean"]!, "variance": layout.offset[bn + ".running_var"]!,
+                 "stats": layout.statsOffset[bn]!, "channels": graph.parameters.first { $0.name == bn + ".running_mean" }!.count]
+            },
+            "trainableCount": graph.parameters.filter(\.trainable).count,
+            "checkpointNameBytes": graph.parameters.filter(\.trainable).reduce(1) { $0 + "optimizer.momentum_buffer.".utf8.count + $1.name.utf8.count + 1 },
+            "minBatchNormPlane": training.map { t in
+                t.nodes.filter { $0.op == .batchNorm || $0.op == .batchNormAct }.map { t.shape($0.inputs[0]).h * t.shape($0.inputs[0]).w }.min() ?? 2
+            } ?? 2,
         ]
         let header = try templates.render("header.h", context)
         let source = try templates.render("model.c", context)
@@ -144,7 +170,8 @@ public struct CEmitter {
     /// A C identifier naming what a kernel computes, e.g.
     /// `k_conv3x3s1p1_16x32x32_16_bn_add_relu`; equal names mean equal code.
     static func functionName(_ node: Node, _ g: Graph) -> String {
-        let x = g.shape(node.inputs[0]), y = node.shape!
+        let x = node.inputs.isEmpty ? node.shape! : g.shape(node.inputs[0])
+        let y = node.shape ?? x
         func dims(_ s: Shape) -> String { "\(s.c)x\(s.h)x\(s.w)" }
         let a = node.attrs
         switch node.op {
@@ -158,7 +185,39 @@ public struct CEmitter {
             }
             if a.relu == true { name += "_relu" }
             return name
+        case .batchNorm where g.training: return "k_bntrain_\(dims(y))"
         case .batchNorm: return "k_bn_\(dims(y))"
+        case .batchNormAct:
+            var name = "k_bntrain_\(dims(y))"
+            switch a.shortcut {
+            case .tensor?: name += "_add"
+            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)"
+            case nil: break
+            }
+            return name + (a.relu == true ? "_relu" : "")
+        case .loss: return "k_loss_\(y.count)"
+        case .convGradData, .convGradWeight:
+            let f = g.nodes[a.forward!], fx = g.shape(f.inputs[0]), fa = f.attrs
+            var name = (node.op == .convGradData ? "k_convgd" : "k_convgw")
+                + "\(fa.kernel!)x\(fa.kernel!)s\(fa.stride!)p\(fa.padding!)_\(dims(fx))_\(f.shape!.c)"
+            if node.op == .convGradWeight && fa.bias == true { name += "_bias" }
+            switch a.gradShortcut {
+            case .tensor?: name += "_add"
+            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)_\(dims(g.shape(node.inputs[1])))"
+            case nil: break
+            }
+            return name
+        case .batchNormGrad:
+            let second = g.nodes.contains { $0.op == .secondOutput && $0.inputs == [node.id] }
+            return "k_bngrad_\(dims(y))" + (a.reluMask == true ? "_relu" : "") + (second ? "_out2" : "")
+        case .reluGrad: return "k_relugrad_\(y.count)"
+        case .maxPoolGrad:
+            let f = g.nodes[a.forward!].attrs
+            return "k_maxpoolgrad\(f.kernel!)s\(f.stride!)p\(f.padding!)_\(dims(y))"
+        case .globalAvgPoolGrad: return "k_avgpoolgrad_\(dims(y))"
+        case .denseGrad: return "k_densegrad_\(y.count)_\(x.count)"
+        case .zeroPadGrad: return "k_zeropadgrad_\(dims(x))_\(y.c)s\(a.stride!)"
+        case .secondOutput, .sgdUpdate: return "k_none"
         case .relu: return "k_relu_\(y.count)"
         case .add: return "k_add_\(y.count)"
         case .zeroPad: return "k_zeropad_\(dims(x))_\(y.c)s\(a.stride!)"
@@ -171,8 +230,8 @@ public struct CEmitter {
     }
 
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
-        let out = node.shape!
         let inShape = g.shape(node.inputs[0])
+        let out = node.shape ?? inShape
         let fn = Self.functionName(node, g)
         var v: [String: Any] = [
             "fn": fn, "inShape": "\(inShape)", "outShape": "\(out)",
@@ -187,7 +246,7 @@ public struct CEmitter {
             v["p"] = node.attrs.padding!
             v["parts"] = (node.attrs.fused ?? ["conv"]).joined(separator: " + ")
             var args: [Argument] = [.buffer(node.inputs[0])]
-            if let fold = layout.foldOf[node.name] {
+            if node.op == .fusedConv, let fold = layout.foldOf[node.name] {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
                 v["hasBias"] = true
             } else {
@@ -217,6 +276,8 @@ public struct CEmitter {
             }
             v["relu"] = node.attrs.relu == true
             return KernelView(template: "conv.c", fn: fn, values: v, args: args)
+        case .batchNorm where g.training, .batchNormAct:
+            return trainingView(node, g, layout, v)
         case .batchNorm:
             v["batchNorm"] = true
             let ps = ["weight", "bias", "running_mean", "running_var"].map { Argument.pointer(p("\(node.name).\($0)")) }
@@ -249,8 +310,116 @@ public struct CEmitter {
         case .softmax:
             v["softmax"] = true
             return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .input:
-            throw CompileError(layer: node.name, "the input has no kernel")
+        case .loss, .convGradData, .convGradWeight, .batchNormGrad, .reluGrad, .maxPoolGrad, .globalAvgPoolGrad,
+             .denseGrad, .zeroPadGrad:
+            return trainingView(node, g, layout, v)
+        case .input, .secondOutput, .sgdUpdate:
+            throw CompileError(layer: node.name, "\(node.op.rawValue) has no kernel")
+        }
+    }
+
+    /// Kernel views of the training graph's ops (templates/train.c.mustache).
+    func trainingView(_ node: Node, _ g: Graph, _ layout: ParameterLayout, _ base: [String: Any]) -> KernelView {
+        var v = base
+        let fn = v["fn"] as! String
+        func p(_ name: String) -> String { "m->params + \(layout.offset[name]!)" }
+        func grad(_ name: String) -> String { "m->grads + \(layout.offset[name]!)" }
+        func shortcutValues(_ read: ShortcutRead?, _ source: Int?) {
+            switch read {
+            case .tensor?:
+                v["hasShortcut"] = true
+                v["tensorShortcut"] = true
+            case let .zeroPad(stride, channels)?:
+                let s = g.shape(source!)
+                v["hasShortcut"] = true
+                v["zeroPadShortcut"] = true
+                v["scC"] = node.op == .convGradData ? s.c : channels
+                v["scH"] = s.h
+                v["scW"] = s.w
+                v["scStride"] = stride
+            case nil:
+                break
+            }
+        }
+        let a = node.attrs
+        switch node.op {
+        case .batchNorm, .batchNormAct:
+            v["batchNormTrain"] = true
+            v["parts"] = (a.fused ?? ["bn"]).joined(separator: " + ")
+            shortcutValues(a.shortcut, node.inputs.count > 1 ? node.inputs[1] : nil)
+            v["relu"] = a.relu == true
+            var args: [Argument] = node.inputs.map(Argument.buffer)
+            args += [.pointer(p(node.name + ".weight")), .pointer(p(node.name + ".bias")),
+                     .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)")]
+            return KernelView(template: "train.c", fn: fn, values: v, args: args)
+        case .loss:
+            v["loss"] = true
+            return KernelView(template: "train.c", fn: fn, values: v,
+                              args: [.buffer(node.inputs[0]), .pointer("labels"), .pointer("&m->loss")])
+        case .convGradData:
+            let f = g.nodes[a.forward!]
+            v["convGradData"] = true
+            v["k"] = f.attrs.kernel!
+            v["s"] = f.attrs.stride!
+            v["p"] = f.attrs.padding!
+            shortcutValues(a.gradShortcut, node.inputs.count > 1 ? node.inputs[1] : nil)
+            var args: [Argument] = [.buffer(node.inputs[0]), .pointer(p(f.name + ".weight"))]
+            if node.inputs.count > 1 { args.append(.buffer(node.inputs[1])) }
+            return KernelView(template: "train.c", fn: fn, values: v, args: args)
+        case .convGradWeight:
+            let f = g.nodes[a.forward!]
+            let x = g.shape(f.inputs[0]), y = f.shape!
+            v["convGradWeight"] = true
+            v["k"] = f.attrs.kernel!
+            v["s"] = f.attrs.stride!
+            v["p"] = f.attrs.padding!
+            for (key, value) in ["c": x.c, "h": x.h, "w": x.w, "oc": y.c, "oh": y.h, "ow": y.w] { v[key] = value }
+            v["inShape"] = "\(x)"
+            v["outShape"] = "\(y)"
+            var args: [Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .pointer(grad(f.name + ".weight"))]
+            if f.attrs.bias == true {
+                v["hasBias"] = true
+                args.append(.pointer(grad(f.name + ".bias")))
+            }
+            return KernelView(template: "train.c", fn: fn, values: v, args: args)
+        case .batchNormGrad:
+            let f = g.nodes[a.forward!]
+            v["batchNormGrad"] = true
+            v["reluMask"] = a.reluMask == true
+            v["parts"] = a.reluMask == true ? "BN + ReLU" : "BN"
+            var args: [Argument] = node.inputs.map(Argument.buffer)
+            args += [.pointer(p(f.name + ".weight")), .pointer(grad(f.name + ".weight")), .pointer(grad(f.name + ".bias"))]
+            if let second = g.nodes.first(where: { $0.op == .secondOutput && $0.inputs == [node.id] }) {
+                v["hasSecond"] = true
+                args.append(.buffer(second.id))
+            }
+            return KernelView(template: "train.c", fn: fn, values: v, args: args)
+        case .reluGrad:
+            v["reluGrad"] = true
+            return KernelView(template: "train.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
+        case .maxPoolGrad:
+            let f = g.nodes[a.forward!]
+            v["maxPoolGrad"] = true
+            v["k"] = f.attrs.kernel!
+            v["s"] = f.attrs.stride!
+            v["p"] = f.attrs.padding!
+            return KernelView(template: "train.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
+        case .globalAvgPoolGrad:
+            v["globalAvgPoolGrad"] = true
+            return KernelView(template: "train.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        case .denseGrad:
+            let f = g.nodes[a.forward!]
+            v["denseGrad"] = true
+            v["outCount"] = g.shape(node.inputs[0]).count
+            return KernelView(template: "train.c", fn: fn, values: v,
+                              args: [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .pointer(p(f.name + ".weight")),
+                                     .pointer(grad(f.name + ".weight")), .pointer(grad(f.name + ".bias"))])
+        case .zeroPadGrad:
+            v["zeroPadGrad"] = true
+            v["s"] = a.stride!
+            return KernelView(template: "train.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
+        default:
+            preconditionFailure("not a training op: \(node.op)")
         }
     }
 }

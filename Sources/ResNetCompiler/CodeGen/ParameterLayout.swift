@@ -12,6 +12,10 @@ struct ParameterLayout {
     var foldOf: [String: Fold] = [:]
     /// Floats in `m->folded`.
     var foldedFloats = 0
+    /// Where each batch norm's batch statistics go during a training step
+    /// (`m->bn_stats`: C means, then C unbiased variances).
+    var statsOffset: [String: Int] = [:]
+    var statsFloats = 0
 
     /// A conv + BN pair: offsets into `m->params` (cb −1: conv has no bias) and into `m->folded`.
     struct Fold {
@@ -24,6 +28,10 @@ struct ParameterLayout {
         for p in graph.parameters {
             offset[p.name] = at
             at += p.count
+        }
+        for p in graph.parameters where p.kind == .runningMean {
+            statsOffset[p.layer] = statsFloats
+            statsFloats += 2 * p.count
         }
         for node in graph.nodes where node.op == .fusedConv {
             guard let bn = node.attrs.foldedBatchNorm else { continue }

@@ -31,6 +31,20 @@ public enum Op: String, Codable, Sendable, CaseIterable {
     case add            // inputs[0] (residual branch) + inputs[1] (shortcut)
     case zeroPad        // option-A shortcut: every stride-th pixel, zero channels appended
     case fusedConv      // conv + folded BN + epilogue (shortcut add, ReLU) as one kernel
+
+    // Training (built by Differentiate; batch norm then uses batch statistics).
+    case batchNormAct   // train-mode BN + epilogue (shortcut add, ReLU) as one kernel
+    case loss           // mean softmax cross-entropy of logits vs labels; output ∂loss/∂logits
+    case convGradData   // ∂/∂x of a conv: inputs [dy] (+ a gradient to add in the epilogue)
+    case convGradWeight // ∂/∂W (and ∂/∂b) of a conv: inputs [dy, x]; writes parameter gradients
+    case batchNormGrad  // ∂/∂z of train-mode BN: inputs [dy, z] (+ y for a fused ReLU mask); writes ∂γ, ∂β
+    case reluGrad       // dy where y > 0: inputs [dy, y]
+    case maxPoolGrad    // routes dy to each window's (first) maximum: inputs [dy, x]
+    case globalAvgPoolGrad // dy / (H·W) over each map: inputs [dy]
+    case denseGrad      // ∂/∂x of a dense layer: inputs [dy, x]; writes ∂W, ∂b
+    case zeroPadGrad    // the option-A shortcut's adjoint: inputs [dy]
+    case secondOutput   // a second buffer written by inputs[0]'s kernel (no kernel of its own)
+    case sgdUpdate      // SGD with momentum and weight decay on every parameter, BN running statistics
 }
 
 /// How a fused conv's epilogue reads the shortcut it adds.
@@ -68,6 +82,15 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var shortcut: ShortcutRead?
     /// Which parts make up a fused kernel, for its name (e.g. ["conv", "bn", "add", "relu"]).
     public var fused: [String]?
+    /// Gradient nodes: the forward node they differentiate.
+    public var forward: Int?
+    /// Gradient nodes that write parameter gradients: the layer whose parameters.
+    public var gradOf: String?
+    /// batchNormGrad: apply the ReLU mask (y = inputs[2] > 0) to dy first.
+    public var reluMask: Bool?
+    /// convGradData: a gradient added in the epilogue (inputs[1]), read as the
+    /// option-A adjoint when `.zeroPad` (scatter to every stride-th pixel).
+    public var gradShortcut: ShortcutRead?
 
     public init() {}
 }
@@ -150,8 +173,14 @@ public struct Graph: Hashable, Codable, Sendable {
         return seen
     }
 
-    /// Number of classes: the output's channel count.
-    public var classes: Int { shape(nodes.count - 1).c }
+    /// Number of classes: the output's channel count (the loss's, when training).
+    public var classes: Int {
+        if let loss = nodes.first(where: { $0.op == .loss }) { return loss.shape!.c }
+        return shape(nodes.count - 1).c
+    }
+
+    /// True for a training graph (Differentiate has run).
+    public var training: Bool { nodes.contains { $0.op == .loss } }
 
     /// Total parameter elements (running statistics included).
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
@@ -172,6 +201,7 @@ public struct Graph: Hashable, Codable, Sendable {
             n.id = kept.count
             n.inputs = node.inputs.map { newID[$0] }
             if let s = node.attrs.shapeOf { n.attrs.shapeOf = newID[s] >= 0 ? newID[s] : nil }
+            if let f = node.attrs.forward { n.attrs.forward = newID[f] >= 0 ? newID[f] : nil }
             kept.append(n)
         }
         var g = self

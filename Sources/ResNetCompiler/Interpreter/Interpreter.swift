@@ -9,6 +9,12 @@ public struct Interpreter {
     /// Parameters by torchvision name.
     public let parameters: [String: [Double]]
 
+    /// With parameters in float64 (finite-difference checks perturb them finely).
+    public init(graph: Graph, doubleParameters: [String: [Double]]) {
+        self.graph = graph
+        self.parameters = doubleParameters
+    }
+
     public init(graph: Graph, parameters: [String: [Float]]) throws {
         self.graph = graph
         var p: [String: [Double]] = [:]
@@ -26,6 +32,11 @@ public struct Interpreter {
 
     /// Every node's output for a batch of `n` samples (N×C×H×W, row-major).
     public func run(_ input: [Float], batch n: Int) throws -> [[Double]] {
+        var state = TrainState(labels: [])
+        return try run(input, batch: n, state: &state)
+    }
+
+    func run(_ input: [Float], batch n: Int, state: inout TrainState) throws -> [[Double]] {
         let inShape = graph.shape(0)
         guard input.count == n * inShape.count else {
             throw CompileError("interpreter: input has \(input.count) values, expected \(n)×\(inShape.count)")
@@ -33,7 +44,11 @@ public struct Interpreter {
         var values: [[Double]] = []
         values.reserveCapacity(graph.nodes.count)
         for node in graph.nodes {
-            values.append(try evaluate(node, values, input, n))
+            if let y = try evaluateTraining(node, values, n, &state) {
+                values.append(y)
+            } else {
+                values.append(try evaluate(node, values, input, n))
+            }
         }
         return values
     }
@@ -76,6 +91,20 @@ public struct Interpreter {
                             }
                             y[((i * out.c + o) * out.h + oy) * out.w + ox] = acc
                         }
+                    }
+                }
+            }
+        case .batchNorm where graph.training:
+            // Train mode: normalise with the batch's own statistics (biased variance).
+            let gamma = param(node.name + ".weight"), beta = param(node.name + ".bias")
+            let plane = out.h * out.w
+            for c in 0..<out.c {
+                let (mean, variance) = Self.channelStatistics(x, c: c, channels: out.c, plane: plane, n: n)
+                let inv = 1 / (variance + 1e-5).squareRoot()
+                for i in 0..<n {
+                    for j in 0..<plane {
+                        let at = (i * out.c + c) * plane + j
+                        y[at] = (x[at] - mean) * inv * gamma[c] + beta[c]
                     }
                 }
             }
@@ -157,8 +186,11 @@ public struct Interpreter {
                     }
                 }
             }
-        case .fusedConv:
+        case .fusedConv, .batchNormAct, .secondOutput:
             throw CompileError(layer: node.name, "the interpreter runs the unfused graph (compile without fusion passes)")
+        case .loss, .convGradData, .convGradWeight, .batchNormGrad, .reluGrad, .maxPoolGrad, .globalAvgPoolGrad,
+             .denseGrad, .zeroPadGrad, .sgdUpdate:
+            throw CompileError(layer: node.name, "interpreter: \(node.op.rawValue) needs labels (use trainStep)")
         }
         return y
     }

@@ -83,8 +83,9 @@ public struct InferShapes: Pass {
                     throw CompileError(layer: block, "identity shortcut, but the branch changes the shape \(y) → \(x); use shortcut .zeroPad or .projection")
                 }
                 out = x
-            case .fusedConv:
-                throw CompileError(layer: node.name, "InferShapes runs before fusion")
+            case .fusedConv, .batchNormAct, .loss, .convGradData, .convGradWeight, .batchNormGrad, .reluGrad,
+                 .maxPoolGrad, .globalAvgPoolGrad, .denseGrad, .zeroPadGrad, .secondOutput, .sgdUpdate:
+                throw CompileError(layer: node.name, "InferShapes runs before fusion and differentiation")
             }
             try Self.checkSize(out, node.name, batchHint: false)
             node.shape = out

@@ -21,10 +21,13 @@ public struct PlanMemory: Pass {
     /// Lifetimes [first, last] in node order, for the nodes that live in the arena.
     public static func lifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
         let readers = g.consumers()
-        let out = g.nodes.count - 1
+        // Inference writes its output to the caller's buffer; training has no such output.
+        let out = g.training ? -1 : g.nodes.count - 1
         return g.nodes.compactMap { node in
-            guard node.op != .input, node.id != out else { return nil }
-            return (node.id, node.shape!.count, node.id, readers[node.id].max() ?? node.id)
+            guard node.op != .input, node.id != out, let shape = node.shape else { return nil }
+            // A second output is written by its producer's kernel, so it is live from there.
+            let first = node.op == .secondOutput ? node.inputs[0] : node.id
+            return (node.id, shape.count, first, readers[node.id].max() ?? node.id)
         }
     }
 
