@@ -1023,11 +1023,13 @@ static void option_text(const option *o, char *buf, size_t cap)
     }
 }
 
-/* The option as a person would type it, for messages: "--batch 64", "--no-flip". */
+/* The option as a person would type it, for messages: "--batch 64", "--lr 0.1",
+ * "--no-flip", "no --no-flip". */
 static void option_spelling(const option *o, const char *value, char *buf, size_t cap)
 {
     int active = (o->kind == FLAG_ON) == (strcmp(value, "1") == 0);
-    if (o->kind == FLAG_ON || o->kind == FLAG_OFF) snprintf(buf, cap, active ? "%s" : "without %s", o->flag);
+    if (o->kind == FLAG_ON || o->kind == FLAG_OFF) snprintf(buf, cap, active ? "%s" : "no %s", o->flag);
+    else if (o->kind == REAL) snprintf(buf, cap, "%s %g", o->flag, strtod(value, NULL));
     else snprintf(buf, cap, "%s %s", o->flag, *value ? value : "''");
 }
 
@@ -1254,7 +1256,7 @@ static void state_read(const char *path, run_state *s, char *mean_file, char *ch
         }
         if (!o) continue; /* informational lines (rng_next_sample, ...) */
         if (!o->given) {
-            set_option(o, xstrdup(value));
+            set_option(o, o->kind == TEXT ? xstrdup(value) : value); /* text lives as long as the run */
             continue;
         }
         char now[4200], then[4200], was[4200], is[4200];
@@ -1276,11 +1278,11 @@ static void state_read(const char *path, run_state *s, char *mean_file, char *ch
         option_spelling(o, now, is, sizeof is);
         option_spelling(o, then, was, sizeof was);
         if (o->rule == MUST_MATCH) {
-            fail(EXIT_INPUT, "%s: the run was started with '%s'; resuming with '%s' would not continue it "
+            fail(EXIT_INPUT, "%s: the run was started with %s; resuming with %s would not continue it "
                  "(it decides which batches are seen); drop the option, or start a new run in another --out",
                  path, was, is);
         }
-        note("resuming with '%s' instead of the run's '%s'", is, was);
+        note("resuming with %s instead of the run's %s", is, was);
     }
     for (int i = 0; i < REQUIRED; i++) {
         if (!seen[i]) fail(EXIT_INPUT, "%s lacks '%s': it is damaged or not a training state file", path, required[i]);

@@ -123,6 +123,13 @@ import Testing
         #expect(ir.output.contains("fusedConv[conv+bn+add+relu] layer3.2.conv2"))
         let dump = try run(["--emit", "ir", "--dump-after", "InferShapes"])
         #expect(dump.output.contains("= batchNorm layer3.2.bn2"))
+        let backward = try run(["--emit", "ir", "--dump-after", "Differentiate"])
+        #expect(backward.output.contains("// training"))
+        #expect(backward.output.contains("= loss loss"))
+        #expect(backward.output.contains("= convGradWeight layer3.2.conv2.grad_weight"))
+        #expect(backward.output.contains("= sgdUpdate sgd"))
+        let fused = try run(["--emit", "ir", "--dump-after", "FuseTraining"])
+        #expect(fused.output.contains("batchNormGrad[relu+bn] layer3.2.bn2.grad"))
         let bad = try run(["--dump-after", "Nope"])
         #expect(bad.status == 1 && bad.output.contains("unknown pass 'Nope'"))
     }

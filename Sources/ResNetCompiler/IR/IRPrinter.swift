@@ -22,6 +22,14 @@ public enum IRPrinter {
             if a.bias == true { attrs.append("bias") }
             if let v = a.foldedBatchNorm { attrs.append("bn=\(v)") }
             if let v = a.shapeOf { attrs.append("shapeOf=%\(v)") }
+            if let v = a.forward { attrs.append("of=%\(v)") }
+            if let v = a.gradOf { attrs.append("writes ∂\(v).*") }
+            if a.reluMask == true { attrs.append("relu-mask") }
+            if case let .zeroPad(stride, channels)? = a.gradShortcut {
+                attrs.append("+ option-A adjoint of %\(node.inputs.last!) (stride \(stride), \(channels) ch)")
+            } else if a.gradShortcut == .tensor {
+                attrs.append("+ %\(node.inputs.last!)")
+            }
             if !attrs.isEmpty { parts.append(attrs.joined(separator: " ")) }
             if let s = node.shape { parts.append("→ \(s)") }
             if let m = g.memory, m.offsets[node.id] >= 0 { parts.append("@arena+\(m.offsets[node.id])") }
