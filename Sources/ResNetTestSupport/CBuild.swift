@@ -12,11 +12,13 @@ public enum CBuild {
     public struct Toolchain: CustomStringConvertible, Sendable {
         public var cc: String
         public var openMP: Bool
-        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "")" }
+        /// Flags after the standard ones (e.g. -O3 -march=native).
+        public var extra: [String] = []
+        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \(extra.joined(separator: " "))" }
 
         /// Flags every build of generated code must pass warning-free.
         public var flags: [String] {
-            var f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
+            var f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"] + extra
             if openMP {
                 f.append("-fopenmp")
                 if cc.contains("clang"), let dir = CBuild.openMPLibraryDirectory {
@@ -26,9 +28,10 @@ public enum CBuild {
             return f
         }
 
-        public init(cc: String, openMP: Bool) {
+        public init(cc: String, openMP: Bool, extra: [String] = []) {
             self.cc = cc
             self.openMP = openMP
+            self.extra = extra
         }
     }
 

@@ -84,6 +84,50 @@ import Testing
         for (name, tensor) in file { #expect(tensor.shape == expected[name], "\(name)") }
     }
 
+    /// Every torchvision ResNet's state dict (names, order and shapes, recorded by
+    /// Tests/Fixtures/make_torchvision_names.py) is exactly the `.torchvision`
+    /// variant's parameters plus one num_batches_tracked per BN.
+    @Test(arguments: [18, 34, 50, 101, 152])
+    func torchvisionStateDictsMatch(depth: Int) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: CBuild.root + "/Tests/Fixtures/torchvision_state_dicts.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let entries = try #require(json["resnet\(depth)"] as? [[Any]])
+        let torchvision = entries.map { ($0[0] as! String, $0[1] as! [Int]) }
+        let g = try Pipeline.analyse(try ResNet.imagenet(depth: depth, variant: .torchvision).spec)
+        var ours: [(String, [Int])] = []
+        for p in g.parameters {
+            ours.append((p.name, p.shape))
+            if p.kind == .runningVar { ours.append((p.layer + ".num_batches_tracked", [])) }
+        }
+        #expect(ours.map(\.0) == torchvision.map(\.0))
+        #expect(ours.map(\.1) == torchvision.map(\.1))
+    }
+
+    /// ResNet-1202 compiles, its C builds, runs inference, and takes a training step.
+    /// (With freshly initialised running statistics, eval-mode BN does not
+    /// normalise, and 600 blocks of He-initialised branches overflow float32 —
+    /// as they do in PyTorch. Zeroing each block's last BN γ, torchvision's
+    /// `zero_init_residual`, keeps the forward pass finite.)
+    @Test func resnet1202BuildsAndRuns() throws {
+        let spec = try ResNet.cifar(depth: 1202).spec
+        let model = try BuiltModel(spec)
+        let graph = try Pipeline.analyse(spec)
+        var params = randomParameters(graph, seed: 12)
+        for p in graph.parameters where p.name.hasSuffix(".bn2.weight") {
+            params[p.name] = Array(repeating: 0, count: p.count)
+        }
+        let weights = model.directory + "/w.safetensors"
+        try writeParameters(params, graph: graph, to: weights)
+        var rng = TestRandom(seed: 12)
+        let input = rng.floats(2 * 3 * 32 * 32)
+        let probs = try model.infer(weights: weights, input: input, batch: 2)
+        #expect(probs.allSatisfy { $0.isFinite })
+        #expect(abs(probs[0..<10].reduce(0, +) - 1) < 1e-4 && abs(probs[10..<20].reduce(0, +) - 1) < 1e-4)
+        let losses = try model.train(weights: nil, steps: [(input, [3, 7])], batch: 2, lr: 0.1,
+                                     save: model.directory + "/after.safetensors", before: ["init", "1"])
+        #expect(losses.count == 1 && losses[0].isFinite)
+    }
+
     /// torchvision weights give torchvision's probabilities (ResNet-18 at 224×224).
     @Test func torchvisionResNet18MatchesPyTorch() throws {
         let fixtures = CBuild.root + "/Tests/Fixtures/"

@@ -1,0 +1,221 @@
+import Foundation
+import ResNetDSL
+
+/// Trains a network end to end: compiles it to C with `Compiler`, builds
+/// `templates/trainer.c` against the generated C with OpenMP, runs the trainer
+/// with its output streaming to the terminal, and plots `errors.svg` from the
+/// trainer's `train.csv`, also when the trainer stopped early or failed.
+///
+/// Everything lands in one run directory:
+///
+///     OUT/build/NAME.c NAME.h trainer.c train-NAME   the program (rebuilt only when its sources change)
+///     OUT/train.csv  checkpoint.safetensors  checkpoint.state  mean.safetensors   written by the trainer
+///     OUT/NAME.safetensors  errors.svg                                            the results
+///
+/// The trainer itself (data, recipe, checkpoints, exact resumption) is
+/// `templates/trainer.c`; this type only builds and runs it.
+public struct TrainRunner {
+    /// How to build and run the trainer.
+    public struct Options {
+        /// The run directory (the trainer's `--out`).
+        public var output: String
+        /// Arguments passed to the trainer as they are (`--data PATH`, `--batch 64`, `--resume`, ...).
+        public var trainerArguments: [String]
+        /// The C compiler; nil: `$CC`, else gcc, else clang, else cc.
+        public var cc: String?
+        /// Build with `-fopenmp` (threads); without it the trainer is serial.
+        public var openMP: Bool
+        /// Progress lines of the runner itself (compiling, building, plotting).
+        public var log: (String) -> Void
+
+        public init(output: String, trainerArguments: [String], cc: String? = nil, openMP: Bool = true,
+                    log: @escaping (String) -> Void = { _ in }) {
+            self.output = output
+            self.trainerArguments = trainerArguments
+            self.cc = cc
+            self.openMP = openMP
+            self.log = log
+        }
+    }
+
+    public var options: Options
+    public var compiler: Compiler
+
+    public init(options: Options, compiler: Compiler? = nil) throws {
+        self.options = options
+        self.compiler = try compiler ?? Compiler()
+    }
+
+    /// The build directory inside the run directory.
+    public var buildDirectory: String { options.output + "/build" }
+
+    /// Compiles, builds, runs and plots; returns the trainer's exit status
+    /// (128 + N when a signal N ended it). Throws only when nothing could be run.
+    public func run(_ spec: NetworkSpec) throws -> Int32 {
+        let executable = try build(spec)
+        let status = try execute(executable)
+        plot(name: spec.name)
+        return status
+    }
+
+    /// Compiles the network and builds the trainer; returns the executable's path.
+    public func build(_ spec: NetworkSpec) throws -> String {
+        let clock = ContinuousClock()
+        var start = clock.now
+        let artifacts = try compiler.compile(spec)
+        let name = spec.name
+        guard let header = artifacts.files.first(where: { $0.name == name + ".h" })?.contents,
+              header.contains(name + "_train_step(") else {
+            throw CompileError("the generated C for \(name) has no training step (\(name)_train_step); this compiler cannot train it yet")
+        }
+        let trainerPath = compiler.templates.directory + "/trainer.c"
+        guard let trainer = try? String(contentsOfFile: trainerPath, encoding: .utf8) else {
+            throw CompileError("cannot read the trainer source \(trainerPath)")
+        }
+        let files = artifacts.files + [("trainer.c", trainer)]
+        options.log("compiled \(name) to C in \(Self.seconds(clock.now - start))")
+
+        let executable = buildDirectory + "/train-" + name
+        let toolchain = Self.toolchain(cc: options.cc, openMP: options.openMP, log: options.log)
+        let arguments = toolchain.flags + [
+            "-DNET=\(name)", "-DUNET=\(name.uppercased())", "-DNET_HEADER=\"\(name).h\"", "-I", buildDirectory,
+            buildDirectory + "/trainer.c", buildDirectory + "/\(name).c", "-o", executable, "-lm",
+        ]
+        // The build command and every source, as text: when none changed since
+        // the last build (a resumed run), the executable is reused.
+        let recipe = ([toolchain.cc] + arguments).joined(separator: " ") + "\n"
+        let stamp = ("build.txt", recipe)
+        if Self.unchanged(files + [stamp], in: buildDirectory) && FileManager.default.isExecutableFile(atPath: executable) {
+            options.log("reusing \(executable) (sources and flags unchanged)")
+            return executable
+        }
+        try AtomicWriter.write(files, to: buildDirectory)
+        try? FileManager.default.removeItem(atPath: buildDirectory + "/build.txt")
+        start = clock.now
+        options.log("building \(executable): \(toolchain.cc) \(toolchain.flags.joined(separator: " "))")
+        let result = try Process.run(captureFrom: Self.which(toolchain.cc) ?? toolchain.cc, arguments)
+        if result.status != 0 {
+            throw CompileError("\(toolchain.cc) failed to build the trainer (exit \(result.status)):\n"
+                + result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if !result.output.isEmpty { FileHandle.standardError.write(Data(result.output.utf8)) }
+        try AtomicWriter.write([stamp], to: buildDirectory)
+        options.log("built the trainer in \(Self.seconds(clock.now - start))")
+        return executable
+    }
+
+    /// Runs the trainer with stdout and stderr going straight to ours.
+    ///
+    /// Ctrl-C reaches the trainer from the terminal (it is in our process
+    /// group): it writes a checkpoint and exits 130. Meanwhile this process
+    /// only notes the signal, so it can still plot. SIGTERM sent to this
+    /// process is passed on to the trainer.
+    public func execute(_ executable: String) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = options.trainerArguments + ["--out", options.output]
+        let previousInt = signal(SIGINT) { _ in }
+        let previousTerm = signal(SIGTERM) { _ in
+            let child = trainerProcessID
+            if child > 0 { kill(child, SIGTERM) }
+        }
+        defer {
+            signal(SIGINT, previousInt)
+            signal(SIGTERM, previousTerm)
+            trainerProcessID = 0
+        }
+        do {
+            try process.run()
+        } catch {
+            throw CompileError("cannot run \(executable): \(error.localizedDescription)")
+        }
+        trainerProcessID = process.processIdentifier
+        process.waitUntilExit()
+        if process.terminationReason == .uncaughtSignal { return 128 + process.terminationStatus }
+        return process.terminationStatus
+    }
+
+    /// Renders OUT/errors.svg from OUT/train.csv when it has rows; a problem
+    /// here is reported but does not hide how the training ended.
+    @discardableResult
+    public func plot(name: String) -> String? {
+        let csv = options.output + "/train.csv"
+        guard let text = try? String(contentsOfFile: csv, encoding: .utf8) else { return nil }
+        do {
+            let run = try ErrorPlot.parse(csv: text, name: name, source: csv)
+            if run.train.isEmpty && run.test.isEmpty && run.validation.isEmpty { return nil }
+            var title = name
+            if let last = run.test.last {
+                title += String(format: ": test error %.2f%% at iteration %.0f", last.error, last.iteration)
+            }
+            try AtomicWriter.write([("errors.svg", ErrorPlot.svg([run], title: title))], to: options.output)
+            options.log("plotted \(options.output)/errors.svg")
+            return options.output + "/errors.svg"
+        } catch {
+            FileHandle.standardError.write(Data("resnet-compile train: warning: no plot: \(error)\n".utf8))
+            return nil
+        }
+    }
+
+    /// A C compiler and its flags for the trainer.
+    public struct Toolchain: Sendable {
+        public var cc: String
+        public var flags: [String]
+    }
+
+    /// `-std=c11 -O3 -march=native -fopenmp`, with clang's libomp found by
+    /// `-L`/`-rpath` (Debian keeps it under /usr/lib/llvm-N/lib); serial when
+    /// OpenMP is off or clang has no libomp.
+    public static func toolchain(cc: String?, openMP: Bool, log: (String) -> Void = { _ in }) -> Toolchain {
+        let environment = ProcessInfo.processInfo.environment["CC"].flatMap { $0.isEmpty ? nil : $0 }
+        let compiler = cc ?? environment ?? ["gcc", "clang", "cc"].first { which($0) != nil } ?? "cc"
+        var flags = ["-std=c11", "-O3", "-march=native"]
+        guard openMP else { return Toolchain(cc: compiler, flags: flags) }
+        if compiler.contains("clang") {
+            guard let dir = openMPLibraryDirectory else {
+                log("warning: no libomp.so for \(compiler) (install libomp-dev); building the trainer without OpenMP (one thread)")
+                return Toolchain(cc: compiler, flags: flags)
+            }
+            flags += ["-fopenmp", "-L", dir, "-Wl,-rpath," + dir]
+        } else {
+            flags.append("-fopenmp")
+        }
+        return Toolchain(cc: compiler, flags: flags)
+    }
+
+    /// Where libomp.so is (the same search as ResNetTestSupport's `CBuild`).
+    public static let openMPLibraryDirectory: String? = {
+        let fm = FileManager.default
+        var candidates = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
+        if let dirs = try? fm.contentsOfDirectory(atPath: "/usr/lib") {
+            candidates += dirs.filter { $0.hasPrefix("llvm-") }.sorted().reversed().map { "/usr/lib/\($0)/lib" }
+        }
+        return candidates.first { fm.fileExists(atPath: $0 + "/libomp.so") }
+    }()
+
+    static func which(_ program: String) -> String? {
+        if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(dir)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Whether every file already has exactly these contents in `directory`.
+    static func unchanged(_ files: [(name: String, contents: String)], in directory: String) -> Bool {
+        files.allSatisfy { file in
+            FileManager.default.contents(atPath: directory + "/" + file.name) == Data(file.contents.utf8)
+        }
+    }
+
+    static func seconds(_ d: Duration) -> String {
+        let (s, attoseconds) = d.components
+        return String(format: "%.1f s", Double(s) + Double(attoseconds) / 1e18)
+    }
+}
+
+/// The running trainer's process id, for the SIGTERM handler (a C function
+/// pointer cannot capture context). 0 while no trainer runs; a single aligned
+/// 32-bit store, which the handler reads whole.
+nonisolated(unsafe) private var trainerProcessID: pid_t = 0

@@ -1,0 +1,272 @@
+"""Shared pieces of the side-by-side benchmark (bench/bench.py).
+
+- NETS: the networks the benchmark knows, how to get them from resnet-compile
+  and how to build the same network in PyTorch.
+- CModel: the generated C library (NAME_create/load/infer/train_step/...)
+  called through ctypes.
+- machine_info / fp32_peak: the CPU and its FP32 peak, with the assumption
+  stated.
+- time_calls: warmup, then timed repetitions (median is what is reported).
+
+Nothing here imports torch at module level: the "ours" timing worker must not
+load PyTorch (its OpenMP runtime) into the process it measures.
+"""
+
+import ctypes
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
+
+
+# --------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------
+
+class Net:
+    """kind 'cifar' (option-A shortcuts, 32×32, 10 classes) or 'imagenet'
+    (projection shortcuts, torchvision variant: stride on the 3×3 conv of a
+    bottleneck, 224×224, 1000 classes)."""
+
+    def __init__(self, name, kind, depth):
+        self.name, self.kind, self.depth = name, kind, depth
+        if kind == "cifar":
+            self.input = (3, 32, 32)
+            self.classes = 10
+        else:
+            self.input = (3, 224, 224)
+            self.classes = 1000
+
+    def model_file_source(self):
+        """Swift model file for resnet-compile, or None for the built-in
+        network (the CIFAR ResNet-20, option A)."""
+        if self.kind == "cifar":
+            if self.depth == 20:
+                return None
+            return f"import ResNetDSL\nlet n = try ResNet.cifar(depth: {self.depth})\n"
+        return ("import ResNetDSL\n"
+                f"let n = try ResNet.imagenet(depth: {self.depth}, variant: .torchvision)\n")
+
+    def swift_expr(self):
+        if self.kind == "cifar":
+            return ("built-in ResNet-20 (option A)" if self.depth == 20
+                    else f"ResNet.cifar(depth: {self.depth})")
+        return f"ResNet.imagenet(depth: {self.depth}, variant: .torchvision)"
+
+    def torch_model(self):
+        """The same network in PyTorch (logits out), parameters uninitialised
+        (they are loaded from the C's safetensors)."""
+        if self.kind == "cifar":
+            if FIXTURES not in sys.path:
+                sys.path.insert(0, FIXTURES)
+            from make_fixtures import CifarResNet
+            return CifarResNet((self.depth - 2) // 6, "A", num_classes=self.classes)
+        import torchvision
+        return getattr(torchvision.models, f"resnet{self.depth}")(weights=None,
+                                                                 num_classes=self.classes)
+
+    def torch_desc(self):
+        if self.kind == "cifar":
+            return f"Tests/Fixtures/make_fixtures.py CifarResNet({(self.depth - 2) // 6}, 'A')"
+        return f"torchvision.models.resnet{self.depth}()"
+
+
+NETS = {f"resnet{d}": Net(f"resnet{d}", "cifar", d) for d in (20, 32, 44, 56, 110)}
+NETS.update({f"resnet{d}": Net(f"resnet{d}", "imagenet", d) for d in (18, 34, 50, 101, 152)})
+
+
+def softmax_model(net_module):
+    """Wrap a logits model so that it returns probabilities, as NAME_infer does."""
+    import torch.nn as nn
+    return nn.Sequential(net_module, nn.Softmax(dim=1))
+
+
+# --------------------------------------------------------------------------
+# Inputs (identical in every process for a given seed)
+# --------------------------------------------------------------------------
+
+def make_images(n, shape, seed):
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(rng.standard_normal((n,) + tuple(shape), dtype=np.float32))
+
+
+def make_labels(n, classes, seed):
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(rng.integers(0, classes, size=n, dtype=np.int32))
+
+
+# --------------------------------------------------------------------------
+# The generated C through ctypes
+# --------------------------------------------------------------------------
+
+class CModel:
+    def __init__(self, so_path, name, max_batch):
+        self.lib = lib = ctypes.CDLL(so_path)
+        self.name = name
+        P = ctypes.c_void_p
+        fp = ctypes.POINTER(ctypes.c_float)
+        ip = ctypes.POINTER(ctypes.c_int32)
+
+        def fn(suffix, restype, argtypes):
+            f = getattr(lib, f"{name}_{suffix}")
+            f.restype, f.argtypes = restype, argtypes
+            return f
+
+        self._create = fn("create", P, [ctypes.c_int])
+        self._destroy = fn("destroy", None, [P])
+        self._init = fn("init_params", ctypes.c_int, [P, ctypes.c_uint64])
+        self._load = fn("load", ctypes.c_int, [P, ctypes.c_char_p])
+        self._save = fn("save", ctypes.c_int, [P, ctypes.c_char_p])
+        self._infer = fn("infer", ctypes.c_int, [P, fp, ctypes.c_int, fp])
+        self._train = fn("train_step", ctypes.c_int,
+                         [P, fp, ip, ctypes.c_int, ctypes.c_float, fp])
+        self._setopt = fn("set_optimizer", ctypes.c_int, [P, ctypes.c_float, ctypes.c_float])
+        self._strerror = fn("strerror", ctypes.c_char_p, [ctypes.c_int])
+        self._fp, self._ip = fp, ip
+        self.max_batch = max_batch
+        self.m = self._create(max_batch)
+        if not self.m:
+            raise RuntimeError(f"{name}_create({max_batch}) returned NULL")
+
+    def _check(self, rc, what):
+        if rc != 0:
+            msg = self._strerror(rc)
+            raise RuntimeError(f"{self.name}_{what}: {rc} {msg.decode() if msg else ''}")
+
+    def init_params(self, seed):
+        self._check(self._init(self.m, seed), "init_params")
+
+    def load(self, path):
+        self._check(self._load(self.m, os.fsencode(path)), "load")
+
+    def save(self, path):
+        self._check(self._save(self.m, os.fsencode(path)), "save")
+
+    def set_optimizer(self, momentum, weight_decay):
+        self._check(self._setopt(self.m, momentum, weight_decay), "set_optimizer")
+
+    def infer_into(self, x, probs):
+        """x: n×C×H×W float32 C-contiguous; probs: n×classes float32 (written)."""
+        self._check(self._infer(self.m, x.ctypes.data_as(self._fp), x.shape[0],
+                                probs.ctypes.data_as(self._fp)), "infer")
+
+    def train_step(self, x, labels, lr):
+        loss = ctypes.c_float(0.0)
+        self._check(self._train(self.m, x.ctypes.data_as(self._fp),
+                                labels.ctypes.data_as(self._ip), x.shape[0],
+                                lr, ctypes.byref(loss)), "train_step")
+        return loss.value
+
+    def close(self):
+        if self.m:
+            self._destroy(self.m)
+            self.m = None
+
+
+# --------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------
+
+def time_calls(fn, warmup, reps, max_seconds):
+    """Runs fn warmup times untimed, then up to reps timed calls (at least 3;
+    fewer than reps only when the timed calls exceed max_seconds). Returns
+    the list of seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 3 and time.perf_counter() - start > max_seconds:
+            break
+    return times
+
+
+def summarize(times):
+    return {"median_s": statistics.median(times), "min_s": min(times),
+            "max_s": max(times), "reps": len(times)}
+
+
+# --------------------------------------------------------------------------
+# Machine
+# --------------------------------------------------------------------------
+
+def _cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _lscpu_max_mhz():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"^CPU max MHz:\s*([\d.]+)", out, re.M)
+    return float(m.group(1)) if m else None
+
+
+def machine_info():
+    info = _cpuinfo()
+    model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
+    mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model.group(1).strip() if model else "unknown",
+        "flags": set(flags.group(1).split()) if flags else set(),
+        "cpuinfo_mhz": max(float(v) for v in mhz) if mhz else None,
+        "lscpu_max_mhz": _lscpu_max_mhz(),
+    }
+
+
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs busy (non-idle) over `seconds`, from /proc/stat;
+    None where /proc/stat cannot be read. Used to see whether something else
+    runs on the machine while it is measured."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)          # idle + iowait
+        return sum(v[:8]), idle
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def fp32_peak(info, threads):
+    """(GFLOP/s, assumption text) for `threads` cores."""
+    flags = info["flags"]
+    if "avx512f" in flags:
+        per_cycle, why = 64, "AVX-512 with 2 FMA units: 2 × 16 lanes × 2 (mul+add)"
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle, why = 32, "AVX2+FMA with 2 FMA units: 2 × 8 lanes × 2 (mul+add)"
+    elif "avx" in flags:
+        per_cycle, why = 16, "AVX without FMA: 8-lane add + 8-lane mul per cycle"
+    else:
+        per_cycle, why = 8, "SSE: 4-lane add + 4-lane mul per cycle"
+    if info["lscpu_max_mhz"]:
+        mhz, src = info["lscpu_max_mhz"], "lscpu 'CPU max MHz'"
+    elif info["cpuinfo_mhz"]:
+        mhz, src = info["cpuinfo_mhz"], "/proc/cpuinfo 'cpu MHz'"
+    else:
+        return None, "clock unknown: no peak"
+    peak = threads * mhz / 1000.0 * per_cycle
+    text = (f"{threads} cores × {mhz / 1000:.2f} GHz ({src}) × {per_cycle} FLOPs/cycle "
+            f"({why}) = {peak:.1f} GFLOP/s FP32")
+    return peak, text
