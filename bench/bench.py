@@ -74,6 +74,10 @@ def parse_args(argv):
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     p.add_argument("--reps", type=int, default=10, help="timed calls (default 10; median reported)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the frameworks' workers this many times, alternating "
+                        "(ours, onnxruntime, pytorch, ours, ...), and pool the timed calls, "
+                        "so that background load on a shared machine hits all alike")
     p.add_argument("--max-seconds", type=float, default=30.0,
                    help="stop timing a configuration after this many seconds "
                         "(but never below 3 timed calls)")
@@ -217,11 +221,13 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
     with torch.inference_mode():
         torch_probs = pmodel(torch.from_numpy(x)).numpy()
     diff_torch = float(np.abs(ours_probs - torch_probs).max())
+    rel_torch = float((np.abs(ours_probs - torch_probs) / np.maximum(torch_probs, 1e-30)).max())
     ok = diff_torch <= a.tol
     print(f"\nweights: {net.name}_init_params(seed={a.seed}) → {net.name}_save → "
           f"{net.torch_desc()}.load_state_dict(strict=True)")
     print(f"check ({a.check_batch} images): max |probs ours - PyTorch| = {diff_torch:.2e} "
-          f"({'ok' if ok else 'FAIL'}, tolerance {a.tol:g}); largest probability per image "
+          f"({'ok' if ok else 'FAIL'}, tolerance {a.tol:g}), max relative {rel_torch:.1e}; "
+          f"largest probability per image "
           f"{ours_probs.max(1).min():.3f}..{ours_probs.max(1).max():.3f}")
 
     # ---- 3. ONNX ----
@@ -249,8 +255,10 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
         ok = ok and diff_ort <= a.tol
 
     # ---- 4. timings, one process per framework ----
-    print(f"\ntiming: {a.warmup} warmup calls, then the median of up to {a.reps} timed calls "
-          f"(at least 3; stops after {a.max_seconds:g} s per configuration)")
+    print(f"\ntiming: each framework in a fresh process; {a.warmup} warmup calls, then up to "
+          f"{a.reps} timed calls (at least 3; stops after {a.max_seconds:g} s per configuration)"
+          + (f"; {a.rounds} alternating rounds, timed calls pooled" if a.rounds > 1 else "")
+          + "; the median is reported")
     if a.train:
         print(f"training step: batch {a.train_batch}, SGD lr {a.lr:g} momentum {a.momentum:g} "
               f"weight decay {a.weight_decay:g}, 4 random batches cycled, same initial weights")
@@ -266,23 +274,32 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
     print(f"before timing: {busy_text()} (1 s sample), load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     results = {}
-    for fw in a.frameworks:
-        cfg = {"framework": fw, "net": net.name, "c_name": net.name, "so": so,
-               "weights": weights, "onnx": onnx_path, "batches": a.batches,
-               "train": a.train and fw != "onnxruntime", "train_batch": a.train_batch,
-               "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
-               "warmup": a.warmup, "reps": a.reps, "max_seconds": a.max_seconds,
-               "threads": threads, "seed": a.seed}
-        cfg_path = os.path.join(work, f"worker-{fw}.json")
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        t0 = time.perf_counter()
-        out = run([sys.executable, os.path.join(HERE, "bench_worker.py"), cfg_path],
-                  capture_output=True, text=True)
-        sys.stderr.write(out.stderr)
-        results[fw] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {fw}: done in {time.perf_counter() - t0:.0f} s")
-
+    for rnd in range(a.rounds):
+        for fw in a.frameworks:
+            cfg = {"framework": fw, "net": net.name, "c_name": net.name, "so": so,
+                   "weights": weights, "onnx": onnx_path, "batches": a.batches,
+                   "train": a.train and fw != "onnxruntime", "train_batch": a.train_batch,
+                   "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
+                   "warmup": a.warmup, "reps": a.reps, "max_seconds": a.max_seconds,
+                   "threads": threads, "seed": a.seed}
+            cfg_path = os.path.join(work, f"worker-{fw}.json")
+            with open(cfg_path, "w") as f:
+                json.dump(cfg, f)
+            t0 = time.perf_counter()
+            out = run([sys.executable, os.path.join(HERE, "bench_worker.py"), cfg_path],
+                      capture_output=True, text=True)
+            sys.stderr.write(out.stderr)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"  round {rnd + 1}/{a.rounds} {fw}: done in {time.perf_counter() - t0:.0f} s")
+            if fw not in results:
+                results[fw] = res
+                continue
+            # pool this round's timed calls with the earlier rounds'
+            for b, r in res["infer"].items():
+                results[fw]["infer"][b] = bl.summarize(results[fw]["infer"][b]["times"] + r["times"])
+            if res.get("train"):
+                t = results[fw]["train"]
+                results[fw]["train"] = dict(t, **bl.summarize(t["times"] + res["train"]["times"]))
     load = os.getloadavg()
     print(f"after timing: {busy_text()} (1 s sample), load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
@@ -303,7 +320,8 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
         return b / r["median_s"]
 
     print(f"\n{net.name}, {threads} threads, peak {peak:.1f} GFLOP/s" if peak else "")
-    print("| mode | batch | framework | ms per call (median) | images/s | ours ÷ this "
+    print("| mode | batch | framework | ms per call: median (fastest–slowest) | images/s "
+          "| ours ÷ this "
           "| GFLOP/s | % of FP32 peak |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     table = []
@@ -312,10 +330,13 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
         gflops = 2.0 * macs * factor * ips / 1e9
         ratio = ours_rate(mode, b) / ips
         pct = f"{100 * gflops / peak:.1f}%" if peak else "n/a"
-        print(f"| {mode} | {b} | {fw} | {1000 * r['median_s']:.2f} | {ips:,.1f} | "
+        print(f"| {mode} | {b} | {fw} | {1000 * r['median_s']:.2f} ({1000 * r['min_s']:.2f}–"
+              f"{1000 * r['max_s']:.2f}) | {ips:,.1f} | "
               f"{ratio:.2f} | {gflops:.1f} | {pct} |")
         table.append({"mode": mode, "batch": b, "framework": fw, "images_per_s": ips,
                       "ratio_ours_over_this": ratio, "gflops": gflops, **r})
+    print(f"(timed calls per row: {min(t['reps'] for t in table)}–{max(t['reps'] for t in table)}; "
+          "every call's time in --json)")
     if a.train:
         losses = {fw: results[fw]["train"]["first_loss"] for fw in a.frameworks
                   if results[fw].get("train")}

@@ -193,7 +193,7 @@ def time_calls(fn, warmup, reps, max_seconds):
 
 def summarize(times):
     return {"median_s": statistics.median(times), "min_s": min(times),
-            "max_s": max(times), "reps": len(times)}
+            "max_s": max(times), "reps": len(times), "times": list(times)}
 
 
 # --------------------------------------------------------------------------

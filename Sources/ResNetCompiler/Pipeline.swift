@@ -21,6 +21,7 @@ public struct Pipeline: Sendable {
             passes.append(FoldBatchNorm())   // eval-mode BN is affine: fold it into the conv
             passes.append(FuseEpilogues())   // shortcut add and ReLU ride in the conv's epilogue
         }
+        passes.append(Schedule())            // register tiles for the convolutions
         passes.append(PlanMemory())          // one arena, buffers shared by liveness
         return Pipeline(passes: passes)
     }
@@ -35,6 +36,7 @@ public struct Pipeline: Sendable {
         if options.fuse {
             passes.append(FuseTraining())    // BN+add+ReLU one kernel; its backward fused to match
         }
+        passes.append(Schedule())
         passes.append(PlanMemory())          // activations live until their gradient is computed
         return Pipeline(passes: passes)
     }

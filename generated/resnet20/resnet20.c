@@ -1233,35 +1233,69 @@ struct resnet20_model {
  * used by conv1 */
 static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1270,35 +1304,69 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const f
  * used by layer1.0.conv1, layer1.1.conv1, layer1.2.conv1 */
 static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1307,110 +1375,211 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const 
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_16x32x32_16_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 16×32×32 → 32×16×16, 3×3/2 pad 1
  * used by layer2.0.conv1 */
-static void k_conv3x3s2p1_16x32x32_32_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 16 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + add + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.0.conv2 */
-static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: option-A shortcut read in place: every 2th pixel of the
              * block input's first 16 channels; the appended channels are zero. */
             enum { SC_C = 16, SC_H = 32, SC_W = 32, SC_S = 2 };
@@ -1422,155 +1591,291 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu(const float *RC_RESTRICT
             }
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.1.conv1, layer2.2.conv1 */
-static void k_conv3x3s1p1_32x16x16_32_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + add + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.1.conv2, layer2.2.conv2 */
-static void k_conv3x3s1p1_32x16x16_32_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 32×16×16 → 64×8×8, 3×3/2 pad 1
  * used by layer3.0.conv1 */
-static void k_conv3x3s2p1_32x16x16_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 8 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + add + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.0.conv2 */
-static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: option-A shortcut read in place: every 2th pixel of the
              * block input's first 32 channels; the appended channels are zero. */
             enum { SC_C = 32, SC_H = 16, SC_W = 16, SC_S = 2 };
@@ -1582,83 +1887,152 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu(const float *RC_RESTRICT x
             }
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.1.conv1, layer3.2.conv1 */
-static void k_conv3x3s1p1_64x8x8_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + add + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.1.conv2, layer3.2.conv2 */
-static void k_conv3x3s1p1_64x8x8_64_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1721,32 +2095,66 @@ static void k_softmax_10(const float *RC_RESTRICT x, float *RC_RESTRICT y, int n
  * used by conv1 */
 static void k_conv3x3s1p1_3x32x32_16(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -1790,32 +2198,66 @@ static void k_bntrain_16x32x32_relu(const float *RC_RESTRICT z, const float *RC_
  * used by layer1.0.conv1, layer1.0.conv2, layer1.1.conv1 and 3 more */
 static void k_conv3x3s1p1_16x32x32_16(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -1859,34 +2301,68 @@ static void k_bntrain_16x32x32_add_relu(const float *RC_RESTRICT z, const float 
 
 /* conv — 16×32×32 → 32×16×16, 3×3/2 pad 1
  * used by layer2.0.conv1 */
-static void k_conv3x3s2p1_16x32x32_32(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_16x32x32_32_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 16 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -1928,34 +2404,68 @@ static void k_bntrain_32x16x16_relu(const float *RC_RESTRICT z, const float *RC_
 
 /* conv — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.0.conv2, layer2.1.conv1, layer2.1.conv2 and 2 more */
-static void k_conv3x3s1p1_32x16x16_32(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2039,34 +2549,68 @@ static void k_bntrain_32x16x16_add_relu(const float *RC_RESTRICT z, const float 
 
 /* conv — 32×16×16 → 64×8×8, 3×3/2 pad 1
  * used by layer3.0.conv1 */
-static void k_conv3x3s2p1_32x16x16_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_32x16x16_64_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 8 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2108,34 +2652,68 @@ static void k_bntrain_64x8x8_relu(const float *RC_RESTRICT z, const float *RC_RE
 
 /* conv — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.0.conv2, layer3.1.conv1, layer3.1.conv2 and 2 more */
-static void k_conv3x3s1p1_64x8x8_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3078,18 +3656,18 @@ static void forward(resnet20_model *m, const float *x, int n, float *out)
     k_conv3x3s1p1_16x32x32_16_bn_add_relu(arena + (size_t)0 * mb, m->folded + 7408, m->folded + 9712, arena + (size_t)32768 * mb, arena + (size_t)16384 * mb, n); /* layer1.1.conv2 */
     k_conv3x3s1p1_16x32x32_16_bn_relu(arena + (size_t)16384 * mb, m->folded + 9728, m->folded + 12032, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
     k_conv3x3s1p1_16x32x32_16_bn_add_relu(arena + (size_t)0 * mb, m->folded + 12048, m->folded + 14352, arena + (size_t)16384 * mb, arena + (size_t)32768 * mb, n); /* layer1.2.conv2 */
-    k_conv3x3s2p1_16x32x32_32_bn_relu(arena + (size_t)32768 * mb, m->folded + 14368, m->folded + 18976, arena + (size_t)0 * mb, n); /* layer2.0.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu(arena + (size_t)0 * mb, m->folded + 19008, m->folded + 28224, arena + (size_t)32768 * mb, arena + (size_t)8192 * mb, n); /* layer2.0.conv2 */
-    k_conv3x3s1p1_32x16x16_32_bn_relu(arena + (size_t)8192 * mb, m->folded + 28256, m->folded + 37472, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_add_relu(arena + (size_t)0 * mb, m->folded + 37504, m->folded + 46720, arena + (size_t)8192 * mb, arena + (size_t)16384 * mb, n); /* layer2.1.conv2 */
-    k_conv3x3s1p1_32x16x16_32_bn_relu(arena + (size_t)16384 * mb, m->folded + 46752, m->folded + 55968, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_add_relu(arena + (size_t)0 * mb, m->folded + 56000, m->folded + 65216, arena + (size_t)16384 * mb, arena + (size_t)8192 * mb, n); /* layer2.2.conv2 */
-    k_conv3x3s2p1_32x16x16_64_bn_relu(arena + (size_t)8192 * mb, m->folded + 65248, m->folded + 83680, arena + (size_t)0 * mb, n); /* layer3.0.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu(arena + (size_t)0 * mb, m->folded + 83744, m->folded + 120608, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.0.conv2 */
-    k_conv3x3s1p1_64x8x8_64_bn_relu(arena + (size_t)4096 * mb, m->folded + 120672, m->folded + 157536, arena + (size_t)0 * mb, n); /* layer3.1.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_add_relu(arena + (size_t)0 * mb, m->folded + 157600, m->folded + 194464, arena + (size_t)4096 * mb, arena + (size_t)8192 * mb, n); /* layer3.1.conv2 */
-    k_conv3x3s1p1_64x8x8_64_bn_relu(arena + (size_t)8192 * mb, m->folded + 194528, m->folded + 231392, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_add_relu(arena + (size_t)0 * mb, m->folded + 231456, m->folded + 268320, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.2.conv2 */
+    k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(arena + (size_t)32768 * mb, m->folded + 14368, m->folded + 18976, arena + (size_t)0 * mb, n); /* layer2.0.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(arena + (size_t)0 * mb, m->folded + 19008, m->folded + 28224, arena + (size_t)32768 * mb, arena + (size_t)8192 * mb, n); /* layer2.0.conv2 */
+    k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(arena + (size_t)8192 * mb, m->folded + 28256, m->folded + 37472, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(arena + (size_t)0 * mb, m->folded + 37504, m->folded + 46720, arena + (size_t)8192 * mb, arena + (size_t)16384 * mb, n); /* layer2.1.conv2 */
+    k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(arena + (size_t)16384 * mb, m->folded + 46752, m->folded + 55968, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(arena + (size_t)0 * mb, m->folded + 56000, m->folded + 65216, arena + (size_t)16384 * mb, arena + (size_t)8192 * mb, n); /* layer2.2.conv2 */
+    k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(arena + (size_t)8192 * mb, m->folded + 65248, m->folded + 83680, arena + (size_t)0 * mb, n); /* layer3.0.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(arena + (size_t)0 * mb, m->folded + 83744, m->folded + 120608, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.0.conv2 */
+    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(arena + (size_t)4096 * mb, m->folded + 120672, m->folded + 157536, arena + (size_t)0 * mb, n); /* layer3.1.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(arena + (size_t)0 * mb, m->folded + 157600, m->folded + 194464, arena + (size_t)4096 * mb, arena + (size_t)8192 * mb, n); /* layer3.1.conv2 */
+    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(arena + (size_t)8192 * mb, m->folded + 194528, m->folded + 231392, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(arena + (size_t)0 * mb, m->folded + 231456, m->folded + 268320, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.2.conv2 */
     k_avgpool_64x8x8(arena + (size_t)4096 * mb, arena + (size_t)0 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)0 * mb, m->params + 270448, m->params + 271088, arena + (size_t)64 * mb, n); /* fc */
     k_softmax_10(arena + (size_t)64 * mb, out, n); /* softmax1 */
@@ -3233,29 +3811,29 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_bntrain_16x32x32_relu(arena + (size_t)163840 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 160, arena + (size_t)180224 * mb, n); /* layer1.2.bn1 */
     k_conv3x3s1p1_16x32x32_16(arena + (size_t)180224 * mb, m->params + 12336, arena + (size_t)196608 * mb, n); /* layer1.2.conv2 */
     k_bntrain_16x32x32_add_relu(arena + (size_t)196608 * mb, arena + (size_t)147456 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 192, arena + (size_t)212992 * mb, n); /* layer1.2.bn2 */
-    k_conv3x3s2p1_16x32x32_32(arena + (size_t)212992 * mb, m->params + 14704, arena + (size_t)229376 * mb, n); /* layer2.0.conv1 */
+    k_conv3x3s2p1_16x32x32_32_t4x8(arena + (size_t)212992 * mb, m->params + 14704, arena + (size_t)229376 * mb, n); /* layer2.0.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)229376 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 224, arena + (size_t)237568 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_32x16x16_32(arena + (size_t)237568 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2 */
+    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)237568 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2 */
     k_bntrain_32x16x16_addzp16s2_relu(arena + (size_t)245760 * mb, arena + (size_t)212992 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 288, arena + (size_t)253952 * mb, n); /* layer2.0.bn2 */
-    k_conv3x3s1p1_32x16x16_32(arena + (size_t)253952 * mb, m->params + 28784, arena + (size_t)262144 * mb, n); /* layer2.1.conv1 */
+    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)253952 * mb, m->params + 28784, arena + (size_t)262144 * mb, n); /* layer2.1.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)262144 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 352, arena + (size_t)270336 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_32x16x16_32(arena + (size_t)270336 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2 */
+    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)270336 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2 */
     k_bntrain_32x16x16_add_relu(arena + (size_t)278528 * mb, arena + (size_t)253952 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 416, arena + (size_t)286720 * mb, n); /* layer2.1.bn2 */
-    k_conv3x3s1p1_32x16x16_32(arena + (size_t)286720 * mb, m->params + 47472, arena + (size_t)294912 * mb, n); /* layer2.2.conv1 */
+    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)286720 * mb, m->params + 47472, arena + (size_t)294912 * mb, n); /* layer2.2.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)294912 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 480, arena + (size_t)303104 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_32x16x16_32(arena + (size_t)303104 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2 */
+    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)303104 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2 */
     k_bntrain_32x16x16_add_relu(arena + (size_t)311296 * mb, arena + (size_t)286720 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 544, arena + (size_t)319488 * mb, n); /* layer2.2.bn2 */
-    k_conv3x3s2p1_32x16x16_64(arena + (size_t)319488 * mb, m->params + 66160, arena + (size_t)327680 * mb, n); /* layer3.0.conv1 */
+    k_conv3x3s2p1_32x16x16_64_t4x4(arena + (size_t)319488 * mb, m->params + 66160, arena + (size_t)327680 * mb, n); /* layer3.0.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)327680 * mb, m->params + 84592, m->params + 84656, m->bn_stats + 608, arena + (size_t)331776 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_64x8x8_64(arena + (size_t)331776 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)331776 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2 */
     k_bntrain_64x8x8_addzp32s2_relu(arena + (size_t)335872 * mb, arena + (size_t)319488 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 736, arena + (size_t)339968 * mb, n); /* layer3.0.bn2 */
-    k_conv3x3s1p1_64x8x8_64(arena + (size_t)339968 * mb, m->params + 121968, arena + (size_t)344064 * mb, n); /* layer3.1.conv1 */
+    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)339968 * mb, m->params + 121968, arena + (size_t)344064 * mb, n); /* layer3.1.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)344064 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 864, arena + (size_t)348160 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_64x8x8_64(arena + (size_t)348160 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)348160 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2 */
     k_bntrain_64x8x8_add_relu(arena + (size_t)352256 * mb, arena + (size_t)339968 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 992, arena + (size_t)356352 * mb, n); /* layer3.1.bn2 */
-    k_conv3x3s1p1_64x8x8_64(arena + (size_t)356352 * mb, m->params + 196208, arena + (size_t)360448 * mb, n); /* layer3.2.conv1 */
+    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)356352 * mb, m->params + 196208, arena + (size_t)360448 * mb, n); /* layer3.2.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)360448 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 1120, arena + (size_t)364544 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_64x8x8_64(arena + (size_t)364544 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)364544 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2 */
     k_bntrain_64x8x8_add_relu(arena + (size_t)368640 * mb, arena + (size_t)356352 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 1248, arena + (size_t)372736 * mb, n); /* layer3.2.bn2 */
     k_avgpool_64x8x8(arena + (size_t)372736 * mb, arena + (size_t)376832 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)376832 * mb, m->params + 270448, m->params + 271088, arena + (size_t)376896 * mb, n); /* fc */

@@ -1505,35 +1505,69 @@ struct resnet50_model {
  * used by conv1 */
 static void k_conv7x7s2p3_3x224x224_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3,
+           OB = 4, TW = 16, OXA = 2, OXB = 111 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1572,35 +1606,69 @@ static void k_maxpool3s2p1_64x112x112(const float *RC_RESTRICT x, float *RC_REST
  * used by layer1.0.conv1 */
 static void k_conv1x1s1p0_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1609,35 +1677,69 @@ static void k_conv1x1s1p0_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const 
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 55 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1646,32 +1748,66 @@ static void k_conv3x3s1p1_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const 
  * used by layer1.0.downsample.0 */
 static void k_conv1x1s1p0_64x56x56_256_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -1681,38 +1817,72 @@ static void k_conv1x1s1p0_64x56x56_256_bn(const float *RC_RESTRICT x, const floa
  * used by layer1.0.conv3, layer1.1.conv3, layer1.2.conv3 */
 static void k_conv1x1s1p0_64x56x56_256_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1721,35 +1891,69 @@ static void k_conv1x1s1p0_64x56x56_256_bn_add_relu(const float *RC_RESTRICT x, c
  * used by layer1.1.conv1, layer1.2.conv1 */
 static void k_conv1x1s1p0_256x56x56_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1758,35 +1962,69 @@ static void k_conv1x1s1p0_256x56x56_64_bn_relu(const float *RC_RESTRICT x, const
  * used by layer2.0.conv1 */
 static void k_conv1x1s2p0_256x56x56_128_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1795,35 +2033,69 @@ static void k_conv1x1s2p0_256x56x56_128_bn_relu(const float *RC_RESTRICT x, cons
  * used by layer2.0.conv2, layer2.1.conv2, layer2.2.conv2, layer2.3.conv2 */
 static void k_conv3x3s1p1_128x28x28_128_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 27 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1832,32 +2104,66 @@ static void k_conv3x3s1p1_128x28x28_128_bn_relu(const float *RC_RESTRICT x, cons
  * used by layer2.0.downsample.0 */
 static void k_conv1x1s2p0_256x56x56_512_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -1867,38 +2173,72 @@ static void k_conv1x1s2p0_256x56x56_512_bn(const float *RC_RESTRICT x, const flo
  * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3, layer2.3.conv3 */
 static void k_conv1x1s1p0_128x28x28_512_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -1907,143 +2247,279 @@ static void k_conv1x1s1p0_128x28x28_512_bn_add_relu(const float *RC_RESTRICT x, 
  * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 */
 static void k_conv1x1s1p0_512x28x28_128_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 512×28×28 → 256×14×14, 1×1/2 pad 0
  * used by layer3.0.conv1 */
-static void k_conv1x1s2p0_512x28x28_256_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_512x28x28_256_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 256×14×14 → 256×14×14, 3×3/1 pad 1
  * used by layer3.0.conv2, layer3.1.conv2, layer3.2.conv2 and 3 more */
-static void k_conv3x3s1p1_256x14x14_256_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 13 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn — 512×28×28 → 1024×14×14, 1×1/2 pad 0
  * used by layer3.0.downsample.0 */
-static void k_conv1x1s2p0_512x28x28_1024_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_512x28x28_1024_bn_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2051,185 +2527,355 @@ static void k_conv1x1s2p0_512x28x28_1024_bn(const float *RC_RESTRICT x, const fl
 
 /* conv + bn + add + relu — 256×14×14 → 1024×14×14, 1×1/1 pad 0
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
-static void k_conv1x1s1p0_256x14x14_1024_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 1024×14×14 → 256×14×14, 1×1/1 pad 0
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
-static void k_conv1x1s1p0_1024x14x14_256_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 1024×14×14 → 512×7×7, 1×1/2 pad 0
  * used by layer4.0.conv1 */
-static void k_conv1x1s2p0_1024x14x14_512_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_1024x14x14_512_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 512×7×7 → 512×7×7, 3×3/1 pad 1
  * used by layer4.0.conv2, layer4.1.conv2, layer4.2.conv2 */
-static void k_conv3x3s1p1_512x7x7_512_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 6 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn — 1024×14×14 → 2048×7×7, 1×1/2 pad 0
  * used by layer4.0.downsample.0 */
-static void k_conv1x1s2p0_1024x14x14_2048_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_1024x14x14_2048_bn_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2237,77 +2883,145 @@ static void k_conv1x1s2p0_1024x14x14_2048_bn(const float *RC_RESTRICT x, const f
 
 /* conv + bn + add + relu — 512×7×7 → 2048×7×7, 1×1/1 pad 0
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
-static void k_conv1x1s1p0_512x7x7_2048_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: residual add */
             const float *RC_RESTRICT sp = sc + ((size_t)i * OC + (size_t)o) * (OH * OW);
             for (int j = 0; j < OH * OW; j++) yp[j] += sp[j];
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
 
 /* conv + bn + relu — 2048×7×7 → 512×7×7, 1×1/1 pad 0
  * used by layer4.1.conv1, layer4.2.conv1 */
-static void k_conv1x1s1p0_2048x7x7_512_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_2048x7x7_512_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = bias[o];
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
+                }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = bias[o0 + j];
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             /* epilogue: ReLU */
             for (int j = 0; j < OH * OW; j++) yp[j] = yp[j] > 0.0f ? yp[j] : 0.0f;
+            }
         }
     }
 }
@@ -2370,32 +3084,66 @@ static void k_softmax_1000(const float *RC_RESTRICT x, float *RC_RESTRICT y, int
  * used by conv1 */
 static void k_conv7x7s2p3_3x224x224_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3,
+           OB = 4, TW = 16, OXA = 2, OXB = 111 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2439,32 +3187,66 @@ static void k_bntrain_64x112x112_relu(const float *RC_RESTRICT z, const float *R
  * used by layer1.0.conv1 */
 static void k_conv1x1s1p0_64x56x56_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2508,32 +3290,66 @@ static void k_bntrain_64x56x56_relu(const float *RC_RESTRICT z, const float *RC_
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_64x56x56_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 55 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2543,32 +3359,66 @@ static void k_conv3x3s1p1_64x56x56_64(const float *RC_RESTRICT x, const float *R
  * used by layer1.0.conv3, layer1.0.downsample.0, layer1.1.conv3, layer1.2.conv3 */
 static void k_conv1x1s1p0_64x56x56_256(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2647,32 +3497,66 @@ static void k_bntrain_256x56x56_add_relu(const float *RC_RESTRICT z, const float
  * used by layer1.1.conv1, layer1.2.conv1 */
 static void k_conv1x1s1p0_256x56x56_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2682,32 +3566,66 @@ static void k_conv1x1s1p0_256x56x56_64(const float *RC_RESTRICT x, const float *
  * used by layer2.0.conv1 */
 static void k_conv1x1s2p0_256x56x56_128(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2751,32 +3669,66 @@ static void k_bntrain_128x28x28_relu(const float *RC_RESTRICT z, const float *RC
  * used by layer2.0.conv2, layer2.1.conv2, layer2.2.conv2, layer2.3.conv2 */
 static void k_conv3x3s1p1_128x28x28_128(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
+           OB = 4, TW = 16, OXA = 1, OXB = 27 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2786,32 +3738,66 @@ static void k_conv3x3s1p1_128x28x28_128(const float *RC_RESTRICT x, const float 
  * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3, layer2.3.conv3 */
 static void k_conv1x1s1p0_128x28x28_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2821,32 +3807,66 @@ static void k_conv1x1s1p0_128x28x28_512(const float *RC_RESTRICT x, const float 
  * used by layer2.0.downsample.0 */
 static void k_conv1x1s2p0_256x56x56_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2925,32 +3945,66 @@ static void k_bntrain_512x28x28_add_relu(const float *RC_RESTRICT z, const float
  * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 */
 static void k_conv1x1s1p0_512x28x28_128(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           OB = 4, TW = 16, OXA = 0, OXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -2958,34 +4012,68 @@ static void k_conv1x1s1p0_512x28x28_128(const float *RC_RESTRICT x, const float 
 
 /* conv — 512×28×28 → 256×14×14, 1×1/2 pad 0
  * used by layer3.0.conv1 */
-static void k_conv1x1s2p0_512x28x28_256(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_512x28x28_256_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3027,34 +4115,68 @@ static void k_bntrain_256x14x14_relu(const float *RC_RESTRICT z, const float *RC
 
 /* conv — 256×14×14 → 256×14×14, 3×3/1 pad 1
  * used by layer3.0.conv2, layer3.1.conv2, layer3.2.conv2 and 3 more */
-static void k_conv3x3s1p1_256x14x14_256(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_256x14x14_256_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
+           OB = 4, TW = 8, OXA = 1, OXB = 13 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3062,34 +4184,68 @@ static void k_conv3x3s1p1_256x14x14_256(const float *RC_RESTRICT x, const float 
 
 /* conv — 256×14×14 → 1024×14×14, 1×1/1 pad 0
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
-static void k_conv1x1s1p0_256x14x14_1024(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_256x14x14_1024_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3097,34 +4253,68 @@ static void k_conv1x1s1p0_256x14x14_1024(const float *RC_RESTRICT x, const float
 
 /* conv — 512×28×28 → 1024×14×14, 1×1/2 pad 0
  * used by layer3.0.downsample.0 */
-static void k_conv1x1s2p0_512x28x28_1024(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_512x28x28_1024_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3201,34 +4391,68 @@ static void k_bntrain_1024x14x14_add_relu(const float *RC_RESTRICT z, const floa
 
 /* conv — 1024×14×14 → 256×14×14, 1×1/1 pad 0
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
-static void k_conv1x1s1p0_1024x14x14_256(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_1024x14x14_256_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           OB = 4, TW = 8, OXA = 0, OXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3236,34 +4460,68 @@ static void k_conv1x1s1p0_1024x14x14_256(const float *RC_RESTRICT x, const float
 
 /* conv — 1024×14×14 → 512×7×7, 1×1/2 pad 0
  * used by layer4.0.conv1 */
-static void k_conv1x1s2p0_1024x14x14_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_1024x14x14_512_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3305,34 +4563,68 @@ static void k_bntrain_512x7x7_relu(const float *RC_RESTRICT z, const float *RC_R
 
 /* conv — 512×7×7 → 512×7×7, 3×3/1 pad 1
  * used by layer4.0.conv2, layer4.1.conv2, layer4.2.conv2 */
-static void k_conv3x3s1p1_512x7x7_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_512x7x7_512_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1,
+           OB = 4, TW = 4, OXA = 1, OXB = 6 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3340,34 +4632,68 @@ static void k_conv3x3s1p1_512x7x7_512(const float *RC_RESTRICT x, const float *R
 
 /* conv — 512×7×7 → 2048×7×7, 1×1/1 pad 0
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
-static void k_conv1x1s1p0_512x7x7_2048(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_512x7x7_2048_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3375,34 +4701,68 @@ static void k_conv1x1s1p0_512x7x7_2048(const float *RC_RESTRICT x, const float *
 
 /* conv — 1024×14×14 → 2048×7×7, 1×1/2 pad 0
  * used by layer4.0.downsample.0 */
-static void k_conv1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s2p0_1024x14x14_2048_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -3479,34 +4839,68 @@ static void k_bntrain_2048x7x7_add_relu(const float *RC_RESTRICT z, const float 
 
 /* conv — 2048×7×7 → 512×7×7, 1×1/1 pad 0
  * used by layer4.1.conv1, layer4.2.conv1 */
-static void k_conv1x1s1p0_2048x7x7_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_2048x7x7_512_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* OB output channels at a time; within a row, TW outputs whose windows lie
+     * inside the image are accumulated in registers (interior tiles, the last
+     * one shifted back to end at OXB); outputs whose windows cross the
+     * padding are computed one by one with bounds checks. */
+    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           OB = 4, TW = 4, OXA = 0, OXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int o = 0; o < OC; o++) {
-            float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
-            const float b0 = 0.0f;
-            for (int j = 0; j < OH * OW; j++) yp[j] = b0;
-            for (int c = 0; c < C; c++) {
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        /* output columns whose input column ox*S - P + kx is inside the image */
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
+        for (int b = 0; b < OC / OB; b++) {
+            const int o0 = b * OB;
+            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            for (int oy = 0; oy < OH; oy++) {
+                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
+                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                    float acc[OB][TW];
+                    for (int j = 0; j < OB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < K; ky++) {
                             const int iy = oy * S - P + ky;
                             if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xp + iy * W;
-                            float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) yr[ox] += wv * xr[ox * S + kx - P];
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                for (int j = 0; j < OB; j++) {
+                                    const float wv = wr[(size_t)j * (C * K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * xr[t * S + kx];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < OB; j++) {
+                        float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
+                        for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
+                    }
                 }
+                for (int ox = 0; ox < OW; ox++) {
+                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
+                    for (int j = 0; j < OB; j++) {
+                        float a = 0.0f;
+                        for (int c = 0; c < C; c++) {
+                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
+                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int iy = oy * S - P + ky;
+                                if (iy < 0 || iy >= H) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ix = ox * S - P + kx;
+                                    if (ix < 0 || ix >= W) continue;
+                                    a += wp[ky * K + kx] * xp[iy * W + ix];
+                                }
+                            }
+                        }
+                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
+                    }
+                }
+            }
+            for (int o = o0; o < o0 + OB; o++) {
+                float *RC_RESTRICT yp = y + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                (void)yp;
             }
         }
     }
@@ -5566,35 +6960,35 @@ static void forward(resnet50_model *m, const float *x, int n, float *out)
     k_conv1x1s1p0_512x28x28_128_bn_relu(arena + (size_t)401408 * mb, m->folded + 1160576, m->folded + 1226112, arena + (size_t)0 * mb, n); /* layer2.3.conv1 */
     k_conv3x3s1p1_128x28x28_128_bn_relu(arena + (size_t)0 * mb, m->folded + 1226240, m->folded + 1373696, arena + (size_t)802816 * mb, n); /* layer2.3.conv2 */
     k_conv1x1s1p0_128x28x28_512_bn_add_relu(arena + (size_t)802816 * mb, m->folded + 1373824, m->folded + 1439360, arena + (size_t)401408 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv3 */
-    k_conv1x1s2p0_512x28x28_256_bn_relu(arena + (size_t)0 * mb, m->folded + 1439872, m->folded + 1570944, arena + (size_t)401408 * mb, n); /* layer3.0.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)401408 * mb, m->folded + 1571200, m->folded + 2161024, arena + (size_t)602112 * mb, n); /* layer3.0.conv2 */
-    k_conv1x1s2p0_512x28x28_1024_bn(arena + (size_t)0 * mb, m->folded + 2161280, m->folded + 2685568, arena + (size_t)401408 * mb, n); /* layer3.0.downsample.0 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)602112 * mb, m->folded + 2686592, m->folded + 2948736, arena + (size_t)401408 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv3 */
-    k_conv1x1s1p0_1024x14x14_256_bn_relu(arena + (size_t)0 * mb, m->folded + 2949760, m->folded + 3211904, arena + (size_t)200704 * mb, n); /* layer3.1.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)200704 * mb, m->folded + 3212160, m->folded + 3801984, arena + (size_t)401408 * mb, n); /* layer3.1.conv2 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 3802240, m->folded + 4064384, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.1.conv3 */
-    k_conv1x1s1p0_1024x14x14_256_bn_relu(arena + (size_t)200704 * mb, m->folded + 4065408, m->folded + 4327552, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)0 * mb, m->folded + 4327808, m->folded + 4917632, arena + (size_t)401408 * mb, n); /* layer3.2.conv2 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 4917888, m->folded + 5180032, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv3 */
-    k_conv1x1s1p0_1024x14x14_256_bn_relu(arena + (size_t)0 * mb, m->folded + 5181056, m->folded + 5443200, arena + (size_t)200704 * mb, n); /* layer3.3.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)200704 * mb, m->folded + 5443456, m->folded + 6033280, arena + (size_t)401408 * mb, n); /* layer3.3.conv2 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 6033536, m->folded + 6295680, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.3.conv3 */
-    k_conv1x1s1p0_1024x14x14_256_bn_relu(arena + (size_t)200704 * mb, m->folded + 6296704, m->folded + 6558848, arena + (size_t)0 * mb, n); /* layer3.4.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)0 * mb, m->folded + 6559104, m->folded + 7148928, arena + (size_t)401408 * mb, n); /* layer3.4.conv2 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 7149184, m->folded + 7411328, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv3 */
-    k_conv1x1s1p0_1024x14x14_256_bn_relu(arena + (size_t)0 * mb, m->folded + 7412352, m->folded + 7674496, arena + (size_t)200704 * mb, n); /* layer3.5.conv1 */
-    k_conv3x3s1p1_256x14x14_256_bn_relu(arena + (size_t)200704 * mb, m->folded + 7674752, m->folded + 8264576, arena + (size_t)401408 * mb, n); /* layer3.5.conv2 */
-    k_conv1x1s1p0_256x14x14_1024_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 8264832, m->folded + 8526976, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.conv3 */
-    k_conv1x1s2p0_1024x14x14_512_bn_relu(arena + (size_t)200704 * mb, m->folded + 8528000, m->folded + 9052288, arena + (size_t)0 * mb, n); /* layer4.0.conv1 */
-    k_conv3x3s1p1_512x7x7_512_bn_relu(arena + (size_t)0 * mb, m->folded + 9052800, m->folded + 11412096, arena + (size_t)401408 * mb, n); /* layer4.0.conv2 */
-    k_conv1x1s2p0_1024x14x14_2048_bn(arena + (size_t)200704 * mb, m->folded + 11412608, m->folded + 13509760, arena + (size_t)0 * mb, n); /* layer4.0.downsample.0 */
-    k_conv1x1s1p0_512x7x7_2048_bn_add_relu(arena + (size_t)401408 * mb, m->folded + 13511808, m->folded + 14560384, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.0.conv3 */
-    k_conv1x1s1p0_2048x7x7_512_bn_relu(arena + (size_t)100352 * mb, m->folded + 14562432, m->folded + 15611008, arena + (size_t)0 * mb, n); /* layer4.1.conv1 */
-    k_conv3x3s1p1_512x7x7_512_bn_relu(arena + (size_t)0 * mb, m->folded + 15611520, m->folded + 17970816, arena + (size_t)200704 * mb, n); /* layer4.1.conv2 */
-    k_conv1x1s1p0_512x7x7_2048_bn_add_relu(arena + (size_t)200704 * mb, m->folded + 17971328, m->folded + 19019904, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
-    k_conv1x1s1p0_2048x7x7_512_bn_relu(arena + (size_t)0 * mb, m->folded + 19021952, m->folded + 20070528, arena + (size_t)100352 * mb, n); /* layer4.2.conv1 */
-    k_conv3x3s1p1_512x7x7_512_bn_relu(arena + (size_t)100352 * mb, m->folded + 20071040, m->folded + 22430336, arena + (size_t)200704 * mb, n); /* layer4.2.conv2 */
-    k_conv1x1s1p0_512x7x7_2048_bn_add_relu(arena + (size_t)200704 * mb, m->folded + 22430848, m->folded + 23479424, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
+    k_conv1x1s2p0_512x28x28_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 1439872, m->folded + 1570944, arena + (size_t)401408 * mb, n); /* layer3.0.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 1571200, m->folded + 2161024, arena + (size_t)602112 * mb, n); /* layer3.0.conv2 */
+    k_conv1x1s2p0_512x28x28_1024_bn_t4x8(arena + (size_t)0 * mb, m->folded + 2161280, m->folded + 2685568, arena + (size_t)401408 * mb, n); /* layer3.0.downsample.0 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)602112 * mb, m->folded + 2686592, m->folded + 2948736, arena + (size_t)401408 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv3 */
+    k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 2949760, m->folded + 3211904, arena + (size_t)200704 * mb, n); /* layer3.1.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)200704 * mb, m->folded + 3212160, m->folded + 3801984, arena + (size_t)401408 * mb, n); /* layer3.1.conv2 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 3802240, m->folded + 4064384, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.1.conv3 */
+    k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(arena + (size_t)200704 * mb, m->folded + 4065408, m->folded + 4327552, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 4327808, m->folded + 4917632, arena + (size_t)401408 * mb, n); /* layer3.2.conv2 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 4917888, m->folded + 5180032, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv3 */
+    k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 5181056, m->folded + 5443200, arena + (size_t)200704 * mb, n); /* layer3.3.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)200704 * mb, m->folded + 5443456, m->folded + 6033280, arena + (size_t)401408 * mb, n); /* layer3.3.conv2 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 6033536, m->folded + 6295680, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.3.conv3 */
+    k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(arena + (size_t)200704 * mb, m->folded + 6296704, m->folded + 6558848, arena + (size_t)0 * mb, n); /* layer3.4.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 6559104, m->folded + 7148928, arena + (size_t)401408 * mb, n); /* layer3.4.conv2 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 7149184, m->folded + 7411328, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv3 */
+    k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(arena + (size_t)0 * mb, m->folded + 7412352, m->folded + 7674496, arena + (size_t)200704 * mb, n); /* layer3.5.conv1 */
+    k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8(arena + (size_t)200704 * mb, m->folded + 7674752, m->folded + 8264576, arena + (size_t)401408 * mb, n); /* layer3.5.conv2 */
+    k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(arena + (size_t)401408 * mb, m->folded + 8264832, m->folded + 8526976, arena + (size_t)0 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.conv3 */
+    k_conv1x1s2p0_1024x14x14_512_bn_relu_t4x4(arena + (size_t)200704 * mb, m->folded + 8528000, m->folded + 9052288, arena + (size_t)0 * mb, n); /* layer4.0.conv1 */
+    k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4(arena + (size_t)0 * mb, m->folded + 9052800, m->folded + 11412096, arena + (size_t)401408 * mb, n); /* layer4.0.conv2 */
+    k_conv1x1s2p0_1024x14x14_2048_bn_t4x4(arena + (size_t)200704 * mb, m->folded + 11412608, m->folded + 13509760, arena + (size_t)0 * mb, n); /* layer4.0.downsample.0 */
+    k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(arena + (size_t)401408 * mb, m->folded + 13511808, m->folded + 14560384, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.0.conv3 */
+    k_conv1x1s1p0_2048x7x7_512_bn_relu_t4x4(arena + (size_t)100352 * mb, m->folded + 14562432, m->folded + 15611008, arena + (size_t)0 * mb, n); /* layer4.1.conv1 */
+    k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4(arena + (size_t)0 * mb, m->folded + 15611520, m->folded + 17970816, arena + (size_t)200704 * mb, n); /* layer4.1.conv2 */
+    k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(arena + (size_t)200704 * mb, m->folded + 17971328, m->folded + 19019904, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
+    k_conv1x1s1p0_2048x7x7_512_bn_relu_t4x4(arena + (size_t)0 * mb, m->folded + 19021952, m->folded + 20070528, arena + (size_t)100352 * mb, n); /* layer4.2.conv1 */
+    k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4(arena + (size_t)100352 * mb, m->folded + 20071040, m->folded + 22430336, arena + (size_t)200704 * mb, n); /* layer4.2.conv2 */
+    k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(arena + (size_t)200704 * mb, m->folded + 22430848, m->folded + 23479424, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
     k_avgpool_2048x7x7(arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)0 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)2048 * mb, n); /* fc */
     k_softmax_1000(arena + (size_t)2048 * mb, out, n); /* softmax1 */
@@ -5773,63 +7167,63 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_bntrain_128x28x28_relu(arena + (size_t)18063360 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 8832, arena + (size_t)18163712 * mb, n); /* layer2.3.bn2 */
     k_conv1x1s1p0_128x28x28_512(arena + (size_t)18163712 * mb, m->params + 1387456, arena + (size_t)10035200 * mb, n); /* layer2.3.conv3 */
     k_bntrain_512x28x28_add_relu(arena + (size_t)10035200 * mb, arena + (size_t)9633792 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 9088, arena + (size_t)10436608 * mb, n); /* layer2.3.bn3 */
-    k_conv1x1s2p0_512x28x28_256(arena + (size_t)10436608 * mb, m->params + 1455040, arena + (size_t)18665472 * mb, n); /* layer3.0.conv1 */
+    k_conv1x1s2p0_512x28x28_256_t4x8(arena + (size_t)10436608 * mb, m->params + 1455040, arena + (size_t)18665472 * mb, n); /* layer3.0.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)18665472 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 10112, arena + (size_t)18715648 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)18715648 * mb, m->params + 1587136, arena + (size_t)18765824 * mb, n); /* layer3.0.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)18715648 * mb, m->params + 1587136, arena + (size_t)18765824 * mb, n); /* layer3.0.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)18765824 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 10624, arena + (size_t)18816000 * mb, n); /* layer3.0.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)18816000 * mb, m->params + 2177984, arena + (size_t)10838016 * mb, n); /* layer3.0.conv3 */
-    k_conv1x1s2p0_512x28x28_1024(arena + (size_t)10436608 * mb, m->params + 2444224, arena + (size_t)11038720 * mb, n); /* layer3.0.downsample.0 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)18816000 * mb, m->params + 2177984, arena + (size_t)10838016 * mb, n); /* layer3.0.conv3 */
+    k_conv1x1s2p0_512x28x28_1024_t4x8(arena + (size_t)10436608 * mb, m->params + 2444224, arena + (size_t)11038720 * mb, n); /* layer3.0.downsample.0 */
     k_bntrain_1024x14x14(arena + (size_t)11038720 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 13184, arena + (size_t)11239424 * mb, n); /* layer3.0.downsample.1 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)11239424 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 11136, arena + (size_t)11440128 * mb, n); /* layer3.0.bn3 */
-    k_conv1x1s1p0_1024x14x14_256(arena + (size_t)11440128 * mb, m->params + 2972608, arena + (size_t)18866176 * mb, n); /* layer3.1.conv1 */
+    k_conv1x1s1p0_1024x14x14_256_t4x8(arena + (size_t)11440128 * mb, m->params + 2972608, arena + (size_t)18866176 * mb, n); /* layer3.1.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)18866176 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 15232, arena + (size_t)18916352 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)18916352 * mb, m->params + 3235776, arena + (size_t)18966528 * mb, n); /* layer3.1.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)18916352 * mb, m->params + 3235776, arena + (size_t)18966528 * mb, n); /* layer3.1.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)18966528 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 15744, arena + (size_t)19016704 * mb, n); /* layer3.1.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)19016704 * mb, m->params + 3826624, arena + (size_t)11239424 * mb, n); /* layer3.1.conv3 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)19016704 * mb, m->params + 3826624, arena + (size_t)11239424 * mb, n); /* layer3.1.conv3 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)11239424 * mb, arena + (size_t)11440128 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 16256, arena + (size_t)11640832 * mb, n); /* layer3.1.bn3 */
-    k_conv1x1s1p0_1024x14x14_256(arena + (size_t)11640832 * mb, m->params + 4092864, arena + (size_t)19066880 * mb, n); /* layer3.2.conv1 */
+    k_conv1x1s1p0_1024x14x14_256_t4x8(arena + (size_t)11640832 * mb, m->params + 4092864, arena + (size_t)19066880 * mb, n); /* layer3.2.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)19066880 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 18304, arena + (size_t)19117056 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)19117056 * mb, m->params + 4356032, arena + (size_t)19167232 * mb, n); /* layer3.2.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19117056 * mb, m->params + 4356032, arena + (size_t)19167232 * mb, n); /* layer3.2.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)19167232 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 18816, arena + (size_t)19217408 * mb, n); /* layer3.2.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)19217408 * mb, m->params + 4946880, arena + (size_t)11841536 * mb, n); /* layer3.2.conv3 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)19217408 * mb, m->params + 4946880, arena + (size_t)11841536 * mb, n); /* layer3.2.conv3 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)11841536 * mb, arena + (size_t)11640832 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 19328, arena + (size_t)14651392 * mb, n); /* layer3.2.bn3 */
-    k_conv1x1s1p0_1024x14x14_256(arena + (size_t)14651392 * mb, m->params + 5213120, arena + (size_t)19267584 * mb, n); /* layer3.3.conv1 */
+    k_conv1x1s1p0_1024x14x14_256_t4x8(arena + (size_t)14651392 * mb, m->params + 5213120, arena + (size_t)19267584 * mb, n); /* layer3.3.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)19267584 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 21376, arena + (size_t)19317760 * mb, n); /* layer3.3.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)19317760 * mb, m->params + 5476288, arena + (size_t)19367936 * mb, n); /* layer3.3.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19317760 * mb, m->params + 5476288, arena + (size_t)19367936 * mb, n); /* layer3.3.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)19367936 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 21888, arena + (size_t)19418112 * mb, n); /* layer3.3.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)19418112 * mb, m->params + 6067136, arena + (size_t)14852096 * mb, n); /* layer3.3.conv3 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)19418112 * mb, m->params + 6067136, arena + (size_t)14852096 * mb, n); /* layer3.3.conv3 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)14852096 * mb, arena + (size_t)14651392 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 22400, arena + (size_t)15052800 * mb, n); /* layer3.3.bn3 */
-    k_conv1x1s1p0_1024x14x14_256(arena + (size_t)15052800 * mb, m->params + 6333376, arena + (size_t)19468288 * mb, n); /* layer3.4.conv1 */
+    k_conv1x1s1p0_1024x14x14_256_t4x8(arena + (size_t)15052800 * mb, m->params + 6333376, arena + (size_t)19468288 * mb, n); /* layer3.4.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)19468288 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 24448, arena + (size_t)19518464 * mb, n); /* layer3.4.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)19518464 * mb, m->params + 6596544, arena + (size_t)19568640 * mb, n); /* layer3.4.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19518464 * mb, m->params + 6596544, arena + (size_t)19568640 * mb, n); /* layer3.4.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)19568640 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 24960, arena + (size_t)19618816 * mb, n); /* layer3.4.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)19618816 * mb, m->params + 7187392, arena + (size_t)15253504 * mb, n); /* layer3.4.conv3 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)19618816 * mb, m->params + 7187392, arena + (size_t)15253504 * mb, n); /* layer3.4.conv3 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)15253504 * mb, arena + (size_t)15052800 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 25472, arena + (size_t)15454208 * mb, n); /* layer3.4.bn3 */
-    k_conv1x1s1p0_1024x14x14_256(arena + (size_t)15454208 * mb, m->params + 7453632, arena + (size_t)19668992 * mb, n); /* layer3.5.conv1 */
+    k_conv1x1s1p0_1024x14x14_256_t4x8(arena + (size_t)15454208 * mb, m->params + 7453632, arena + (size_t)19668992 * mb, n); /* layer3.5.conv1 */
     k_bntrain_256x14x14_relu(arena + (size_t)19668992 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 27520, arena + (size_t)19719168 * mb, n); /* layer3.5.bn1 */
-    k_conv3x3s1p1_256x14x14_256(arena + (size_t)19719168 * mb, m->params + 7716800, arena + (size_t)19769344 * mb, n); /* layer3.5.conv2 */
+    k_conv3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19719168 * mb, m->params + 7716800, arena + (size_t)19769344 * mb, n); /* layer3.5.conv2 */
     k_bntrain_256x14x14_relu(arena + (size_t)19769344 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 28032, arena + (size_t)19819520 * mb, n); /* layer3.5.bn2 */
-    k_conv1x1s1p0_256x14x14_1024(arena + (size_t)19819520 * mb, m->params + 8307648, arena + (size_t)15654912 * mb, n); /* layer3.5.conv3 */
+    k_conv1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)19819520 * mb, m->params + 8307648, arena + (size_t)15654912 * mb, n); /* layer3.5.conv3 */
     k_bntrain_1024x14x14_add_relu(arena + (size_t)15654912 * mb, arena + (size_t)15454208 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 28544, arena + (size_t)15855616 * mb, n); /* layer3.5.bn3 */
-    k_conv1x1s2p0_1024x14x14_512(arena + (size_t)15855616 * mb, m->params + 8573888, arena + (size_t)19869696 * mb, n); /* layer4.0.conv1 */
+    k_conv1x1s2p0_1024x14x14_512_t4x4(arena + (size_t)15855616 * mb, m->params + 8573888, arena + (size_t)19869696 * mb, n); /* layer4.0.conv1 */
     k_bntrain_512x7x7_relu(arena + (size_t)19869696 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 30592, arena + (size_t)19894784 * mb, n); /* layer4.0.bn1 */
-    k_conv3x3s1p1_512x7x7_512(arena + (size_t)19894784 * mb, m->params + 9100224, arena + (size_t)19919872 * mb, n); /* layer4.0.conv2 */
+    k_conv3x3s1p1_512x7x7_512_t4x4(arena + (size_t)19894784 * mb, m->params + 9100224, arena + (size_t)19919872 * mb, n); /* layer4.0.conv2 */
     k_bntrain_512x7x7_relu(arena + (size_t)19919872 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 31616, arena + (size_t)19944960 * mb, n); /* layer4.0.bn2 */
-    k_conv1x1s1p0_512x7x7_2048(arena + (size_t)19944960 * mb, m->params + 11461568, arena + (size_t)16056320 * mb, n); /* layer4.0.conv3 */
-    k_conv1x1s2p0_1024x14x14_2048(arena + (size_t)15855616 * mb, m->params + 12518336, arena + (size_t)16156672 * mb, n); /* layer4.0.downsample.0 */
+    k_conv1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)19944960 * mb, m->params + 11461568, arena + (size_t)16056320 * mb, n); /* layer4.0.conv3 */
+    k_conv1x1s2p0_1024x14x14_2048_t4x4(arena + (size_t)15855616 * mb, m->params + 12518336, arena + (size_t)16156672 * mb, n); /* layer4.0.downsample.0 */
     k_bntrain_2048x7x7(arena + (size_t)16156672 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 36736, arena + (size_t)16257024 * mb, n); /* layer4.0.downsample.1 */
     k_bntrain_2048x7x7_add_relu(arena + (size_t)16056320 * mb, arena + (size_t)16257024 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 32640, arena + (size_t)16357376 * mb, n); /* layer4.0.bn3 */
-    k_conv1x1s1p0_2048x7x7_512(arena + (size_t)16357376 * mb, m->params + 14623680, arena + (size_t)19970048 * mb, n); /* layer4.1.conv1 */
+    k_conv1x1s1p0_2048x7x7_512_t4x4(arena + (size_t)16357376 * mb, m->params + 14623680, arena + (size_t)19970048 * mb, n); /* layer4.1.conv1 */
     k_bntrain_512x7x7_relu(arena + (size_t)19970048 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 40832, arena + (size_t)19995136 * mb, n); /* layer4.1.bn1 */
-    k_conv3x3s1p1_512x7x7_512(arena + (size_t)19995136 * mb, m->params + 15674304, arena + (size_t)20020224 * mb, n); /* layer4.1.conv2 */
+    k_conv3x3s1p1_512x7x7_512_t4x4(arena + (size_t)19995136 * mb, m->params + 15674304, arena + (size_t)20020224 * mb, n); /* layer4.1.conv2 */
     k_bntrain_512x7x7_relu(arena + (size_t)20020224 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 41856, arena + (size_t)20045312 * mb, n); /* layer4.1.bn2 */
-    k_conv1x1s1p0_512x7x7_2048(arena + (size_t)20045312 * mb, m->params + 18035648, arena + (size_t)16257024 * mb, n); /* layer4.1.conv3 */
+    k_conv1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)20045312 * mb, m->params + 18035648, arena + (size_t)16257024 * mb, n); /* layer4.1.conv3 */
     k_bntrain_2048x7x7_add_relu(arena + (size_t)16257024 * mb, arena + (size_t)16357376 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 42880, arena + (size_t)16457728 * mb, n); /* layer4.1.bn3 */
-    k_conv1x1s1p0_2048x7x7_512(arena + (size_t)16457728 * mb, m->params + 19092416, arena + (size_t)20070400 * mb, n); /* layer4.2.conv1 */
+    k_conv1x1s1p0_2048x7x7_512_t4x4(arena + (size_t)16457728 * mb, m->params + 19092416, arena + (size_t)20070400 * mb, n); /* layer4.2.conv1 */
     k_bntrain_512x7x7_relu(arena + (size_t)20070400 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 46976, arena + (size_t)20095488 * mb, n); /* layer4.2.bn1 */
-    k_conv3x3s1p1_512x7x7_512(arena + (size_t)20095488 * mb, m->params + 20143040, arena + (size_t)20120576 * mb, n); /* layer4.2.conv2 */
+    k_conv3x3s1p1_512x7x7_512_t4x4(arena + (size_t)20095488 * mb, m->params + 20143040, arena + (size_t)20120576 * mb, n); /* layer4.2.conv2 */
     k_bntrain_512x7x7_relu(arena + (size_t)20120576 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 48000, arena + (size_t)20145664 * mb, n); /* layer4.2.bn2 */
-    k_conv1x1s1p0_512x7x7_2048(arena + (size_t)20145664 * mb, m->params + 22504384, arena + (size_t)16558080 * mb, n); /* layer4.2.conv3 */
+    k_conv1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)20145664 * mb, m->params + 22504384, arena + (size_t)16558080 * mb, n); /* layer4.2.conv3 */
     k_bntrain_2048x7x7_add_relu(arena + (size_t)16558080 * mb, arena + (size_t)16457728 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 49024, arena + (size_t)18264064 * mb, n); /* layer4.2.bn3 */
     k_avgpool_2048x7x7(arena + (size_t)18264064 * mb, arena + (size_t)18364416 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)18364416 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)18366464 * mb, n); /* fc */

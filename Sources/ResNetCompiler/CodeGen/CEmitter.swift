@@ -184,6 +184,7 @@ public struct CEmitter {
             case nil: break
             }
             if a.relu == true { name += "_relu" }
+            if let t = a.tile, t != Tile(outChannels: 4, width: 16) { name += "_t\(t.outChannels)x\(t.width)" }
             return name
         case .batchNorm where g.training: return "k_bntrain_\(dims(y))"
         case .batchNorm: return "k_bn_\(dims(y))"
@@ -245,6 +246,13 @@ public struct CEmitter {
             v["s"] = node.attrs.stride!
             v["p"] = node.attrs.padding!
             v["parts"] = (node.attrs.fused ?? ["conv"]).joined(separator: " + ")
+            let tile = node.attrs.tile ?? Tile(outChannels: 1, width: 1)
+            let interior = Schedule.interior(inWidth: inShape.w, outWidth: out.w, kernel: node.attrs.kernel!,
+                                             stride: node.attrs.stride!, padding: node.attrs.padding!)
+            v["ob"] = tile.outChannels
+            v["tw"] = tile.width
+            v["oxA"] = interior.lowerBound
+            v["oxB"] = interior.upperBound
             var args: [Argument] = [.buffer(node.inputs[0])]
             if node.op == .fusedConv, let fold = layout.foldOf[node.name] {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]

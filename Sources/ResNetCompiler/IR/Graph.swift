@@ -91,6 +91,8 @@ public struct Attributes: Hashable, Codable, Sendable {
     /// convGradData: a gradient added in the epilogue (inputs[1]), read as the
     /// option-A adjoint when `.zeroPad` (scatter to every stride-th pixel).
     public var gradShortcut: ShortcutRead?
+    /// conv / fusedConv: the loop tile chosen by Schedule.
+    public var tile: Tile?
 
     public init() {}
 }

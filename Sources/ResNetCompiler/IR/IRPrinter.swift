@@ -25,6 +25,7 @@ public enum IRPrinter {
             if let v = a.forward { attrs.append("of=%\(v)") }
             if let v = a.gradOf { attrs.append("writes ∂\(v).*") }
             if a.reluMask == true { attrs.append("relu-mask") }
+            if let t = a.tile { attrs.append("tile=\(t.outChannels)×\(t.width)") }
             if case let .zeroPad(stride, channels)? = a.gradShortcut {
                 attrs.append("+ option-A adjoint of %\(node.inputs.last!) (stride \(stride), \(channels) ch)")
             } else if a.gradShortcut == .tensor {

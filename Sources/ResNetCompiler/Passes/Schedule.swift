@@ -1,0 +1,46 @@
+/// Schedule: loop tiles for each convolution kernel.
+///
+/// Requires the final op order (after fusion). A direct convolution computes
+/// `outChannels` output channels at a time (each input pixel loaded once is
+/// used that many times) and, within an output row, `width` outputs whose
+/// windows lie inside the image, accumulated in registers. The cost model is
+/// deliberately simple: the widest of 16/8/4/2/1 that fits the row's interior
+/// (so small maps still get a register tile), and 4 channels when the count
+/// divides by 4 (2 or 1 otherwise), which keeps 4×16 accumulators within the
+/// vector registers of SSE/AVX2 machines. The outer loops (batch × channel
+/// blocks) are the parallel ones.
+public struct Schedule: Pass {
+    public var name: String { "Schedule" }
+    public init() {}
+
+    public func run(_ input: Graph) throws -> Graph {
+        var g = input
+        for i in g.nodes.indices where g.nodes[i].op == .conv || g.nodes[i].op == .fusedConv {
+            let node = g.nodes[i]
+            let out = node.shape!, x = g.shape(node.inputs[0])
+            let interior = Self.interior(inWidth: x.w, outWidth: out.w, kernel: node.attrs.kernel!,
+                                         stride: node.attrs.stride!, padding: node.attrs.padding!)
+            let span = interior.upperBound - interior.lowerBound
+            let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
+            let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
+            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
+        }
+        return g
+    }
+
+    /// Output columns whose whole window (ox·s − p … ox·s − p + k − 1) is inside 0..<inWidth.
+    public static func interior(inWidth: Int, outWidth: Int, kernel: Int, stride: Int, padding: Int) -> Range<Int> {
+        let first = (padding + stride - 1) / stride
+        let span = inWidth - kernel + padding
+        let last = span < 0 ? 0 : min(outWidth, span / stride + 1)
+        return first < last ? first..<last : 0..<0
+    }
+}
+
+/// A convolution's loop tile (set by Schedule).
+public struct Tile: Hashable, Codable, Sendable {
+    /// Output channels computed together.
+    public var outChannels: Int
+    /// Outputs of a row accumulated in registers.
+    public var width: Int
+}
