@@ -2911,63 +2911,110 @@ static void k_bngrad_64x8x8_relu_out2(const float *RC_RESTRICT dy, const float *
  * used by layer3.2.conv2.grad_weight, layer3.2.conv1.grad_weight, layer3.1.conv2.grad_weight and 2 more */
 static void k_convgw3x3s1p1_64x8x8_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 3×3/1 pad 1: 64×8×8 ← 64×8×8
  * used by layer3.2.conv2.grad, layer3.1.conv2.grad, layer3.0.conv2.grad */
-static void k_convgd3x3s1p1_64x8x8_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 4, IXA = 1, IXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -3021,36 +3068,70 @@ static void k_bngrad_64x8x8_relu(const float *RC_RESTRICT dy, const float *RC_RE
 
 /* ∂x of conv 3×3/1 pad 1: 64×8×8 ← 64×8×8, + shortcut gradient
  * used by layer3.2.conv1.grad, layer3.1.conv1.grad */
-static void k_convgd3x3s1p1_64x8x8_64_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_64x8x8_64_t4x4_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 4, IXA = 1, IXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -3059,30 +3140,43 @@ static void k_convgd3x3s1p1_64x8x8_64_add(const float *RC_RESTRICT dy, const flo
  * used by layer3.0.conv1.grad_weight */
 static void k_convgw3x3s2p1_32x16x16_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -3093,6 +3187,7 @@ static void k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(const float *RC_RESTRIC
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3117,12 +3212,14 @@ static void k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(const float *RC_RESTRIC
                     }
                 }
             }
+            {
             /* adjoint of the option-A shortcut, read in place: every 2th pixel of the
              * block input receives the shortcut's gradient; the appended channels had none. */
             enum { G_C = 64, G_H = 8, G_W = 8, G_S = 2 };
             const float *RC_RESTRICT gp = gs + ((size_t)i * G_C + (size_t)c) * (G_H * G_W);
             for (int oy = 0; oy < G_H; oy++)
                 for (int ox = 0; ox < G_W; ox++) xp[oy * G_S * W + ox * G_S] += gp[oy * G_W + ox];
+            }
         }
     }
 }
@@ -3178,63 +3275,110 @@ static void k_bngrad_32x16x16_relu_out2(const float *RC_RESTRICT dy, const float
  * used by layer2.2.conv2.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv2.grad_weight and 2 more */
 static void k_convgw3x3s1p1_32x16x16_32(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 3×3/1 pad 1: 32×16×16 ← 32×16×16
  * used by layer2.2.conv2.grad, layer2.1.conv2.grad, layer2.0.conv2.grad */
-static void k_convgd3x3s1p1_32x16x16_32(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 8, IXA = 1, IXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -3288,36 +3432,70 @@ static void k_bngrad_32x16x16_relu(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂x of conv 3×3/1 pad 1: 32×16×16 ← 32×16×16, + shortcut gradient
  * used by layer2.2.conv1.grad, layer2.1.conv1.grad */
-static void k_convgd3x3s1p1_32x16x16_32_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_32x16x16_32_t4x8_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 8, IXA = 1, IXB = 15 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -3326,30 +3504,43 @@ static void k_convgd3x3s1p1_32x16x16_32_add(const float *RC_RESTRICT dy, const f
  * used by layer2.0.conv1.grad_weight */
 static void k_convgw3x3s2p1_16x32x32_32(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -3360,6 +3551,7 @@ static void k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(const float *RC_RESTR
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3384,12 +3576,14 @@ static void k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(const float *RC_RESTR
                     }
                 }
             }
+            {
             /* adjoint of the option-A shortcut, read in place: every 2th pixel of the
              * block input receives the shortcut's gradient; the appended channels had none. */
             enum { G_C = 32, G_H = 16, G_W = 16, G_S = 2 };
             const float *RC_RESTRICT gp = gs + ((size_t)i * G_C + (size_t)c) * (G_H * G_W);
             for (int oy = 0; oy < G_H; oy++)
                 for (int ox = 0; ox < G_W; ox++) xp[oy * G_S * W + ox * G_S] += gp[oy * G_W + ox];
+            }
         }
     }
 }
@@ -3445,30 +3639,43 @@ static void k_bngrad_16x32x32_relu_out2(const float *RC_RESTRICT dy, const float
  * used by layer1.2.conv2.grad_weight, layer1.2.conv1.grad_weight, layer1.1.conv2.grad_weight and 3 more */
 static void k_convgw3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -3479,29 +3686,63 @@ static void k_convgd3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 1, IXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -3559,32 +3800,66 @@ static void k_convgd3x3s1p1_16x32x32_16_add(const float *RC_RESTRICT dy, const f
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 1, IXB = 31 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -3593,30 +3868,43 @@ static void k_convgd3x3s1p1_16x32x32_16_add(const float *RC_RESTRICT dy, const f
  * used by conv1.grad_weight */
 static void k_convgw3x3s1p1_3x32x32_16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -3842,37 +4130,37 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_avgpoolgrad_64x8x8(arena + (size_t)389120 * mb, arena + (size_t)376832 * mb, n); /* avgpool1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)376832 * mb, arena + (size_t)368640 * mb, arena + (size_t)372736 * mb, m->params + 270192, m->grads + 270192, m->grads + 270256, arena + (size_t)385024 * mb, arena + (size_t)380928 * mb, n); /* layer3.2.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)380928 * mb, arena + (size_t)364544 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64(arena + (size_t)380928 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)380928 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)368640 * mb, arena + (size_t)360448 * mb, arena + (size_t)364544 * mb, m->params + 233072, m->grads + 233072, m->grads + 233136, arena + (size_t)372736 * mb, n); /* layer3.2.bn1.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)372736 * mb, arena + (size_t)356352 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_add(arena + (size_t)372736 * mb, m->params + 196208, arena + (size_t)385024 * mb, arena + (size_t)360448 * mb, n); /* layer3.2.conv1.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x4_add(arena + (size_t)372736 * mb, m->params + 196208, arena + (size_t)385024 * mb, arena + (size_t)360448 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)360448 * mb, arena + (size_t)352256 * mb, arena + (size_t)356352 * mb, m->params + 195952, m->grads + 195952, m->grads + 196016, arena + (size_t)368640 * mb, arena + (size_t)364544 * mb, n); /* layer3.1.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)364544 * mb, arena + (size_t)348160 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64(arena + (size_t)364544 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)364544 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)352256 * mb, arena + (size_t)344064 * mb, arena + (size_t)348160 * mb, m->params + 158832, m->grads + 158832, m->grads + 158896, arena + (size_t)356352 * mb, n); /* layer3.1.bn1.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)356352 * mb, arena + (size_t)339968 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_add(arena + (size_t)356352 * mb, m->params + 121968, arena + (size_t)368640 * mb, arena + (size_t)344064 * mb, n); /* layer3.1.conv1.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x4_add(arena + (size_t)356352 * mb, m->params + 121968, arena + (size_t)368640 * mb, arena + (size_t)344064 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)344064 * mb, arena + (size_t)335872 * mb, arena + (size_t)339968 * mb, m->params + 121712, m->grads + 121712, m->grads + 121776, arena + (size_t)348160 * mb, arena + (size_t)352256 * mb, n); /* layer3.0.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)352256 * mb, arena + (size_t)331776 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64(arena + (size_t)352256 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)352256 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)335872 * mb, arena + (size_t)327680 * mb, arena + (size_t)331776 * mb, m->params + 84592, m->grads + 84592, m->grads + 84656, arena + (size_t)360448 * mb, n); /* layer3.0.bn1.grad */
     k_convgw3x3s2p1_32x16x16_64(arena + (size_t)360448 * mb, arena + (size_t)319488 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(arena + (size_t)360448 * mb, m->params + 66160, arena + (size_t)348160 * mb, arena + (size_t)327680 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)327680 * mb, arena + (size_t)311296 * mb, arena + (size_t)319488 * mb, m->params + 66032, m->grads + 66032, m->grads + 66064, arena + (size_t)344064 * mb, arena + (size_t)335872 * mb, n); /* layer2.2.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)335872 * mb, arena + (size_t)303104 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32(arena + (size_t)335872 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)335872 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)311296 * mb, arena + (size_t)294912 * mb, arena + (size_t)303104 * mb, m->params + 56688, m->grads + 56688, m->grads + 56720, arena + (size_t)319488 * mb, n); /* layer2.2.bn1.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)319488 * mb, arena + (size_t)286720 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_add(arena + (size_t)319488 * mb, m->params + 47472, arena + (size_t)344064 * mb, arena + (size_t)294912 * mb, n); /* layer2.2.conv1.grad */
+    k_convgd3x3s1p1_32x16x16_32_t4x8_add(arena + (size_t)319488 * mb, m->params + 47472, arena + (size_t)344064 * mb, arena + (size_t)294912 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)294912 * mb, arena + (size_t)278528 * mb, arena + (size_t)286720 * mb, m->params + 47344, m->grads + 47344, m->grads + 47376, arena + (size_t)311296 * mb, arena + (size_t)303104 * mb, n); /* layer2.1.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)303104 * mb, arena + (size_t)270336 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32(arena + (size_t)303104 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)303104 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)278528 * mb, arena + (size_t)262144 * mb, arena + (size_t)270336 * mb, m->params + 38000, m->grads + 38000, m->grads + 38032, arena + (size_t)286720 * mb, n); /* layer2.1.bn1.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)286720 * mb, arena + (size_t)253952 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_add(arena + (size_t)286720 * mb, m->params + 28784, arena + (size_t)311296 * mb, arena + (size_t)262144 * mb, n); /* layer2.1.conv1.grad */
+    k_convgd3x3s1p1_32x16x16_32_t4x8_add(arena + (size_t)286720 * mb, m->params + 28784, arena + (size_t)311296 * mb, arena + (size_t)262144 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)262144 * mb, arena + (size_t)245760 * mb, arena + (size_t)253952 * mb, m->params + 28656, m->grads + 28656, m->grads + 28688, arena + (size_t)270336 * mb, arena + (size_t)278528 * mb, n); /* layer2.0.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)278528 * mb, arena + (size_t)237568 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32(arena + (size_t)278528 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)278528 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)245760 * mb, arena + (size_t)229376 * mb, arena + (size_t)237568 * mb, m->params + 19312, m->grads + 19312, m->grads + 19344, arena + (size_t)294912 * mb, n); /* layer2.0.bn1.grad */
     k_convgw3x3s2p1_16x32x32_32(arena + (size_t)294912 * mb, arena + (size_t)212992 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(arena + (size_t)294912 * mb, m->params + 14704, arena + (size_t)270336 * mb, arena + (size_t)229376 * mb, n); /* layer2.0.conv1.grad */

@@ -5022,63 +5022,110 @@ static void k_bngrad_2048x7x7_relu_out2(const float *RC_RESTRICT dy, const float
  * used by layer4.2.conv3.grad_weight, layer4.1.conv3.grad_weight, layer4.0.conv3.grad_weight */
 static void k_convgw1x1s1p0_512x7x7_2048(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 1×1/1 pad 0: 512×7×7 ← 2048×7×7
  * used by layer4.2.conv3.grad, layer4.1.conv3.grad, layer4.0.conv3.grad */
-static void k_convgd1x1s1p0_512x7x7_2048(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd1x1s1p0_512x7x7_2048_t4x4(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 4, IXA = 0, IXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -5134,63 +5181,110 @@ static void k_bngrad_512x7x7_relu(const float *RC_RESTRICT dy, const float *RC_R
  * used by layer4.2.conv2.grad_weight, layer4.1.conv2.grad_weight, layer4.0.conv2.grad_weight */
 static void k_convgw3x3s1p1_512x7x7_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 3×3/1 pad 1: 512×7×7 ← 512×7×7
  * used by layer4.2.conv2.grad, layer4.1.conv2.grad, layer4.0.conv2.grad */
-static void k_convgd3x3s1p1_512x7x7_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_512x7x7_512_t4x4(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 4, IXA = 1, IXB = 6 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -5200,66 +5294,113 @@ static void k_convgd3x3s1p1_512x7x7_512(const float *RC_RESTRICT dy, const float
  * used by layer4.2.conv1.grad_weight, layer4.1.conv1.grad_weight */
 static void k_convgw1x1s1p0_2048x7x7_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 1×1/1 pad 0: 2048×7×7 ← 512×7×7, + shortcut gradient
  * used by layer4.2.conv1.grad, layer4.1.conv1.grad */
-static void k_convgd1x1s1p0_2048x7x7_512_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd1x1s1p0_2048x7x7_512_t4x4_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 4, IXA = 0, IXB = 7 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -5314,30 +5455,43 @@ static void k_bngrad_2048x7x7(const float *RC_RESTRICT dy, const float *RC_RESTR
  * used by layer4.0.downsample.0.grad_weight */
 static void k_convgw1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -5348,6 +5502,7 @@ static void k_convgd1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT dy, const f
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -5372,6 +5527,8 @@ static void k_convgd1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT dy, const f
                     }
                 }
             }
+            {
+            }
         }
     }
 }
@@ -5380,30 +5537,43 @@ static void k_convgd1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT dy, const f
  * used by layer4.0.conv1.grad_weight */
 static void k_convgw1x1s2p0_1024x14x14_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -5414,6 +5584,7 @@ static void k_convgd1x1s2p0_1024x14x14_512_add(const float *RC_RESTRICT dy, cons
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -5438,8 +5609,10 @@ static void k_convgd1x1s2p0_1024x14x14_512_add(const float *RC_RESTRICT dy, cons
                     }
                 }
             }
+            {
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -5495,63 +5668,110 @@ static void k_bngrad_1024x14x14_relu_out2(const float *RC_RESTRICT dy, const flo
  * used by layer3.5.conv3.grad_weight, layer3.4.conv3.grad_weight, layer3.3.conv3.grad_weight and 3 more */
 static void k_convgw1x1s1p0_256x14x14_1024(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 1×1/1 pad 0: 256×14×14 ← 1024×14×14
  * used by layer3.5.conv3.grad, layer3.4.conv3.grad, layer3.3.conv3.grad and 3 more */
-static void k_convgd1x1s1p0_256x14x14_1024(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd1x1s1p0_256x14x14_1024_t4x8(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 8, IXA = 0, IXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -5607,63 +5827,110 @@ static void k_bngrad_256x14x14_relu(const float *RC_RESTRICT dy, const float *RC
  * used by layer3.5.conv2.grad_weight, layer3.4.conv2.grad_weight, layer3.3.conv2.grad_weight and 3 more */
 static void k_convgw3x3s1p1_256x14x14_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 3×3/1 pad 1: 256×14×14 ← 256×14×14
  * used by layer3.5.conv2.grad, layer3.4.conv2.grad, layer3.3.conv2.grad and 3 more */
-static void k_convgd3x3s1p1_256x14x14_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_256x14x14_256_t4x8(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 8, IXA = 1, IXB = 13 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -5673,66 +5940,113 @@ static void k_convgd3x3s1p1_256x14x14_256(const float *RC_RESTRICT dy, const flo
  * used by layer3.5.conv1.grad_weight, layer3.4.conv1.grad_weight, layer3.3.conv1.grad_weight and 2 more */
 static void k_convgw1x1s1p0_1024x14x14_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
 
 /* ∂x of conv 1×1/1 pad 0: 1024×14×14 ← 256×14×14, + shortcut gradient
  * used by layer3.5.conv1.grad, layer3.4.conv1.grad, layer3.3.conv1.grad and 2 more */
-static void k_convgd1x1s1p0_1024x14x14_256_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd1x1s1p0_1024x14x14_256_t4x8_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 8, IXA = 0, IXB = 14 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -5787,30 +6101,43 @@ static void k_bngrad_1024x14x14(const float *RC_RESTRICT dy, const float *RC_RES
  * used by layer3.0.downsample.0.grad_weight */
 static void k_convgw1x1s2p0_512x28x28_1024(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -5821,6 +6148,7 @@ static void k_convgd1x1s2p0_512x28x28_1024(const float *RC_RESTRICT dy, const fl
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -5845,6 +6173,8 @@ static void k_convgd1x1s2p0_512x28x28_1024(const float *RC_RESTRICT dy, const fl
                     }
                 }
             }
+            {
+            }
         }
     }
 }
@@ -5853,30 +6183,43 @@ static void k_convgd1x1s2p0_512x28x28_1024(const float *RC_RESTRICT dy, const fl
  * used by layer3.0.conv1.grad_weight */
 static void k_convgw1x1s2p0_512x28x28_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -5887,6 +6230,7 @@ static void k_convgd1x1s2p0_512x28x28_256_add(const float *RC_RESTRICT dy, const
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -5911,8 +6255,10 @@ static void k_convgd1x1s2p0_512x28x28_256_add(const float *RC_RESTRICT dy, const
                     }
                 }
             }
+            {
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -5968,30 +6314,43 @@ static void k_bngrad_512x28x28_relu_out2(const float *RC_RESTRICT dy, const floa
  * used by layer2.3.conv3.grad_weight, layer2.2.conv3.grad_weight, layer2.1.conv3.grad_weight, layer2.0.conv3.grad_weight */
 static void k_convgw1x1s1p0_128x28x28_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6002,29 +6361,63 @@ static void k_convgd1x1s1p0_128x28x28_512(const float *RC_RESTRICT dy, const flo
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 0, IXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -6080,30 +6473,43 @@ static void k_bngrad_128x28x28_relu(const float *RC_RESTRICT dy, const float *RC
  * used by layer2.3.conv2.grad_weight, layer2.2.conv2.grad_weight, layer2.1.conv2.grad_weight, layer2.0.conv2.grad_weight */
 static void k_convgw3x3s1p1_128x28x28_128(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6114,29 +6520,63 @@ static void k_convgd3x3s1p1_128x28x28_128(const float *RC_RESTRICT dy, const flo
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 1, IXB = 27 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -6146,30 +6586,43 @@ static void k_convgd3x3s1p1_128x28x28_128(const float *RC_RESTRICT dy, const flo
  * used by layer2.3.conv1.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv1.grad_weight */
 static void k_convgw1x1s1p0_512x28x28_128(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6180,32 +6633,66 @@ static void k_convgd1x1s1p0_512x28x28_128_add(const float *RC_RESTRICT dy, const
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 0, IXB = 28 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -6260,30 +6747,43 @@ static void k_bngrad_512x28x28(const float *RC_RESTRICT dy, const float *RC_REST
  * used by layer2.0.downsample.0.grad_weight */
 static void k_convgw1x1s2p0_256x56x56_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6294,6 +6794,7 @@ static void k_convgd1x1s2p0_256x56x56_512(const float *RC_RESTRICT dy, const flo
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6318,6 +6819,8 @@ static void k_convgd1x1s2p0_256x56x56_512(const float *RC_RESTRICT dy, const flo
                     }
                 }
             }
+            {
+            }
         }
     }
 }
@@ -6326,30 +6829,43 @@ static void k_convgd1x1s2p0_256x56x56_512(const float *RC_RESTRICT dy, const flo
  * used by layer2.0.conv1.grad_weight */
 static void k_convgw1x1s2p0_256x56x56_128(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6360,6 +6876,7 @@ static void k_convgd1x1s2p0_256x56x56_128_add(const float *RC_RESTRICT dy, const
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
+    /* Strided: scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6384,8 +6901,10 @@ static void k_convgd1x1s2p0_256x56x56_128_add(const float *RC_RESTRICT dy, const
                     }
                 }
             }
+            {
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -6441,30 +6960,43 @@ static void k_bngrad_256x56x56_relu_out2(const float *RC_RESTRICT dy, const floa
  * used by layer1.2.conv3.grad_weight, layer1.1.conv3.grad_weight, layer1.0.downsample.0.grad_weight, layer1.0.conv3.grad_weight */
 static void k_convgw1x1s1p0_64x56x56_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6475,29 +7007,63 @@ static void k_convgd1x1s1p0_64x56x56_256(const float *RC_RESTRICT dy, const floa
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 0, IXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -6553,30 +7119,43 @@ static void k_bngrad_64x56x56_relu(const float *RC_RESTRICT dy, const float *RC_
  * used by layer1.2.conv2.grad_weight, layer1.1.conv2.grad_weight, layer1.0.conv2.grad_weight */
 static void k_convgw3x3s1p1_64x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6587,29 +7166,63 @@ static void k_convgd3x3s1p1_64x56x56_64(const float *RC_RESTRICT dy, const float
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 1, IXB = 55 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
                     }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
                 }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
+                    }
+                }
+            }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             }
         }
     }
@@ -6619,30 +7232,43 @@ static void k_convgd3x3s1p1_64x56x56_64(const float *RC_RESTRICT dy, const float
  * used by layer1.2.conv1.grad_weight, layer1.1.conv1.grad_weight */
 static void k_convgw1x1s1p0_256x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6653,32 +7279,66 @@ static void k_convgd1x1s1p0_256x56x56_64_add(const float *RC_RESTRICT dy, const 
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 0, IXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -6733,30 +7393,43 @@ static void k_bngrad_256x56x56(const float *RC_RESTRICT dy, const float *RC_REST
  * used by layer1.0.conv1.grad_weight */
 static void k_convgw1x1s1p0_64x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -6767,32 +7440,66 @@ static void k_convgd1x1s1p0_64x56x56_64_add(const float *RC_RESTRICT dy, const f
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0 };
+    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
+     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
+    enum { CB = 4, TW = 16, IXA = 0, IXB = 56 };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
-        for (int c = 0; c < C; c++) {
-            float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
-            for (int j = 0; j < H * W; j++) xp[j] = 0.0f;
-            for (int o = 0; o < OC; o++) {
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)c) * (K * K);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        const float wv = wp[ky * K + kx];
-                        const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                        const int hi = W - 1 + P - kx;
-                        const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float *RC_RESTRICT xr = xp + iy * W;
-                            const float *RC_RESTRICT yr = yp + oy * OW;
-                            for (int ox = ox0; ox < ox1; ox++) xr[ox * S + kx - P] += wv * yr[ox];
+        for (int b = 0; b < C / CB; b++) {
+            const int c0 = b * CB;
+            const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            for (int iy = 0; iy < H; iy++) {
+                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
+                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                    float acc[CB][TW];
+                    for (int j = 0; j < CB; j++)
+                        for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
+                    for (int o = 0; o < OC; o++) {
+                        for (int ky = 0; ky < K; ky++) {
+                            const int oy = iy + P - ky;
+                            if (oy < 0 || oy >= OH) continue;
+                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
+                            for (int kx = 0; kx < K; kx++) {
+                                const float *RC_RESTRICT yk = yr - kx;
+                                for (int j = 0; j < CB; j++) {
+                                    const float wv = wr[(size_t)j * (K * K) + (size_t)kx];
+                                    for (int t = 0; t < TW; t++) acc[j][t] += wv * yk[t];
+                                }
+                            }
                         }
+                    }
+                    for (int j = 0; j < CB; j++) {
+                        float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
+                        for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
+                    }
+                }
+                for (int ix = 0; ix < W; ix++) {
+                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
+                    for (int j = 0; j < CB; j++) {
+                        float a = 0.0f;
+                        for (int o = 0; o < OC; o++) {
+                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
+                            for (int ky = 0; ky < K; ky++) {
+                                const int oy = iy + P - ky;
+                                if (oy < 0 || oy >= OH) continue;
+                                for (int kx = 0; kx < K; kx++) {
+                                    const int ox = ix + P - kx;
+                                    if (ox < 0 || ox >= OW) continue;
+                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
+                                }
+                            }
+                        }
+                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
+            for (int c = c0; c < c0 + CB; c++) {
+                float *RC_RESTRICT xp = dx + ((size_t)i * C + (size_t)c) * (H * W);
+                (void)xp;
             const float *RC_RESTRICT gp = gs + ((size_t)i * C + (size_t)c) * (H * W);
             for (int j = 0; j < H * W; j++) xp[j] += gp[j];
+            }
         }
     }
 }
@@ -6879,30 +7586,43 @@ static void k_bngrad_64x112x112_relu(const float *RC_RESTRICT dy, const float *R
  * used by conv1.grad_weight */
 static void k_convgw7x7s2p3_3x224x224_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
 {
-    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3 };
-    RC_OMP(omp parallel for schedule(static))
+    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
+     * vectorise without reassociating a single chain), flushed to double per image. */
+    enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3,
+           KK = K * K, L = 8 };
+    RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int o = 0; o < OC; o++) {
         for (int c = 0; c < C; c++) {
-            for (int ky = 0; ky < K; ky++) {
-                for (int kx = 0; kx < K; kx++) {
-                    const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                    const int hi = W - 1 + P - kx;
-                    const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++) {
-                        const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                        const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
-                        for (int oy = 0; oy < OH; oy++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            float part = 0.0f;
-                            for (int ox = ox0; ox < ox1; ox++) part += yp[oy * OW + ox] * xp[iy * W + ox * S + kx - P];
-                            acc += (double)part;
+            double total[KK];
+            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            for (int i = 0; i < n; i++) {
+                float acc[KK][L];
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
+                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
+                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *RC_RESTRICT yr = yp + oy * OW;
+                    for (int ky = 0; ky < K; ky++) {
+                        const int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        const float *RC_RESTRICT xr = xp + iy * W;
+                        for (int kx = 0; kx < K; kx++) {
+                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
+                            const int hi = W - 1 + P - kx;
+                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
+                            float *RC_RESTRICT a = acc[ky * K + kx];
+                            int ox = ox0;
+                            for (; ox + L <= ox1; ox += L)
+                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
+                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
                         }
                     }
-                    dw[(((size_t)o * C + (size_t)c) * K + (size_t)ky) * K + (size_t)kx] = (float)acc;
                 }
+                for (int q = 0; q < KK; q++)
+                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
             }
+            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
         }
     }
 }
@@ -7232,88 +7952,88 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_avgpoolgrad_2048x7x7(arena + (size_t)20195840 * mb, arena + (size_t)18364416 * mb, n); /* avgpool1.grad */
     k_bngrad_2048x7x7_relu_out2(arena + (size_t)18364416 * mb, arena + (size_t)16558080 * mb, arena + (size_t)18264064 * mb, m->params + 23552960, m->grads + 23552960, m->grads + 23555008, arena + (size_t)18565120 * mb, arena + (size_t)18464768 * mb, n); /* layer4.2.bn3.grad */
     k_convgw1x1s1p0_512x7x7_2048(arena + (size_t)18464768 * mb, arena + (size_t)20145664 * mb, m->grads + 22504384, n); /* layer4.2.conv3.grad_weight */
-    k_convgd1x1s1p0_512x7x7_2048(arena + (size_t)18464768 * mb, m->params + 22504384, arena + (size_t)16558080 * mb, n); /* layer4.2.conv3.grad */
+    k_convgd1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)18464768 * mb, m->params + 22504384, arena + (size_t)16558080 * mb, n); /* layer4.2.conv3.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16558080 * mb, arena + (size_t)20120576 * mb, arena + (size_t)20145664 * mb, m->params + 22502336, m->grads + 22502336, m->grads + 22502848, arena + (size_t)20170752 * mb, n); /* layer4.2.bn2.grad */
     k_convgw3x3s1p1_512x7x7_512(arena + (size_t)20170752 * mb, arena + (size_t)20095488 * mb, m->grads + 20143040, n); /* layer4.2.conv2.grad_weight */
-    k_convgd3x3s1p1_512x7x7_512(arena + (size_t)20170752 * mb, m->params + 20143040, arena + (size_t)16558080 * mb, n); /* layer4.2.conv2.grad */
+    k_convgd3x3s1p1_512x7x7_512_t4x4(arena + (size_t)20170752 * mb, m->params + 20143040, arena + (size_t)16558080 * mb, n); /* layer4.2.conv2.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16558080 * mb, arena + (size_t)20070400 * mb, arena + (size_t)20095488 * mb, m->params + 20140992, m->grads + 20140992, m->grads + 20141504, arena + (size_t)20120576 * mb, n); /* layer4.2.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_512(arena + (size_t)20120576 * mb, arena + (size_t)16457728 * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
-    k_convgd1x1s1p0_2048x7x7_512_add(arena + (size_t)20120576 * mb, m->params + 19092416, arena + (size_t)18565120 * mb, arena + (size_t)16558080 * mb, n); /* layer4.2.conv1.grad */
+    k_convgd1x1s1p0_2048x7x7_512_t4x4_add(arena + (size_t)20120576 * mb, m->params + 19092416, arena + (size_t)18565120 * mb, arena + (size_t)16558080 * mb, n); /* layer4.2.conv1.grad */
     k_bngrad_2048x7x7_relu_out2(arena + (size_t)16558080 * mb, arena + (size_t)16257024 * mb, arena + (size_t)16457728 * mb, m->params + 19084224, m->grads + 19084224, m->grads + 19086272, arena + (size_t)18364416 * mb, arena + (size_t)18264064 * mb, n); /* layer4.1.bn3.grad */
     k_convgw1x1s1p0_512x7x7_2048(arena + (size_t)18264064 * mb, arena + (size_t)20045312 * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
-    k_convgd1x1s1p0_512x7x7_2048(arena + (size_t)18264064 * mb, m->params + 18035648, arena + (size_t)16257024 * mb, n); /* layer4.1.conv3.grad */
+    k_convgd1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)18264064 * mb, m->params + 18035648, arena + (size_t)16257024 * mb, n); /* layer4.1.conv3.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16257024 * mb, arena + (size_t)20020224 * mb, arena + (size_t)20045312 * mb, m->params + 18033600, m->grads + 18033600, m->grads + 18034112, arena + (size_t)20070400 * mb, n); /* layer4.1.bn2.grad */
     k_convgw3x3s1p1_512x7x7_512(arena + (size_t)20070400 * mb, arena + (size_t)19995136 * mb, m->grads + 15674304, n); /* layer4.1.conv2.grad_weight */
-    k_convgd3x3s1p1_512x7x7_512(arena + (size_t)20070400 * mb, m->params + 15674304, arena + (size_t)16257024 * mb, n); /* layer4.1.conv2.grad */
+    k_convgd3x3s1p1_512x7x7_512_t4x4(arena + (size_t)20070400 * mb, m->params + 15674304, arena + (size_t)16257024 * mb, n); /* layer4.1.conv2.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16257024 * mb, arena + (size_t)19970048 * mb, arena + (size_t)19995136 * mb, m->params + 15672256, m->grads + 15672256, m->grads + 15672768, arena + (size_t)20020224 * mb, n); /* layer4.1.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_512(arena + (size_t)20020224 * mb, arena + (size_t)16357376 * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
-    k_convgd1x1s1p0_2048x7x7_512_add(arena + (size_t)20020224 * mb, m->params + 14623680, arena + (size_t)18364416 * mb, arena + (size_t)16257024 * mb, n); /* layer4.1.conv1.grad */
+    k_convgd1x1s1p0_2048x7x7_512_t4x4_add(arena + (size_t)20020224 * mb, m->params + 14623680, arena + (size_t)18364416 * mb, arena + (size_t)16257024 * mb, n); /* layer4.1.conv1.grad */
     k_bngrad_2048x7x7_relu_out2(arena + (size_t)16257024 * mb, arena + (size_t)16056320 * mb, arena + (size_t)16357376 * mb, m->params + 12510144, m->grads + 12510144, m->grads + 12512192, arena + (size_t)16457728 * mb, arena + (size_t)18364416 * mb, n); /* layer4.0.bn3.grad */
     k_bngrad_2048x7x7(arena + (size_t)16457728 * mb, arena + (size_t)16156672 * mb, m->params + 14615488, m->grads + 14615488, m->grads + 14617536, arena + (size_t)18565120 * mb, n); /* layer4.0.downsample.1.grad */
     k_convgw1x1s2p0_1024x14x14_2048(arena + (size_t)18565120 * mb, arena + (size_t)15855616 * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_1024x14x14_2048(arena + (size_t)18565120 * mb, m->params + 12518336, arena + (size_t)16056320 * mb, n); /* layer4.0.downsample.0.grad */
     k_convgw1x1s1p0_512x7x7_2048(arena + (size_t)18364416 * mb, arena + (size_t)19944960 * mb, m->grads + 11461568, n); /* layer4.0.conv3.grad_weight */
-    k_convgd1x1s1p0_512x7x7_2048(arena + (size_t)18364416 * mb, m->params + 11461568, arena + (size_t)16257024 * mb, n); /* layer4.0.conv3.grad */
+    k_convgd1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)18364416 * mb, m->params + 11461568, arena + (size_t)16257024 * mb, n); /* layer4.0.conv3.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16257024 * mb, arena + (size_t)19919872 * mb, arena + (size_t)19944960 * mb, m->params + 11459520, m->grads + 11459520, m->grads + 11460032, arena + (size_t)19970048 * mb, n); /* layer4.0.bn2.grad */
     k_convgw3x3s1p1_512x7x7_512(arena + (size_t)19970048 * mb, arena + (size_t)19894784 * mb, m->grads + 9100224, n); /* layer4.0.conv2.grad_weight */
-    k_convgd3x3s1p1_512x7x7_512(arena + (size_t)19970048 * mb, m->params + 9100224, arena + (size_t)16257024 * mb, n); /* layer4.0.conv2.grad */
+    k_convgd3x3s1p1_512x7x7_512_t4x4(arena + (size_t)19970048 * mb, m->params + 9100224, arena + (size_t)16257024 * mb, n); /* layer4.0.conv2.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16257024 * mb, arena + (size_t)19869696 * mb, arena + (size_t)19894784 * mb, m->params + 9098176, m->grads + 9098176, m->grads + 9098688, arena + (size_t)19919872 * mb, n); /* layer4.0.bn1.grad */
     k_convgw1x1s2p0_1024x14x14_512(arena + (size_t)19919872 * mb, arena + (size_t)15855616 * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
     k_convgd1x1s2p0_1024x14x14_512_add(arena + (size_t)19919872 * mb, m->params + 8573888, arena + (size_t)16056320 * mb, arena + (size_t)16257024 * mb, n); /* layer4.0.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)16257024 * mb, arena + (size_t)15654912 * mb, arena + (size_t)15855616 * mb, m->params + 8569792, m->grads + 8569792, m->grads + 8570816, arena + (size_t)16457728 * mb, arena + (size_t)16056320 * mb, n); /* layer3.5.bn3.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)16056320 * mb, arena + (size_t)19819520 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)16056320 * mb, m->params + 8307648, arena + (size_t)15654912 * mb, n); /* layer3.5.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)16056320 * mb, m->params + 8307648, arena + (size_t)15654912 * mb, n); /* layer3.5.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15654912 * mb, arena + (size_t)19769344 * mb, arena + (size_t)19819520 * mb, m->params + 8306624, m->grads + 8306624, m->grads + 8306880, arena + (size_t)19869696 * mb, n); /* layer3.5.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19869696 * mb, arena + (size_t)19719168 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)19869696 * mb, m->params + 7716800, arena + (size_t)15654912 * mb, n); /* layer3.5.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19869696 * mb, m->params + 7716800, arena + (size_t)15654912 * mb, n); /* layer3.5.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15654912 * mb, arena + (size_t)19668992 * mb, arena + (size_t)19719168 * mb, m->params + 7715776, m->grads + 7715776, m->grads + 7716032, arena + (size_t)19769344 * mb, n); /* layer3.5.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19769344 * mb, arena + (size_t)15454208 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
-    k_convgd1x1s1p0_1024x14x14_256_add(arena + (size_t)19769344 * mb, m->params + 7453632, arena + (size_t)16457728 * mb, arena + (size_t)15654912 * mb, n); /* layer3.5.conv1.grad */
+    k_convgd1x1s1p0_1024x14x14_256_t4x8_add(arena + (size_t)19769344 * mb, m->params + 7453632, arena + (size_t)16457728 * mb, arena + (size_t)15654912 * mb, n); /* layer3.5.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)15654912 * mb, arena + (size_t)15253504 * mb, arena + (size_t)15454208 * mb, m->params + 7449536, m->grads + 7449536, m->grads + 7450560, arena + (size_t)16257024 * mb, arena + (size_t)15855616 * mb, n); /* layer3.4.bn3.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15855616 * mb, arena + (size_t)19618816 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)15855616 * mb, m->params + 7187392, arena + (size_t)15253504 * mb, n); /* layer3.4.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)15855616 * mb, m->params + 7187392, arena + (size_t)15253504 * mb, n); /* layer3.4.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15253504 * mb, arena + (size_t)19568640 * mb, arena + (size_t)19618816 * mb, m->params + 7186368, m->grads + 7186368, m->grads + 7186624, arena + (size_t)19668992 * mb, n); /* layer3.4.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19668992 * mb, arena + (size_t)19518464 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)19668992 * mb, m->params + 6596544, arena + (size_t)15253504 * mb, n); /* layer3.4.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19668992 * mb, m->params + 6596544, arena + (size_t)15253504 * mb, n); /* layer3.4.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15253504 * mb, arena + (size_t)19468288 * mb, arena + (size_t)19518464 * mb, m->params + 6595520, m->grads + 6595520, m->grads + 6595776, arena + (size_t)19568640 * mb, n); /* layer3.4.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19568640 * mb, arena + (size_t)15052800 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
-    k_convgd1x1s1p0_1024x14x14_256_add(arena + (size_t)19568640 * mb, m->params + 6333376, arena + (size_t)16257024 * mb, arena + (size_t)15253504 * mb, n); /* layer3.4.conv1.grad */
+    k_convgd1x1s1p0_1024x14x14_256_t4x8_add(arena + (size_t)19568640 * mb, m->params + 6333376, arena + (size_t)16257024 * mb, arena + (size_t)15253504 * mb, n); /* layer3.4.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)15253504 * mb, arena + (size_t)14852096 * mb, arena + (size_t)15052800 * mb, m->params + 6329280, m->grads + 6329280, m->grads + 6330304, arena + (size_t)15654912 * mb, arena + (size_t)15454208 * mb, n); /* layer3.3.bn3.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15454208 * mb, arena + (size_t)19418112 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)15454208 * mb, m->params + 6067136, arena + (size_t)14852096 * mb, n); /* layer3.3.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)15454208 * mb, m->params + 6067136, arena + (size_t)14852096 * mb, n); /* layer3.3.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)14852096 * mb, arena + (size_t)19367936 * mb, arena + (size_t)19418112 * mb, m->params + 6066112, m->grads + 6066112, m->grads + 6066368, arena + (size_t)19468288 * mb, n); /* layer3.3.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19468288 * mb, arena + (size_t)19317760 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)19468288 * mb, m->params + 5476288, arena + (size_t)14852096 * mb, n); /* layer3.3.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19468288 * mb, m->params + 5476288, arena + (size_t)14852096 * mb, n); /* layer3.3.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)14852096 * mb, arena + (size_t)19267584 * mb, arena + (size_t)19317760 * mb, m->params + 5475264, m->grads + 5475264, m->grads + 5475520, arena + (size_t)19367936 * mb, n); /* layer3.3.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19367936 * mb, arena + (size_t)14651392 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
-    k_convgd1x1s1p0_1024x14x14_256_add(arena + (size_t)19367936 * mb, m->params + 5213120, arena + (size_t)15654912 * mb, arena + (size_t)14852096 * mb, n); /* layer3.3.conv1.grad */
+    k_convgd1x1s1p0_1024x14x14_256_t4x8_add(arena + (size_t)19367936 * mb, m->params + 5213120, arena + (size_t)15654912 * mb, arena + (size_t)14852096 * mb, n); /* layer3.3.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)14852096 * mb, arena + (size_t)11841536 * mb, arena + (size_t)14651392 * mb, m->params + 5209024, m->grads + 5209024, m->grads + 5210048, arena + (size_t)15253504 * mb, arena + (size_t)15052800 * mb, n); /* layer3.2.bn3.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15052800 * mb, arena + (size_t)19217408 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)15052800 * mb, m->params + 4946880, arena + (size_t)11841536 * mb, n); /* layer3.2.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)15052800 * mb, m->params + 4946880, arena + (size_t)11841536 * mb, n); /* layer3.2.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11841536 * mb, arena + (size_t)19167232 * mb, arena + (size_t)19217408 * mb, m->params + 4945856, m->grads + 4945856, m->grads + 4946112, arena + (size_t)19267584 * mb, n); /* layer3.2.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19267584 * mb, arena + (size_t)19117056 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)19267584 * mb, m->params + 4356032, arena + (size_t)11841536 * mb, n); /* layer3.2.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19267584 * mb, m->params + 4356032, arena + (size_t)11841536 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11841536 * mb, arena + (size_t)19066880 * mb, arena + (size_t)19117056 * mb, m->params + 4355008, m->grads + 4355008, m->grads + 4355264, arena + (size_t)19167232 * mb, n); /* layer3.2.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19167232 * mb, arena + (size_t)11640832 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
-    k_convgd1x1s1p0_1024x14x14_256_add(arena + (size_t)19167232 * mb, m->params + 4092864, arena + (size_t)15253504 * mb, arena + (size_t)11841536 * mb, n); /* layer3.2.conv1.grad */
+    k_convgd1x1s1p0_1024x14x14_256_t4x8_add(arena + (size_t)19167232 * mb, m->params + 4092864, arena + (size_t)15253504 * mb, arena + (size_t)11841536 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)11841536 * mb, arena + (size_t)11239424 * mb, arena + (size_t)11640832 * mb, m->params + 4088768, m->grads + 4088768, m->grads + 4089792, arena + (size_t)14852096 * mb, arena + (size_t)14651392 * mb, n); /* layer3.1.bn3.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)14651392 * mb, arena + (size_t)19016704 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)14651392 * mb, m->params + 3826624, arena + (size_t)11239424 * mb, n); /* layer3.1.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)14651392 * mb, m->params + 3826624, arena + (size_t)11239424 * mb, n); /* layer3.1.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11239424 * mb, arena + (size_t)18966528 * mb, arena + (size_t)19016704 * mb, m->params + 3825600, m->grads + 3825600, m->grads + 3825856, arena + (size_t)19066880 * mb, n); /* layer3.1.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19066880 * mb, arena + (size_t)18916352 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)19066880 * mb, m->params + 3235776, arena + (size_t)11239424 * mb, n); /* layer3.1.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)19066880 * mb, m->params + 3235776, arena + (size_t)11239424 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11239424 * mb, arena + (size_t)18866176 * mb, arena + (size_t)18916352 * mb, m->params + 3234752, m->grads + 3234752, m->grads + 3235008, arena + (size_t)18966528 * mb, n); /* layer3.1.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)18966528 * mb, arena + (size_t)11440128 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
-    k_convgd1x1s1p0_1024x14x14_256_add(arena + (size_t)18966528 * mb, m->params + 2972608, arena + (size_t)14852096 * mb, arena + (size_t)11239424 * mb, n); /* layer3.1.conv1.grad */
+    k_convgd1x1s1p0_1024x14x14_256_t4x8_add(arena + (size_t)18966528 * mb, m->params + 2972608, arena + (size_t)14852096 * mb, arena + (size_t)11239424 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)11239424 * mb, arena + (size_t)10838016 * mb, arena + (size_t)11440128 * mb, m->params + 2440128, m->grads + 2440128, m->grads + 2441152, arena + (size_t)11640832 * mb, arena + (size_t)14852096 * mb, n); /* layer3.0.bn3.grad */
     k_bngrad_1024x14x14(arena + (size_t)11640832 * mb, arena + (size_t)11038720 * mb, m->params + 2968512, m->grads + 2968512, m->grads + 2969536, arena + (size_t)15253504 * mb, n); /* layer3.0.downsample.1.grad */
     k_convgw1x1s2p0_512x28x28_1024(arena + (size_t)15253504 * mb, arena + (size_t)10436608 * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_512x28x28_1024(arena + (size_t)15253504 * mb, m->params + 2444224, arena + (size_t)10838016 * mb, n); /* layer3.0.downsample.0.grad */
     k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)14852096 * mb, arena + (size_t)18816000 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
-    k_convgd1x1s1p0_256x14x14_1024(arena + (size_t)14852096 * mb, m->params + 2177984, arena + (size_t)11239424 * mb, n); /* layer3.0.conv3.grad */
+    k_convgd1x1s1p0_256x14x14_1024_t4x8(arena + (size_t)14852096 * mb, m->params + 2177984, arena + (size_t)11239424 * mb, n); /* layer3.0.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11239424 * mb, arena + (size_t)18765824 * mb, arena + (size_t)18816000 * mb, m->params + 2176960, m->grads + 2176960, m->grads + 2177216, arena + (size_t)18866176 * mb, n); /* layer3.0.bn2.grad */
     k_convgw3x3s1p1_256x14x14_256(arena + (size_t)18866176 * mb, arena + (size_t)18715648 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
-    k_convgd3x3s1p1_256x14x14_256(arena + (size_t)18866176 * mb, m->params + 1587136, arena + (size_t)11239424 * mb, n); /* layer3.0.conv2.grad */
+    k_convgd3x3s1p1_256x14x14_256_t4x8(arena + (size_t)18866176 * mb, m->params + 1587136, arena + (size_t)11239424 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11239424 * mb, arena + (size_t)18665472 * mb, arena + (size_t)18715648 * mb, m->params + 1586112, m->grads + 1586112, m->grads + 1586368, arena + (size_t)18765824 * mb, n); /* layer3.0.bn1.grad */
     k_convgw1x1s2p0_512x28x28_256(arena + (size_t)18765824 * mb, arena + (size_t)10436608 * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
     k_convgd1x1s2p0_512x28x28_256_add(arena + (size_t)18765824 * mb, m->params + 1455040, arena + (size_t)10838016 * mb, arena + (size_t)11239424 * mb, n); /* layer3.0.conv1.grad */

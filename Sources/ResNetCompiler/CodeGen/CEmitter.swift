@@ -202,6 +202,7 @@ public struct CEmitter {
             var name = (node.op == .convGradData ? "k_convgd" : "k_convgw")
                 + "\(fa.kernel!)x\(fa.kernel!)s\(fa.stride!)p\(fa.padding!)_\(dims(fx))_\(f.shape!.c)"
             if node.op == .convGradWeight && fa.bias == true { name += "_bias" }
+            if let t = a.tile, t != Tile(outChannels: 4, width: 16) { name += "_t\(t.outChannels)x\(t.width)" }
             switch a.gradShortcut {
             case .tensor?: name += "_add"
             case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)_\(dims(g.shape(node.inputs[1])))"
@@ -371,6 +372,15 @@ public struct CEmitter {
             v["s"] = f.attrs.stride!
             v["p"] = f.attrs.padding!
             shortcutValues(a.gradShortcut, node.inputs.count > 1 ? node.inputs[1] : nil)
+            if f.attrs.stride == 1, let tile = a.tile {
+                let interior = Schedule.gradientInterior(inWidth: node.shape!.w, outWidth: f.shape!.w, kernel: f.attrs.kernel!,
+                                                         padding: f.attrs.padding!)
+                v["strideOne"] = true
+                v["ob"] = tile.outChannels
+                v["tw"] = tile.width
+                v["oxA"] = interior.lowerBound
+                v["oxB"] = interior.upperBound
+            }
             var args: [Argument] = [.buffer(node.inputs[0]), .pointer(p(f.name + ".weight"))]
             if node.inputs.count > 1 { args.append(.buffer(node.inputs[1])) }
             return KernelView(template: "train.c", fn: fn, values: v, args: args)

@@ -25,7 +25,26 @@ public struct Schedule: Pass {
             let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
             g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
         }
+        // A stride-1 conv's input gradient is a convolution with the flipped kernel: the same tiles.
+        for i in g.nodes.indices where g.nodes[i].op == .convGradData {
+            let node = g.nodes[i]
+            let f = g.nodes[node.attrs.forward!]
+            guard f.attrs.stride == 1 else { continue }
+            let dx = node.shape!, dy = f.shape!
+            let interior = Self.gradientInterior(inWidth: dx.w, outWidth: dy.w, kernel: f.attrs.kernel!, padding: f.attrs.padding!)
+            let span = interior.upperBound - interior.lowerBound
+            let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
+            let channels = dx.c % 4 == 0 ? 4 : (dx.c % 2 == 0 ? 2 : 1)
+            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
+        }
         return g
+    }
+
+    /// Input columns ix of a stride-1 conv all of whose taps ox = ix + p − kx lie in 0..<outWidth.
+    public static func gradientInterior(inWidth: Int, outWidth: Int, kernel: Int, padding: Int) -> Range<Int> {
+        let first = max(0, kernel - 1 - padding)
+        let last = min(inWidth, outWidth - padding)
+        return first < last ? first..<last : 0..<0
     }
 
     /// Output columns whose whole window (ox·s − p … ox·s − p + k − 1) is inside 0..<inWidth.

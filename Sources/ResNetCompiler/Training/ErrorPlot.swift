@@ -90,7 +90,7 @@ public enum ErrorPlot {
 
         // x: iterations; in units of 1e4 past 10k, as the paper labels "iter. (1e4)".
         let unit = lastIteration >= 10_000 ? 10_000.0 : 1.0
-        let xStep = niceStep(max(lastIteration, 1) / unit / 8) * unit
+        let xStep = max(niceStep(max(lastIteration, 1) / unit / 8) * unit, 1) // iterations are whole
         let xMax = max(ceil(lastIteration / xStep), 1) * xStep
         // y: error %, from 0 to a round number above the data.
         let yMax = maxError ?? niceCeiling(max(highestError * 1.05, 5))
