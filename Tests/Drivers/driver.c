@@ -8,6 +8,7 @@
  *          save PATH                 NET_save
  *          infer INPUT N OUTPUT      NET_infer on N images of raw little-endian f32
  *          train INPUT LABELS N LR   NET_train_step (labels: raw int32); prints "loss VALUE"
+ *          trytrain …                the same, but go on after an error
  *          opt MOMENTUM DECAY        NET_set_optimizer
  *          savecp PATH / loadcp PATH NET_save_checkpoint / NET_load_checkpoint
  *          badargs                   every argument check of the API, one line each
@@ -46,6 +47,26 @@ static float *read_floats(const char *path, size_t count)
     }
     fclose(f);
     return p;
+}
+
+/* One train_step on images and int32 labels read from files; prints its loss. */
+static int train(F(model) *m, const char *images_path, const char *labels_path, int n, float lr)
+{
+    const size_t images = n > 0 ? (size_t)n : 1;
+    float *x = read_floats(images_path, images * IMAGE);
+    int32_t *labels = (int32_t *)read_floats(labels_path, images);
+    int status;
+    if (!x || !labels) {
+        printf("error reading %s or %s\n", images_path, labels_path);
+        status = 3;
+    } else {
+        float loss = -1.0f;
+        status = report(F(train_step)(m, x, labels, n, lr, &loss));
+        if (status == 0) printf("loss %.9g\n", (double)loss);
+    }
+    free(x);
+    free(labels);
+    return status;
 }
 
 static void bad_arguments(F(model) *m, int max_batch)
@@ -121,31 +142,10 @@ int main(int argc, char **argv)
             free(x);
             free(probs);
             i += 3;
-        } else if (!strcmp(argv[i], "train") && i + 4 < argc) {
-            const int n = atoi(argv[i + 3]);
-            const size_t images = n > 0 ? (size_t)n : 1;
-            float *x = read_floats(argv[i + 1], images * IMAGE);
-            int32_t *labels = (int32_t *)read_floats(argv[i + 2], images);
-            if (!x || !labels) {
-                printf("error reading %s or %s\n", argv[i + 1], argv[i + 2]);
-                status = 3;
-            } else {
-                float loss = -1.0f;
-                status = report(F(train_step)(m, x, labels, n, strtof(argv[i + 4], NULL), &loss));
-                if (status == 0) printf("loss %.9g\n", (double)loss);
-            }
-            free(x);
-            free(labels);
-            i += 4;
-        } else if (!strcmp(argv[i], "trytrain") && i + 4 < argc) {
-            const int n = atoi(argv[i + 3]);
-            const size_t images = n > 0 ? (size_t)n : 1;
-            float *x = read_floats(argv[i + 1], images * IMAGE);
-            int32_t *labels = (int32_t *)read_floats(argv[i + 2], images);
-            float loss = -1.0f;
-            if (x && labels) report(F(train_step)(m, x, labels, n, strtof(argv[i + 4], NULL), &loss));
-            free(x);
-            free(labels);
+        } else if ((!strcmp(argv[i], "train") || !strcmp(argv[i], "trytrain")) && i + 4 < argc) {
+            const int keep_going = !strcmp(argv[i], "trytrain");
+            const int rc = train(m, argv[i + 1], argv[i + 2], atoi(argv[i + 3]), strtof(argv[i + 4], NULL));
+            if (!keep_going) status = rc;
             i += 4;
         } else if (!strcmp(argv[i], "opt") && i + 2 < argc) {
             status = report(F(set_optimizer)(m, strtof(argv[i + 1], NULL), strtof(argv[i + 2], NULL)));
