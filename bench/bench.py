@@ -73,7 +73,9 @@ def parse_args(argv):
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
-    p.add_argument("--reps", type=int, default=10, help="timed calls (default 10; median reported)")
+    p.add_argument("--reps", type=int, default=10,
+                   help="timed samples (default 10; median reported); a sample is as many "
+                        "back-to-back calls as fill 0.2 s")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the frameworks' workers this many times, alternating "
                         "(ours, onnxruntime, pytorch, ours, ...), and pool the timed calls, "
@@ -139,6 +141,21 @@ def tool_version(cmd):
         return "unknown"
 
 
+def git_state():
+    """HEAD and whether the compiler's sources or templates have uncommitted
+    changes (the C is generated from the working tree's templates)."""
+    try:
+        head = subprocess.run(["git", "-C", bl.ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", bl.ROOT, "status", "--porcelain", "--",
+                                "Sources", "templates"],
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    dirty = [ln[3:] for ln in dirty if ln.strip()]
+    return f"git {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else "")
+
+
 def main(argv):
     a = parse_args(argv)
     net = bl.NETS[a.net]
@@ -170,6 +187,7 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
     print(f"threads: {threads} for every framework (OMP_NUM_THREADS={threads}, "
           f"torch.set_num_threads({threads}), onnxruntime intra_op={threads} inter_op=1)")
     print(f"FP32 peak assumption: {peak_text}")
+    print(f"source: {git_state()}")
     print(f"versions: {tool_version([a.cc, '--version'])}; python {platform.python_version()}; "
           f"torch {torch.__version__}; onnxruntime {ort.__version__}; numpy {np.__version__}")
 
@@ -256,7 +274,9 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
 
     # ---- 4. timings, one process per framework ----
     print(f"\ntiming: each framework in a fresh process; {a.warmup} warmup calls, then up to "
-          f"{a.reps} timed calls (at least 3; stops after {a.max_seconds:g} s per configuration)"
+          f"{a.reps} timed samples of >= 0.2 s each (at least 3; stops after {a.max_seconds:g} s "
+          "per configuration); samples during which other processes used > 5% of the CPUs "
+          "are dropped"
           + (f"; {a.rounds} alternating rounds, timed calls pooled" if a.rounds > 1 else "")
           + "; the median is reported")
     if a.train:
@@ -273,6 +293,8 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
     load = os.getloadavg()
     print(f"before timing: {busy_text()} (1 s sample), load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    other_load = bl.OtherLoad()
+    other_load.start()
     results = {}
     for rnd in range(a.rounds):
         for fw in a.frameworks:
@@ -281,7 +303,7 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
                    "train": a.train and fw != "onnxruntime", "train_batch": a.train_batch,
                    "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
                    "warmup": a.warmup, "reps": a.reps, "max_seconds": a.max_seconds,
-                   "threads": threads, "seed": a.seed}
+                   "threads": threads, "ncpu": info["nproc"], "seed": a.seed}
             cfg_path = os.path.join(work, f"worker-{fw}.json")
             with open(cfg_path, "w") as f:
                 json.dump(cfg, f)
@@ -296,14 +318,16 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
                 continue
             # pool this round's timed calls with the earlier rounds'
             for b, r in res["infer"].items():
-                results[fw]["infer"][b] = bl.summarize(results[fw]["infer"][b]["times"] + r["times"])
+                results[fw]["infer"][b] = bl.pool(results[fw]["infer"][b], r)
             if res.get("train"):
                 t = results[fw]["train"]
-                results[fw]["train"] = dict(t, **bl.summarize(t["times"] + res["train"]["times"]))
-    load = os.getloadavg()
-    print(f"after timing: {busy_text()} (1 s sample), load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-          " (the benchmark's own workers count in the load average)")
+                results[fw]["train"] = dict(t, **bl.pool(t, res["train"]))
+    other = other_load.stop(info["nproc"])
+    if other:
+        print(f"during timing: other processes used {other[0]:.1f} CPU-seconds in {other[1]:.0f} s "
+              f"({100 * other[2]:.1f}% of the machine's {info['nproc']} CPUs)"
+              + ("  WARNING: the machine was shared; timings are disturbed"
+                 if other[2] > 0.05 else ""))
 
     # ---- 5. table ----
     rows = []
@@ -321,9 +345,8 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
 
     print(f"\n{net.name}, {threads} threads, peak {peak:.1f} GFLOP/s" if peak else "")
     print("| mode | batch | framework | ms per call: median (fastest–slowest) | images/s "
-          "| ours ÷ this "
-          "| GFLOP/s | % of FP32 peak |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+          "| ours ÷ this | GFLOP/s | % of FP32 peak | samples kept (dropped) |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     table = []
     for mode, b, fw, r, factor in rows:
         ips = b / r["median_s"]
@@ -332,11 +355,12 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
         pct = f"{100 * gflops / peak:.1f}%" if peak else "n/a"
         print(f"| {mode} | {b} | {fw} | {1000 * r['median_s']:.2f} ({1000 * r['min_s']:.2f}–"
               f"{1000 * r['max_s']:.2f}) | {ips:,.1f} | "
-              f"{ratio:.2f} | {gflops:.1f} | {pct} |")
+              f"{ratio:.2f} | {gflops:.1f} | {pct} | {r['reps']} × {r['calls_per_sample']} "
+              f"({r['dropped']}){'' if r['clean'] else ' DISTURBED'} |")
         table.append({"mode": mode, "batch": b, "framework": fw, "images_per_s": ips,
                       "ratio_ours_over_this": ratio, "gflops": gflops, **r})
-    print(f"(timed calls per row: {min(t['reps'] for t in table)}–{max(t['reps'] for t in table)}; "
-          "every call's time in --json)")
+    print("samples kept: samples × calls per sample; dropped: samples during which other "
+          "processes used more than 5% of the machine (DISTURBED: no clean sample)")
     if a.train:
         losses = {fw: results[fw]["train"]["first_loss"] for fw in a.frameworks
                   if results[fw].get("train")}

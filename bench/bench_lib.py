@@ -174,26 +174,77 @@ class CModel:
 # Timing
 # --------------------------------------------------------------------------
 
-def time_calls(fn, warmup, reps, max_seconds):
-    """Runs fn warmup times untimed, then up to reps timed calls (at least 3;
-    fewer than reps only when the timed calls exceed max_seconds). Returns
-    the list of seconds per call."""
+def _busy_ticks_s():
+    """Seconds of CPU time (all CPUs, all processes) spent non-idle since boot,
+    from /proc/stat (tick resolution); None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
+
+
+def time_calls(fn, warmup, reps, max_seconds, ncpu, min_sample_s=0.2, other_limit=0.05):
+    """Times fn on a machine that others may share.
+
+    fn is called warmup times untimed. Then samples are taken: a sample is k
+    back-to-back calls (k chosen so that a sample lasts about min_sample_s),
+    its time per call is wall / k. During each sample the CPU time used by
+    OTHER processes is measured (/proc/stat busy time minus this process's
+    own CPU time, all its threads); a sample during which others used more
+    than other_limit of the machine (plus 3 ticks of slack for /proc/stat's
+    resolution) is dropped and counted. Sampling goes on until reps clean
+    samples, or max_seconds with at least 3 clean ones; after 4 × max_seconds
+    it stops regardless (if no sample was clean, the disturbed ones are kept
+    and 'clean' is False). Returns {"times": [per-call seconds of the kept
+    samples], "dropped": n, "calls_per_sample": k, "clean": bool}."""
+    t_last = None
     for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps:
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 3 and time.perf_counter() - start > max_seconds:
+        t_last = time.perf_counter() - t0
+    if t_last is None:                       # no warmup: one call to size the samples
+        t0 = time.perf_counter()
+        fn()
+        t_last = time.perf_counter() - t0
+    k = max(1, int(min_sample_s / max(t_last, 1e-6) + 0.999))
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    times, disturbed, dropped = [], [], 0
+    start = time.perf_counter()
+    while len(times) < reps:
+        b0, c0 = _busy_ticks_s(), time.process_time()
+        t0 = time.perf_counter()
+        for _ in range(k):
+            fn()
+        wall = time.perf_counter() - t0
+        b1, c1 = _busy_ticks_s(), time.process_time()
+        other = None if b0 is None else (b1 - b0) - (c1 - c0)
+        if other is None or other <= other_limit * wall * ncpu + 3 * tick:
+            times.append(wall / k)
+        else:
+            disturbed.append(wall / k)
+            dropped += 1
+        elapsed = time.perf_counter() - start
+        if (len(times) >= 3 and elapsed > max_seconds) or elapsed > 4 * max_seconds:
             break
-    return times
+    clean = bool(times)
+    if not times:
+        times = disturbed
+    return {"times": times, "dropped": dropped, "calls_per_sample": k, "clean": clean}
 
 
-def summarize(times):
-    return {"median_s": statistics.median(times), "min_s": min(times),
-            "max_s": max(times), "reps": len(times), "times": list(times)}
+def summarize(t):
+    times = t["times"]
+    return dict(t, median_s=statistics.median(times), min_s=min(times), max_s=max(times),
+                reps=len(times))
+
+
+def pool(a, b):
+    """Two rounds' summaries of the same configuration as one."""
+    return summarize({"times": a["times"] + b["times"], "dropped": a["dropped"] + b["dropped"],
+                      "calls_per_sample": max(a["calls_per_sample"], b["calls_per_sample"]),
+                      "clean": a["clean"] and b["clean"]})
 
 
 # --------------------------------------------------------------------------
@@ -247,6 +298,37 @@ def cpu_busy(seconds=1.0):
     except (OSError, ValueError, IndexError):
         return None
     return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+class OtherLoad:
+    """CPU time used by processes other than this one and its children
+    between start() and stop(): /proc/stat's busy time minus our own
+    (os.times, children included). Tells whether the timings shared the
+    machine with something else."""
+
+    def _busy_s(self):
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+        return (sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0)) / hz
+
+    def _ours_s(self):
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self):
+        try:
+            self.b0, self.o0, self.w0 = self._busy_s(), self._ours_s(), time.time()
+        except (OSError, ValueError, IndexError):
+            self.b0 = None
+
+    def stop(self, ncpu):
+        """(other processes' CPU seconds, wall seconds, fraction of the machine)."""
+        if self.b0 is None:
+            return None
+        other = max(0.0, (self._busy_s() - self.b0) - (self._ours_s() - self.o0))
+        wall = time.time() - self.w0
+        return other, wall, other / max(1e-9, wall * ncpu)
 
 
 def fp32_peak(info, threads):

@@ -29,7 +29,7 @@ def run_ours(cfg, net):
         x = bl.make_images(b, net.input, cfg["seed"] + b)
         probs = np.empty((b, net.classes), dtype=np.float32)
         times = bl.time_calls(lambda: m.infer_into(x, probs), cfg["warmup"], cfg["reps"],
-                              cfg["max_seconds"])
+                              cfg["max_seconds"], cfg["ncpu"])
         out["infer"][str(b)] = bl.summarize(times)
     if cfg["train"]:
         b = cfg["train_batch"]
@@ -43,7 +43,7 @@ def run_ours(cfg, net):
             state["losses"].append(m.train_step(xs[i], ys[i], cfg["lr"]))
             state["i"] += 1
 
-        times = bl.time_calls(step, cfg["warmup"], cfg["reps"], cfg["max_seconds"])
+        times = bl.time_calls(step, cfg["warmup"], cfg["reps"], cfg["max_seconds"], cfg["ncpu"])
         out["train"] = dict(bl.summarize(times), first_loss=state["losses"][0],
                             last_loss=state["losses"][-1], steps=state["i"])
     m.close()
@@ -72,7 +72,7 @@ def run_torch(cfg, net):
                 probs_model(x)
 
         out["infer"][str(b)] = bl.summarize(
-            bl.time_calls(infer, cfg["warmup"], cfg["reps"], cfg["max_seconds"]))
+            bl.time_calls(infer, cfg["warmup"], cfg["reps"], cfg["max_seconds"], cfg["ncpu"]))
     if cfg["train"]:
         b = cfg["train_batch"]
         model.train()
@@ -93,7 +93,7 @@ def run_torch(cfg, net):
             state["losses"].append(loss.item())
             state["i"] += 1
 
-        times = bl.time_calls(step, cfg["warmup"], cfg["reps"], cfg["max_seconds"])
+        times = bl.time_calls(step, cfg["warmup"], cfg["reps"], cfg["max_seconds"], cfg["ncpu"])
         out["train"] = dict(bl.summarize(times), first_loss=state["losses"][0],
                             last_loss=state["losses"][-1], steps=state["i"])
     return out
@@ -114,7 +114,7 @@ def run_ort(cfg, net):
         x = bl.make_images(b, net.input, cfg["seed"] + b)
         out["infer"][str(b)] = bl.summarize(
             bl.time_calls(lambda: sess.run(None, {name: x}), cfg["warmup"], cfg["reps"],
-                          cfg["max_seconds"]))
+                          cfg["max_seconds"], cfg["ncpu"]))
     return out
 
 

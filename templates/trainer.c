@@ -1712,7 +1712,8 @@ int main(int argc, char **argv)
                     rate, elapsed, val_error, eval && cfg.val);
             char eta[32];
             format_duration((now - session_start) / (double)(it - first_iteration) * (double)(cfg.iterations - it), eta, sizeof eta);
-            printf("iter %lld/%lld  lr %g  loss %.4f", it, cfg.iterations, lr, loss_mean);
+            printf(fabs(loss_mean) < 1000 ? "iter %lld/%lld  lr %g  loss %.4f" : "iter %lld/%lld  lr %g  loss %.4g",
+                   it, cfg.iterations, lr, loss_mean);
             if (subset) printf("  train-err %.1f%%", train_error);
             if (eval && have_test) printf("  test-err %.2f%%", test_error);
             if (eval && cfg.val) printf("  val-err %.2f%%", val_error);

@@ -106,30 +106,30 @@ public struct TrainRunner {
 
     /// Runs the trainer with stdout and stderr going straight to ours.
     ///
-    /// Ctrl-C reaches the trainer from the terminal (it is in our process
-    /// group): it writes a checkpoint and exits 130. Meanwhile this process
-    /// only notes the signal, so it can still plot. SIGTERM sent to this
-    /// process is passed on to the trainer.
+    /// Foundation starts the trainer in a process group of its own, so the
+    /// terminal's Ctrl-C reaches only this process: SIGINT and SIGTERM are
+    /// passed on to the trainer, which writes a checkpoint and exits 130, and
+    /// this process stays alive to plot. Where the trainer shares our group,
+    /// it gets the terminal's signals itself and nothing is passed on (a
+    /// second SIGINT would end it before it saves).
     public func execute(_ executable: String) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = options.trainerArguments + ["--out", options.output]
-        let previousInt = signal(SIGINT) { _ in }
-        let previousTerm = signal(SIGTERM) { _ in
-            let child = trainerProcessID
-            if child > 0 { kill(child, SIGTERM) }
-        }
+        let previousInt = signal(SIGINT) { forwardToTrainer($0) }
+        let previousTerm = signal(SIGTERM) { forwardToTrainer($0) }
         defer {
+            trainerProcessID = 0
             signal(SIGINT, previousInt)
             signal(SIGTERM, previousTerm)
-            trainerProcessID = 0
         }
         do {
             try process.run()
         } catch {
             throw CompileError("cannot run \(executable): \(error.localizedDescription)")
         }
-        trainerProcessID = process.processIdentifier
+        let child = process.processIdentifier
+        if getpgid(child) != getpgrp() { trainerProcessID = child }
         process.waitUntilExit()
         if process.terminationReason == .uncaughtSignal { return 128 + process.terminationStatus }
         return process.terminationStatus
@@ -215,7 +215,13 @@ public struct TrainRunner {
     }
 }
 
-/// The running trainer's process id, for the SIGTERM handler (a C function
-/// pointer cannot capture context). 0 while no trainer runs; a single aligned
+/// The running trainer's process id when signals are to be passed on to it
+/// (a C signal handler cannot capture context); 0 otherwise. A single aligned
 /// 32-bit store, which the handler reads whole.
 nonisolated(unsafe) private var trainerProcessID: pid_t = 0
+
+/// The SIGINT/SIGTERM handler while the trainer runs (async-signal-safe: kill only).
+private func forwardToTrainer(_ signal: Int32) {
+    let child = trainerProcessID
+    if child > 0 { kill(child, signal) }
+}

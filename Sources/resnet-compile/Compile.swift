@@ -23,8 +23,24 @@ struct Compile: ParsableCommand {
           resnet-compile model.swift --network tiny --emit summary
           resnet-compile --emit ir --dump-after FuseEpilogues
         """,
-        version: CEmitter.version
+        version: CEmitter.version,
+        subcommands: [Train.self]
     )
+
+    /// `train` is listed as a subcommand, but ArgumentParser fills a command's
+    /// own positionals before it looks for a subcommand name, so FILE would
+    /// take the word "train". Route it here (a model file named `train` is
+    /// still reachable as `./train`).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "train" {
+            Train.main(Array(arguments.dropFirst()))
+        } else if arguments.first == "help" && arguments.dropFirst().first == "train" {
+            Train.main(["--help"])
+        } else {
+            main(arguments)
+        }
+    }
 
     enum Emit: String, ExpressibleByArgument, CaseIterable {
         case c, ir, summary
