@@ -75,7 +75,7 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     p.add_argument("--reps", type=int, default=10,
                    help="timed samples (default 10; median reported); a sample is as many "
-                        "back-to-back calls as fill 0.2 s")
+                        "back-to-back calls as fill 0.5 s")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the frameworks' workers this many times, alternating "
                         "(ours, onnxruntime, pytorch, ours, ...), and pool the timed calls, "
@@ -274,7 +274,7 @@ def bench(a, net, info, threads, peak, peak_text, compiler, work):
 
     # ---- 4. timings, one process per framework ----
     print(f"\ntiming: each framework in a fresh process; {a.warmup} warmup calls, then up to "
-          f"{a.reps} timed samples of >= 0.2 s each (at least 3; stops after {a.max_seconds:g} s "
+          f"{a.reps} timed samples of >= 0.5 s each (at least 3; stops after {a.max_seconds:g} s "
           "per configuration); samples during which other processes used > 5% of the CPUs "
           "are dropped"
           + (f"; {a.rounds} alternating rounds, timed calls pooled" if a.rounds > 1 else "")

@@ -185,16 +185,16 @@ def _busy_ticks_s():
     return (sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
 
 
-def time_calls(fn, warmup, reps, max_seconds, ncpu, min_sample_s=0.2, other_limit=0.05):
+def time_calls(fn, warmup, reps, max_seconds, ncpu, min_sample_s=0.5, other_limit=0.05):
     """Times fn on a machine that others may share.
 
     fn is called warmup times untimed. Then samples are taken: a sample is k
     back-to-back calls (k chosen so that a sample lasts about min_sample_s),
     its time per call is wall / k. During each sample the CPU time used by
     OTHER processes is measured (/proc/stat busy time minus this process's
-    own CPU time, all its threads); a sample during which others used more
-    than other_limit of the machine (plus 3 ticks of slack for /proc/stat's
-    resolution) is dropped and counted. Sampling goes on until reps clean
+    own CPU time, all its threads, and time stolen by the hypervisor); a
+    sample during which others used more than other_limit of the machine (at
+    least 3 ticks, /proc/stat's resolution) is dropped and counted. Sampling goes on until reps clean
     samples, or max_seconds with at least 3 clean ones; after 4 × max_seconds
     it stops regardless (if no sample was clean, the disturbed ones are kept
     and 'clean' is False). Returns {"times": [per-call seconds of the kept
@@ -220,7 +220,7 @@ def time_calls(fn, warmup, reps, max_seconds, ncpu, min_sample_s=0.2, other_limi
         wall = time.perf_counter() - t0
         b1, c1 = _busy_ticks_s(), time.process_time()
         other = None if b0 is None else (b1 - b0) - (c1 - c0)
-        if other is None or other <= other_limit * wall * ncpu + 3 * tick:
+        if other is None or other <= max(other_limit * wall * ncpu, 3 * tick):
             times.append(wall / k)
         else:
             disturbed.append(wall / k)
@@ -241,7 +241,11 @@ def summarize(t):
 
 
 def pool(a, b):
-    """Two rounds' summaries of the same configuration as one."""
+    """Two rounds' summaries of the same configuration as one (a round with
+    no clean sample is left out when the other has clean ones)."""
+    if a["clean"] != b["clean"]:
+        keep, left = (a, b) if a["clean"] else (b, a)
+        return summarize(dict(keep, dropped=keep["dropped"] + left["dropped"] + left["reps"]))
     return summarize({"times": a["times"] + b["times"], "dropped": a["dropped"] + b["dropped"],
                       "calls_per_sample": max(a["calls_per_sample"], b["calls_per_sample"]),
                       "clean": a["clean"] and b["clean"]})

@@ -36,14 +36,7 @@ public enum CBuild {
     }
 
     /// Where libomp.so is (Debian's libomp-dev puts it under /usr/lib/llvm-N/lib).
-    public static let openMPLibraryDirectory: String? = {
-        let fm = FileManager.default
-        var candidates = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
-        if let dirs = try? fm.contentsOfDirectory(atPath: "/usr/lib") {
-            candidates += dirs.filter { $0.hasPrefix("llvm-") }.sorted().reversed().map { "/usr/lib/\($0)/lib" }
-        }
-        return candidates.first { fm.fileExists(atPath: $0 + "/libomp.so") }
-    }()
+    public static var openMPLibraryDirectory: String? { TrainRunner.openMPLibraryDirectory }
 
     /// Compilers found on this machine, each with and without OpenMP where it links.
     public static let toolchains: [Toolchain] = {

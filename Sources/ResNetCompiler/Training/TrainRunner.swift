@@ -183,7 +183,8 @@ public struct TrainRunner {
         return Toolchain(cc: compiler, flags: flags)
     }
 
-    /// Where libomp.so is (the same search as ResNetTestSupport's `CBuild`).
+    /// Where libomp.so is: clang's -fopenmp links libomp, which Debian's
+    /// libomp-dev installs under /usr/lib/llvm-N/lib, off the default search path.
     public static let openMPLibraryDirectory: String? = {
         let fm = FileManager.default
         var candidates = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
