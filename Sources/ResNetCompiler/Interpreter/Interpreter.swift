@@ -73,24 +73,14 @@ public struct Interpreter {
             let k = node.attrs.kernel!, s = node.attrs.stride!, p = node.attrs.padding!
             let w = param(node.name + ".weight")
             let b = node.attrs.bias == true ? param(node.name + ".bias") : nil
+            let window = Window(input: xs, output: out, kernel: k, stride: s, padding: p)
             for i in 0..<n {
                 for o in 0..<out.c {
-                    for oy in 0..<out.h {
-                        for ox in 0..<out.w {
-                            var acc = b?[o] ?? 0
-                            for c in 0..<xs.c {
-                                for ky in 0..<k {
-                                    let iy = oy * s - p + ky
-                                    if iy < 0 || iy >= xs.h { continue }
-                                    for kx in 0..<k {
-                                        let ix = ox * s - p + kx
-                                        if ix < 0 || ix >= xs.w { continue }
-                                        acc += w[((o * xs.c + c) * k + ky) * k + kx] * x[((i * xs.c + c) * xs.h + iy) * xs.w + ix]
-                                    }
-                                }
-                            }
-                            y[((i * out.c + o) * out.h + oy) * out.w + ox] = acc
-                        }
+                    let yBase = (i * out.c + o) * out.h * out.w
+                    for j in 0..<(out.h * out.w) { y[yBase + j] = b?[o] ?? 0 }
+                    for c in 0..<xs.c {
+                        let xBase = (i * xs.c + c) * xs.h * xs.w, wBase = (o * xs.c + c) * k * k
+                        window.forEachTap { out, input, tap in y[yBase + out] += w[wBase + tap] * x[xBase + input] }
                     }
                 }
             }
@@ -125,23 +115,12 @@ public struct Interpreter {
             for j in y.indices { y[j] = max(x[j], 0) }
         case .maxPool:
             let k = node.attrs.kernel!, s = node.attrs.stride!, p = node.attrs.padding!
+            let window = Window(input: xs, output: out, kernel: k, stride: s, padding: p)
+            for j in y.indices { y[j] = -Double.infinity }
             for i in 0..<n {
                 for c in 0..<out.c {
-                    for oy in 0..<out.h {
-                        for ox in 0..<out.w {
-                            var m = -Double.infinity
-                            for ky in 0..<k {
-                                let iy = oy * s - p + ky
-                                if iy < 0 || iy >= xs.h { continue }
-                                for kx in 0..<k {
-                                    let ix = ox * s - p + kx
-                                    if ix < 0 || ix >= xs.w { continue }
-                                    m = max(m, x[((i * xs.c + c) * xs.h + iy) * xs.w + ix])
-                                }
-                            }
-                            y[((i * out.c + c) * out.h + oy) * out.w + ox] = m
-                        }
-                    }
+                    let yBase = (i * out.c + c) * out.h * out.w, xBase = (i * xs.c + c) * xs.h * xs.w
+                    window.forEachTap { out, input, _ in y[yBase + out] = max(y[yBase + out], x[xBase + input]) }
                 }
             }
         case .globalAvgPool:
@@ -193,6 +172,38 @@ public struct Interpreter {
             throw CompileError(layer: node.name, "interpreter: \(node.op.rawValue) needs labels (use trainStep)")
         }
         return y
+    }
+}
+
+/// The taps of a k×k window with stride and padding over one map: for every
+/// output pixel, in order, each kernel position whose input pixel is inside the
+/// image (PyTorch's padding never contributes). Indices are within one plane.
+struct Window {
+    let input: Shape, output: Shape, kernel: Int, stride: Int, padding: Int
+
+    init(input: Shape, output: Shape, kernel: Int, stride: Int, padding: Int) {
+        self.input = input
+        self.output = output
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// body(output index, input index, tap index ky·k + kx).
+    func forEachTap(_ body: (Int, Int, Int) -> Void) {
+        for oy in 0..<output.h {
+            for ox in 0..<output.w {
+                for ky in 0..<kernel {
+                    let iy = oy * stride - padding + ky
+                    if iy < 0 || iy >= input.h { continue }
+                    for kx in 0..<kernel {
+                        let ix = ox * stride - padding + kx
+                        if ix < 0 || ix >= input.w { continue }
+                        body(oy * output.w + ox, iy * input.w + ix, ky * kernel + kx)
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -112,24 +112,14 @@ extension Interpreter {
             let dy = values[node.inputs[0]], ys = f.shape!, xs = node.shape!
             let k = f.attrs.kernel!, s = f.attrs.stride!, p = f.attrs.padding!
             let w = param(f.name + ".weight")
+            let window = Window(input: xs, output: ys, kernel: k, stride: s, padding: p)
             var dx = [Double](repeating: 0, count: n * xs.count)
             for i in 0..<n {
                 for o in 0..<ys.c {
-                    for oy in 0..<ys.h {
-                        for ox in 0..<ys.w {
-                            let g = dy[((i * ys.c + o) * ys.h + oy) * ys.w + ox]
-                            for c in 0..<xs.c {
-                                for ky in 0..<k {
-                                    let iy = oy * s - p + ky
-                                    if iy < 0 || iy >= xs.h { continue }
-                                    for kx in 0..<k {
-                                        let ix = ox * s - p + kx
-                                        if ix < 0 || ix >= xs.w { continue }
-                                        dx[((i * xs.c + c) * xs.h + iy) * xs.w + ix] += g * w[((o * xs.c + c) * k + ky) * k + kx]
-                                    }
-                                }
-                            }
-                        }
+                    let yBase = (i * ys.c + o) * ys.h * ys.w
+                    for c in 0..<xs.c {
+                        let xBase = (i * xs.c + c) * xs.h * xs.w, wBase = (o * xs.c + c) * k * k
+                        window.forEachTap { out, input, tap in dx[xBase + input] += dy[yBase + out] * w[wBase + tap] }
                     }
                 }
             }
@@ -139,26 +129,16 @@ extension Interpreter {
             let dy = values[node.inputs[0]], x = values[node.inputs[1]]
             let ys = f.shape!, xs = graph.shape(f.inputs[0])
             let k = f.attrs.kernel!, s = f.attrs.stride!, p = f.attrs.padding!
+            let window = Window(input: xs, output: ys, kernel: k, stride: s, padding: p)
             var dw = [Double](repeating: 0, count: ys.c * xs.c * k * k)
             var db = [Double](repeating: 0, count: ys.c)
             for i in 0..<n {
                 for o in 0..<ys.c {
-                    for oy in 0..<ys.h {
-                        for ox in 0..<ys.w {
-                            let g = dy[((i * ys.c + o) * ys.h + oy) * ys.w + ox]
-                            db[o] += g
-                            for c in 0..<xs.c {
-                                for ky in 0..<k {
-                                    let iy = oy * s - p + ky
-                                    if iy < 0 || iy >= xs.h { continue }
-                                    for kx in 0..<k {
-                                        let ix = ox * s - p + kx
-                                        if ix < 0 || ix >= xs.w { continue }
-                                        dw[((o * xs.c + c) * k + ky) * k + kx] += g * x[((i * xs.c + c) * xs.h + iy) * xs.w + ix]
-                                    }
-                                }
-                            }
-                        }
+                    let yBase = (i * ys.c + o) * ys.h * ys.w
+                    for j in 0..<(ys.h * ys.w) { db[o] += dy[yBase + j] }
+                    for c in 0..<xs.c {
+                        let xBase = (i * xs.c + c) * xs.h * xs.w, wBase = (o * xs.c + c) * k * k
+                        window.forEachTap { out, input, tap in dw[wBase + tap] += dy[yBase + out] * x[xBase + input] }
                     }
                 }
             }
@@ -204,25 +184,18 @@ extension Interpreter {
             let dy = values[node.inputs[0]], x = values[node.inputs[1]]
             let ys = f.shape!, xs = node.shape!
             let k = f.attrs.kernel!, s = f.attrs.stride!, p = f.attrs.padding!
+            // The first maximum of each window (PyTorch's tie rule) receives the gradient.
+            let window = Window(input: xs, output: ys, kernel: k, stride: s, padding: p)
             var dx = [Double](repeating: 0, count: n * xs.count)
             for i in 0..<n {
                 for c in 0..<xs.c {
-                    for oy in 0..<ys.h {
-                        for ox in 0..<ys.w {
-                            var best = -Double.infinity, at = -1
-                            for ky in 0..<k {
-                                let iy = oy * s - p + ky
-                                if iy < 0 || iy >= xs.h { continue }
-                                for kx in 0..<k {
-                                    let ix = ox * s - p + kx
-                                    if ix < 0 || ix >= xs.w { continue }
-                                    let idx = ((i * xs.c + c) * xs.h + iy) * xs.w + ix
-                                    if x[idx] > best { best = x[idx]; at = idx }
-                                }
-                            }
-                            if at >= 0 { dx[at] += dy[((i * ys.c + c) * ys.h + oy) * ys.w + ox] }
-                        }
+                    let yBase = (i * ys.c + c) * ys.h * ys.w, xBase = (i * xs.c + c) * xs.h * xs.w
+                    var best = [Double](repeating: -.infinity, count: ys.h * ys.w)
+                    var at = [Int](repeating: -1, count: ys.h * ys.w)
+                    window.forEachTap { out, input, _ in
+                        if x[xBase + input] > best[out] { best[out] = x[xBase + input]; at[out] = input }
                     }
+                    for (out, input) in at.enumerated() where input >= 0 { dx[xBase + input] += dy[yBase + out] }
                 }
             }
             return dx
