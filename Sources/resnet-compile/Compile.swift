@@ -58,10 +58,10 @@ struct Compile: ParsableCommand {
     @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table.")
     var emit: Emit = .c
 
-    @Option(help: "Print the IR after this pass (Lower, Validate, InferShapes, FoldBatchNorm, FuseEpilogues, PlanMemory).")
+    @Option(help: "Print the IR after this pass: Lower, Validate, InferShapes, FoldBatchNorm, FuseEpilogues, Schedule, PlanMemory (inference); Differentiate, FuseTraining (training).")
     var dumpAfter: String?
 
-    @Flag(help: "Skip FoldBatchNorm and FuseEpilogues: one kernel per op (for checking fusion).")
+    @Flag(help: "Skip FoldBatchNorm, FuseEpilogues and FuseTraining: one kernel per op (for checking fusion).")
     var noFuse = false
 
     @Flag(name: .shortAndLong, help: "Print progress to stderr.")
