@@ -38,6 +38,7 @@ public struct CEmitter {
         var views: [String: KernelView] = [:]
         var order: [String] = []
         var users: [String: [String]] = [:]
+        var seen: [String: Set<String>] = [:]
         func calls(for g: Graph, output: Bool) throws -> [String] {
             let plan = g.memory!
             let last = output ? g.nodes.count - 1 : -1
@@ -53,7 +54,7 @@ public struct CEmitter {
                     views[view.fn] = view
                     order.append(view.fn)
                 }
-                if users[view.fn]?.contains(node.name) != true { users[view.fn, default: []].append(node.name) }
+                if seen[view.fn, default: []].insert(node.name).inserted { users[view.fn, default: []].append(node.name) }
                 var args = view.args.map { arg -> String in
                     switch arg {
                     case let .buffer(id): buffer(id)
@@ -106,7 +107,7 @@ public struct CEmitter {
             "statsFloats": max(1, layout.statsFloats),
             "bnStats": graph.batchNormNames.map { bn -> [String: Any] in
                 ["mean": layout.offset[bn + ".running_mean"]!, "variance": layout.offset[bn + ".running_var"]!,
-                 "stats": layout.statsOffset[bn]!, "channels": graph.parameters.first { $0.name == bn + ".running_mean" }!.count]
+                 "stats": layout.statsOffset[bn]!, "channels": layout.count[bn + ".running_mean"]!]
             },
             "trainableCount": graph.parameters.filter(\.trainable).count,
             "checkpointNameBytes": graph.parameters.filter(\.trainable).reduce(1) { $0 + "optimizer.momentum_buffer.".utf8.count + $1.name.utf8.count + 1 },
@@ -210,7 +211,7 @@ public struct CEmitter {
             }
             return name
         case .batchNormGrad:
-            let second = g.nodes.contains { $0.op == .secondOutput && $0.inputs == [node.id] }
+            let second = g.secondOutput(of: node.id) != nil
             return "k_bngrad_\(dims(y))" + (a.reluMask == true ? "_relu" : "") + (second ? "_out2" : "")
         case .reluGrad: return "k_relugrad_\(y.count)"
         case .maxPoolGrad:
@@ -407,7 +408,7 @@ public struct CEmitter {
             v["parts"] = a.reluMask == true ? "BN + ReLU" : "BN"
             var args: [Argument] = node.inputs.map(Argument.buffer)
             args += [.pointer(p(f.name + ".weight")), .pointer(grad(f.name + ".weight")), .pointer(grad(f.name + ".bias"))]
-            if let second = g.nodes.first(where: { $0.op == .secondOutput && $0.inputs == [node.id] }) {
+            if let second = g.secondOutput(of: node.id) {
                 v["hasSecond"] = true
                 args.append(.buffer(second.id))
             }

@@ -6,6 +6,8 @@
 struct ParameterLayout {
     /// Offset (floats) of each parameter in `m->params`, by name.
     var offset: [String: Int] = [:]
+    /// Elements of each parameter, by name.
+    var count: [String: Int] = [:]
     /// One entry per folded conv.
     var folds: [Fold] = []
     /// Folds by conv node name.
@@ -25,8 +27,11 @@ struct ParameterLayout {
 
     init(_ graph: Graph) {
         var at = 0
+        var shape: [String: [Int]] = [:]
         for p in graph.parameters {
             offset[p.name] = at
+            count[p.name] = p.count
+            shape[p.name] = p.shape
             at += p.count
         }
         for p in graph.parameters where p.kind == .runningMean {
@@ -35,13 +40,13 @@ struct ParameterLayout {
         }
         for node in graph.nodes where node.op == .fusedConv {
             guard let bn = node.attrs.foldedBatchNorm else { continue }
-            let weight = graph.parameters.first { $0.name == node.name + ".weight" }!
-            let oc = weight.shape[0], per = weight.count / oc
+            let weightShape = shape[node.name + ".weight"]!, weightCount = count[node.name + ".weight"]!
+            let oc = weightShape[0], per = weightCount / oc
             let fold = Fold(w: offset[node.name + ".weight"]!, cb: offset[node.name + ".bias"] ?? -1,
                             g: offset[bn + ".weight"]!, b: offset[bn + ".bias"]!,
                             mu: offset[bn + ".running_mean"]!, variance: offset[bn + ".running_var"]!,
-                            fw: foldedFloats, fb: foldedFloats + weight.count, oc: oc, per: per)
-            foldedFloats += weight.count + oc
+                            fw: foldedFloats, fb: foldedFloats + weightCount, oc: oc, per: per)
+            foldedFloats += weightCount + oc
             folds.append(fold)
             foldOf[node.name] = fold
         }

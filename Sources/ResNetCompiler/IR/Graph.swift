@@ -168,6 +168,11 @@ public struct Graph: Hashable, Codable, Sendable {
         return result
     }
 
+    /// The second output written by node `id`'s kernel, if it has one (it sits right after it).
+    public func secondOutput(of id: Int) -> Node? {
+        id + 1 < nodes.count && nodes[id + 1].op == .secondOutput && nodes[id + 1].inputs == [id] ? nodes[id + 1] : nil
+    }
+
     /// Batch-norm layer names, in order (their running statistics and counters).
     public var batchNormNames: [String] {
         var seen: [String] = []

@@ -123,7 +123,7 @@ public struct FuseTraining: Pass {
             fused.id = r.id
             nodes[r.id] = fused
             removed.insert(bnGrad)
-            for i in nodes.indices { nodes[i].inputs = nodes[i].inputs.map { $0 == bnGrad ? r.id : $0 } }
+            for o in readers[bnGrad] { nodes[o].inputs = nodes[o].inputs.map { $0 == bnGrad ? r.id : $0 } }
             let others = readers[r.id].filter { $0 != bnGrad }
             if !others.isEmpty {
                 // The masked gradient is still needed (the shortcut's gradient): a second output.
@@ -134,10 +134,8 @@ public struct FuseTraining: Pass {
             }
         }
         nodes += extra.map(\.node)
-        order.removeAll { removed.contains($0) }
-        for (after, node) in extra {
-            order.insert(node.id, at: order.firstIndex(of: after)! + 1)
-        }
+        let secondAfter = Dictionary(uniqueKeysWithValues: extra.map { ($0.after, $0.node.id) })
+        order = order.filter { !removed.contains($0) }.flatMap { id in secondAfter[id].map { [id, $0] } ?? [id] }
         var out = g
         out.nodes = Self.renumber(nodes, order: order)
         return out.removingDeadNodes()
@@ -173,7 +171,6 @@ public struct FuseTraining: Pass {
             fused.id = add.id
             nodes[add.id] = fused
             removed.insert(conv)
-            for i in nodes.indices { nodes[i].inputs = nodes[i].inputs.map { $0 == conv ? add.id : $0 } }
         }
         order.removeAll { removed.contains($0) }
         var out = g

@@ -50,10 +50,16 @@ public struct PlanMemory: Pass {
             arena = max(arena, offset + buffer.size)
         }
         let naive = live.reduce(0) { $0 + $1.size }
-        var lowerBound = 0
-        for step in g.nodes.indices {
-            let bytes = live.filter { $0.first <= step && step <= $0.last }.reduce(0) { $0 + $1.size }
-            lowerBound = max(lowerBound, bytes)
+        // The lower bound: the most floats live at any one step (a sweep over lifetimes).
+        var delta = Array(repeating: 0, count: g.nodes.count + 1)
+        for b in live {
+            delta[b.first] += b.size
+            delta[b.last + 1] -= b.size
+        }
+        var lowerBound = 0, current = 0
+        for d in delta {
+            current += d
+            lowerBound = max(lowerBound, current)
         }
         return MemoryPlan(offsets: offsets, arenaFloats: arena, naiveFloats: naive, lowerBoundFloats: lowerBound)
     }
