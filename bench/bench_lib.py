@@ -356,3 +356,19 @@ def fp32_peak(info, threads):
     text = (f"{threads} cores × {mhz / 1000:.2f} GHz ({src}) × {per_cycle} FLOPs/cycle "
             f"({why}) = {peak:.1f} GFLOP/s FP32")
     return peak, text
+
+
+def measured_fma_peak(cc, work, threads):
+    """Builds and runs bench/fma_peak.c (independent FMAs on every thread,
+    widest vectors of -march=native, best of 5). Returns (GFLOP/s, isa) or
+    None if it cannot be built or run."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    exe = os.path.join(work, "fma_peak")
+    try:
+        subprocess.run([cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe],
+                       check=True, capture_output=True)
+        out = subprocess.run([exe, "0.5"], check=True, capture_output=True, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout.split()
+        return float(out[0]), out[3]
+    except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
+        return None
