@@ -58,6 +58,9 @@ struct Compile: ParsableCommand {
     @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table.")
     var emit: Emit = .c
 
+    @Flag(help: "Same as --emit summary (the paper's Table 1 for the network).")
+    var summary = false
+
     @Option(help: "Print the IR after this pass: Lower, Validate, InferShapes, FoldBatchNorm, FuseEpilogues, Schedule, PlanMemory (inference); Differentiate, FuseTraining (training).")
     var dumpAfter: String?
 
@@ -96,7 +99,7 @@ struct Compile: ParsableCommand {
         let elapsed = clock.now - start
         log("compiled \(spec.name) (\(artifacts.graph.nodes.count - 1) kernel calls) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds])))")
         if !dumped.isEmpty { print(dumped, terminator: "") }
-        switch emit {
+        switch summary ? .summary : emit {
         case .c:
             try AtomicWriter.write(artifacts.files, to: output)
             log("wrote \(artifacts.files.map(\.name).joined(separator: ", ")) to \(output)")

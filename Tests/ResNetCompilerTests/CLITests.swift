@@ -116,6 +116,7 @@ import Testing
         #expect(r.status == 0)
         let last = r.output.split(separator: "\n").last.map(String.init)
         #expect(last == "total params=269722 macs=40551040")
+        #expect(try run(["--summary"]).output == r.output)
     }
 
     @Test func emitIRAndDumpAfter() throws {
