@@ -1231,7 +1231,7 @@ struct resnet20_model {
 
 /* conv + bn + relu — 3×32×32 → 16×32×32, 3×3/1 pad 1
  * used by conv1 */
-static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_3x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
@@ -1239,22 +1239,29 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const f
      * padding are computed one by one with bounds checks. */
     enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
            OB = 4, TW = 16, OXA = 1, OXB = 31 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1267,26 +1274,6 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const f
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1302,7 +1289,7 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu(const float *RC_RESTRICT x, const f
 
 /* conv + bn + relu — 16×32×32 → 16×32×32, 3×3/1 pad 1
  * used by layer1.0.conv1, layer1.1.conv1, layer1.2.conv1 */
-static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_16x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
@@ -1310,22 +1297,29 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const 
      * padding are computed one by one with bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
            OB = 4, TW = 16, OXA = 1, OXB = 31 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1338,26 +1332,6 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1373,7 +1347,7 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu(const float *RC_RESTRICT x, const 
 
 /* conv + bn + add + relu — 16×32×32 → 16×32×32, 3×3/1 pad 1
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
-static void k_conv3x3s1p1_16x32x32_16_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
@@ -1381,22 +1355,29 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu(const float *RC_RESTRICT x, co
      * padding are computed one by one with bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
            OB = 4, TW = 16, OXA = 1, OXB = 31 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1409,26 +1390,6 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu(const float *RC_RESTRICT x, co
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1447,30 +1408,37 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu(const float *RC_RESTRICT x, co
 
 /* conv + bn + relu — 16×32×32 → 32×16×16, 3×3/2 pad 1
  * used by layer2.0.conv1 */
-static void k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_16x32x32_32_bn_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 16 };
+           OB = 4, TW = 16, OXA = 1, OXB = 16 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1483,26 +1451,6 @@ static void k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(const float *RC_RESTRICT x, c
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1518,30 +1466,37 @@ static void k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(const float *RC_RESTRICT x, c
 
 /* conv + bn + add + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.0.conv2 */
-static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 15 };
+           OB = 4, TW = 16, OXA = 1, OXB = 15 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1554,26 +1509,6 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(const float *RC_RES
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1598,30 +1533,37 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(const float *RC_RES
 
 /* conv + bn + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.1.conv1, layer2.2.conv1 */
-static void k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 15 };
+           OB = 4, TW = 16, OXA = 1, OXB = 15 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1634,26 +1576,6 @@ static void k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(const float *RC_RESTRICT x, c
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1669,30 +1591,37 @@ static void k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(const float *RC_RESTRICT x, c
 
 /* conv + bn + add + relu — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.1.conv2, layer2.2.conv2 */
-static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 15 };
+           OB = 4, TW = 16, OXA = 1, OXB = 15 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1705,26 +1634,6 @@ static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(const float *RC_RESTRICT 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1743,30 +1652,37 @@ static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(const float *RC_RESTRICT 
 
 /* conv + bn + relu — 32×16×16 → 64×8×8, 3×3/2 pad 1
  * used by layer3.0.conv1 */
-static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 8 };
+           OB = 4, TW = 8, OXA = 1, OXB = 8 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1779,26 +1695,6 @@ static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(const float *RC_RESTRICT x, c
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1814,30 +1710,37 @@ static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(const float *RC_RESTRICT x, c
 
 /* conv + bn + add + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.0.conv2 */
-static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 7 };
+           OB = 4, TW = 8, OXA = 1, OXB = 7 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1850,26 +1753,6 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(const float *RC_RESTR
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1894,30 +1777,37 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(const float *RC_RESTR
 
 /* conv + bn + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.1.conv1, layer3.2.conv1 */
-static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 7 };
+           OB = 4, TW = 8, OXA = 1, OXB = 7 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1930,26 +1820,6 @@ static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(const float *RC_RESTRICT x, con
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1965,30 +1835,37 @@ static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(const float *RC_RESTRICT x, con
 
 /* conv + bn + add + relu — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.1.conv2, layer3.2.conv2 */
-static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 7 };
+           OB = 4, TW = 8, OXA = 1, OXB = 7 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2001,26 +1878,6 @@ static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(const float *RC_RESTRICT x,
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2093,7 +1950,7 @@ static void k_softmax_10(const float *RC_RESTRICT x, float *RC_RESTRICT y, int n
 
 /* conv — 3×32×32 → 16×32×32, 3×3/1 pad 1
  * used by conv1 */
-static void k_conv3x3s1p1_3x32x32_16(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_3x32x32_16_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
@@ -2101,22 +1958,29 @@ static void k_conv3x3s1p1_3x32x32_16(const float *RC_RESTRICT x, const float *RC
      * padding are computed one by one with bounds checks. */
     enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
            OB = 4, TW = 16, OXA = 1, OXB = 31 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2129,26 +1993,6 @@ static void k_conv3x3s1p1_3x32x32_16(const float *RC_RESTRICT x, const float *RC
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2196,7 +2040,7 @@ static void k_bntrain_16x32x32_relu(const float *RC_RESTRICT z, const float *RC_
 
 /* conv — 16×32×32 → 16×32×32, 3×3/1 pad 1
  * used by layer1.0.conv1, layer1.0.conv2, layer1.1.conv1 and 3 more */
-static void k_conv3x3s1p1_16x32x32_16(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_16x32x32_16_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
@@ -2204,22 +2048,29 @@ static void k_conv3x3s1p1_16x32x32_16(const float *RC_RESTRICT x, const float *R
      * padding are computed one by one with bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
            OB = 4, TW = 16, OXA = 1, OXB = 31 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2232,26 +2083,6 @@ static void k_conv3x3s1p1_16x32x32_16(const float *RC_RESTRICT x, const float *R
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2301,30 +2132,37 @@ static void k_bntrain_16x32x32_add_relu(const float *RC_RESTRICT z, const float 
 
 /* conv — 16×32×32 → 32×16×16, 3×3/2 pad 1
  * used by layer2.0.conv1 */
-static void k_conv3x3s2p1_16x32x32_32_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_16x32x32_32_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 16 };
+           OB = 4, TW = 16, OXA = 1, OXB = 16 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2337,26 +2175,6 @@ static void k_conv3x3s2p1_16x32x32_32_t4x8(const float *RC_RESTRICT x, const flo
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2404,30 +2222,37 @@ static void k_bntrain_32x16x16_relu(const float *RC_RESTRICT z, const float *RC_
 
 /* conv — 32×16×16 → 32×16×16, 3×3/1 pad 1
  * used by layer2.0.conv2, layer2.1.conv1, layer2.1.conv2 and 2 more */
-static void k_conv3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_32x16x16_32_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 15 };
+           OB = 4, TW = 16, OXA = 1, OXB = 15 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2440,26 +2265,6 @@ static void k_conv3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT x, const flo
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2549,30 +2354,37 @@ static void k_bntrain_32x16x16_add_relu(const float *RC_RESTRICT z, const float 
 
 /* conv — 32×16×16 → 64×8×8, 3×3/2 pad 1
  * used by layer3.0.conv1 */
-static void k_conv3x3s2p1_32x16x16_64_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s2p1_32x16x16_64_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 8 };
+           OB = 4, TW = 8, OXA = 1, OXB = 8 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2585,26 +2397,6 @@ static void k_conv3x3s2p1_32x16x16_64_t4x4(const float *RC_RESTRICT x, const flo
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2652,30 +2444,37 @@ static void k_bntrain_64x8x8_relu(const float *RC_RESTRICT z, const float *RC_RE
 
 /* conv — 64×8×8 → 64×8×8, 3×3/1 pad 1
  * used by layer3.0.conv2, layer3.1.conv1, layer3.1.conv2 and 2 more */
-static void k_conv3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
+static void k_conv3x3s1p1_64x8x8_64_t4x8_padded(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
     /* OB output channels at a time; within a row, TW outputs whose windows lie
      * inside the image are accumulated in registers (interior tiles, the last
      * one shifted back to end at OXB); outputs whose windows cross the
      * padding are computed one by one with bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 7 };
+           OB = 4, TW = 8, OXA = 1, OXB = 7 };
+    /* The image is first copied into a zero-bordered buffer on the stack, so
+     * every output is an interior one. */
+    enum { HP = H + 2 * P, WP = W + 2 * P };
+    (void)OXA; (void)OXB;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
             const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            float xpad[C * HP * WP];
+            for (int j = 0; j < C * HP * WP; j++) xpad[j] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < H; r++)
+                    for (int q = 0; q < W; q++) xpad[(c * HP + r + P) * WP + q + P] = xi[(c * H + r) * W + q];
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xpad + (c * HP + oy * S + ky) * WP + ox0 * S;
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2688,26 +2487,6 @@ static void k_conv3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT x, const float
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3937,25 +3716,25 @@ static void forward(resnet20_model *m, const float *x, int n, float *out)
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb;
-    k_conv3x3s1p1_3x32x32_16_bn_relu(x, m->folded + 0, m->folded + 432, arena + (size_t)0 * mb, n); /* conv1 */
-    k_conv3x3s1p1_16x32x32_16_bn_relu(arena + (size_t)0 * mb, m->folded + 448, m->folded + 2752, arena + (size_t)16384 * mb, n); /* layer1.0.conv1 */
-    k_conv3x3s1p1_16x32x32_16_bn_add_relu(arena + (size_t)16384 * mb, m->folded + 2768, m->folded + 5072, arena + (size_t)0 * mb, arena + (size_t)32768 * mb, n); /* layer1.0.conv2 */
-    k_conv3x3s1p1_16x32x32_16_bn_relu(arena + (size_t)32768 * mb, m->folded + 5088, m->folded + 7392, arena + (size_t)0 * mb, n); /* layer1.1.conv1 */
-    k_conv3x3s1p1_16x32x32_16_bn_add_relu(arena + (size_t)0 * mb, m->folded + 7408, m->folded + 9712, arena + (size_t)32768 * mb, arena + (size_t)16384 * mb, n); /* layer1.1.conv2 */
-    k_conv3x3s1p1_16x32x32_16_bn_relu(arena + (size_t)16384 * mb, m->folded + 9728, m->folded + 12032, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
-    k_conv3x3s1p1_16x32x32_16_bn_add_relu(arena + (size_t)0 * mb, m->folded + 12048, m->folded + 14352, arena + (size_t)16384 * mb, arena + (size_t)32768 * mb, n); /* layer1.2.conv2 */
-    k_conv3x3s2p1_16x32x32_32_bn_relu_t4x8(arena + (size_t)32768 * mb, m->folded + 14368, m->folded + 18976, arena + (size_t)0 * mb, n); /* layer2.0.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_t4x8(arena + (size_t)0 * mb, m->folded + 19008, m->folded + 28224, arena + (size_t)32768 * mb, arena + (size_t)8192 * mb, n); /* layer2.0.conv2 */
-    k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(arena + (size_t)8192 * mb, m->folded + 28256, m->folded + 37472, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(arena + (size_t)0 * mb, m->folded + 37504, m->folded + 46720, arena + (size_t)8192 * mb, arena + (size_t)16384 * mb, n); /* layer2.1.conv2 */
-    k_conv3x3s1p1_32x16x16_32_bn_relu_t4x8(arena + (size_t)16384 * mb, m->folded + 46752, m->folded + 55968, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
-    k_conv3x3s1p1_32x16x16_32_bn_add_relu_t4x8(arena + (size_t)0 * mb, m->folded + 56000, m->folded + 65216, arena + (size_t)16384 * mb, arena + (size_t)8192 * mb, n); /* layer2.2.conv2 */
-    k_conv3x3s2p1_32x16x16_64_bn_relu_t4x4(arena + (size_t)8192 * mb, m->folded + 65248, m->folded + 83680, arena + (size_t)0 * mb, n); /* layer3.0.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x4(arena + (size_t)0 * mb, m->folded + 83744, m->folded + 120608, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.0.conv2 */
-    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(arena + (size_t)4096 * mb, m->folded + 120672, m->folded + 157536, arena + (size_t)0 * mb, n); /* layer3.1.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(arena + (size_t)0 * mb, m->folded + 157600, m->folded + 194464, arena + (size_t)4096 * mb, arena + (size_t)8192 * mb, n); /* layer3.1.conv2 */
-    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x4(arena + (size_t)8192 * mb, m->folded + 194528, m->folded + 231392, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
-    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x4(arena + (size_t)0 * mb, m->folded + 231456, m->folded + 268320, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.2.conv2 */
+    k_conv3x3s1p1_3x32x32_16_bn_relu_padded(x, m->folded + 0, m->folded + 432, arena + (size_t)0 * mb, n); /* conv1 */
+    k_conv3x3s1p1_16x32x32_16_bn_relu_padded(arena + (size_t)0 * mb, m->folded + 448, m->folded + 2752, arena + (size_t)16384 * mb, n); /* layer1.0.conv1 */
+    k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(arena + (size_t)16384 * mb, m->folded + 2768, m->folded + 5072, arena + (size_t)0 * mb, arena + (size_t)32768 * mb, n); /* layer1.0.conv2 */
+    k_conv3x3s1p1_16x32x32_16_bn_relu_padded(arena + (size_t)32768 * mb, m->folded + 5088, m->folded + 7392, arena + (size_t)0 * mb, n); /* layer1.1.conv1 */
+    k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(arena + (size_t)0 * mb, m->folded + 7408, m->folded + 9712, arena + (size_t)32768 * mb, arena + (size_t)16384 * mb, n); /* layer1.1.conv2 */
+    k_conv3x3s1p1_16x32x32_16_bn_relu_padded(arena + (size_t)16384 * mb, m->folded + 9728, m->folded + 12032, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
+    k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(arena + (size_t)0 * mb, m->folded + 12048, m->folded + 14352, arena + (size_t)16384 * mb, arena + (size_t)32768 * mb, n); /* layer1.2.conv2 */
+    k_conv3x3s2p1_16x32x32_32_bn_relu_padded(arena + (size_t)32768 * mb, m->folded + 14368, m->folded + 18976, arena + (size_t)0 * mb, n); /* layer2.0.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(arena + (size_t)0 * mb, m->folded + 19008, m->folded + 28224, arena + (size_t)32768 * mb, arena + (size_t)8192 * mb, n); /* layer2.0.conv2 */
+    k_conv3x3s1p1_32x16x16_32_bn_relu_padded(arena + (size_t)8192 * mb, m->folded + 28256, m->folded + 37472, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(arena + (size_t)0 * mb, m->folded + 37504, m->folded + 46720, arena + (size_t)8192 * mb, arena + (size_t)16384 * mb, n); /* layer2.1.conv2 */
+    k_conv3x3s1p1_32x16x16_32_bn_relu_padded(arena + (size_t)16384 * mb, m->folded + 46752, m->folded + 55968, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
+    k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(arena + (size_t)0 * mb, m->folded + 56000, m->folded + 65216, arena + (size_t)16384 * mb, arena + (size_t)8192 * mb, n); /* layer2.2.conv2 */
+    k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(arena + (size_t)8192 * mb, m->folded + 65248, m->folded + 83680, arena + (size_t)0 * mb, n); /* layer3.0.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(arena + (size_t)0 * mb, m->folded + 83744, m->folded + 120608, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.0.conv2 */
+    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(arena + (size_t)4096 * mb, m->folded + 120672, m->folded + 157536, arena + (size_t)0 * mb, n); /* layer3.1.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(arena + (size_t)0 * mb, m->folded + 157600, m->folded + 194464, arena + (size_t)4096 * mb, arena + (size_t)8192 * mb, n); /* layer3.1.conv2 */
+    k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(arena + (size_t)8192 * mb, m->folded + 194528, m->folded + 231392, arena + (size_t)0 * mb, n); /* layer3.2.conv1 */
+    k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(arena + (size_t)0 * mb, m->folded + 231456, m->folded + 268320, arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* layer3.2.conv2 */
     k_avgpool_64x8x8(arena + (size_t)4096 * mb, arena + (size_t)0 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)0 * mb, m->params + 270448, m->params + 271088, arena + (size_t)64 * mb, n); /* fc */
     k_softmax_10(arena + (size_t)64 * mb, out, n); /* softmax1 */
@@ -4085,43 +3864,43 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb; (void)labels;
-    k_conv3x3s1p1_3x32x32_16(x, m->params + 0, arena + (size_t)0 * mb, n); /* conv1 */
+    k_conv3x3s1p1_3x32x32_16_padded(x, m->params + 0, arena + (size_t)0 * mb, n); /* conv1 */
     k_bntrain_16x32x32_relu(arena + (size_t)0 * mb, m->params + 432, m->params + 448, m->bn_stats + 0, arena + (size_t)16384 * mb, n); /* bn1 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)16384 * mb, m->params + 496, arena + (size_t)32768 * mb, n); /* layer1.0.conv1 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)16384 * mb, m->params + 496, arena + (size_t)32768 * mb, n); /* layer1.0.conv1 */
     k_bntrain_16x32x32_relu(arena + (size_t)32768 * mb, m->params + 2800, m->params + 2816, m->bn_stats + 32, arena + (size_t)49152 * mb, n); /* layer1.0.bn1 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)49152 * mb, m->params + 2864, arena + (size_t)65536 * mb, n); /* layer1.0.conv2 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)49152 * mb, m->params + 2864, arena + (size_t)65536 * mb, n); /* layer1.0.conv2 */
     k_bntrain_16x32x32_add_relu(arena + (size_t)65536 * mb, arena + (size_t)16384 * mb, m->params + 5168, m->params + 5184, m->bn_stats + 64, arena + (size_t)81920 * mb, n); /* layer1.0.bn2 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)81920 * mb, m->params + 5232, arena + (size_t)98304 * mb, n); /* layer1.1.conv1 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)81920 * mb, m->params + 5232, arena + (size_t)98304 * mb, n); /* layer1.1.conv1 */
     k_bntrain_16x32x32_relu(arena + (size_t)98304 * mb, m->params + 7536, m->params + 7552, m->bn_stats + 96, arena + (size_t)114688 * mb, n); /* layer1.1.bn1 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)114688 * mb, m->params + 7600, arena + (size_t)131072 * mb, n); /* layer1.1.conv2 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)114688 * mb, m->params + 7600, arena + (size_t)131072 * mb, n); /* layer1.1.conv2 */
     k_bntrain_16x32x32_add_relu(arena + (size_t)131072 * mb, arena + (size_t)81920 * mb, m->params + 9904, m->params + 9920, m->bn_stats + 128, arena + (size_t)147456 * mb, n); /* layer1.1.bn2 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)147456 * mb, m->params + 9968, arena + (size_t)163840 * mb, n); /* layer1.2.conv1 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)147456 * mb, m->params + 9968, arena + (size_t)163840 * mb, n); /* layer1.2.conv1 */
     k_bntrain_16x32x32_relu(arena + (size_t)163840 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 160, arena + (size_t)180224 * mb, n); /* layer1.2.bn1 */
-    k_conv3x3s1p1_16x32x32_16(arena + (size_t)180224 * mb, m->params + 12336, arena + (size_t)196608 * mb, n); /* layer1.2.conv2 */
+    k_conv3x3s1p1_16x32x32_16_padded(arena + (size_t)180224 * mb, m->params + 12336, arena + (size_t)196608 * mb, n); /* layer1.2.conv2 */
     k_bntrain_16x32x32_add_relu(arena + (size_t)196608 * mb, arena + (size_t)147456 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 192, arena + (size_t)212992 * mb, n); /* layer1.2.bn2 */
-    k_conv3x3s2p1_16x32x32_32_t4x8(arena + (size_t)212992 * mb, m->params + 14704, arena + (size_t)229376 * mb, n); /* layer2.0.conv1 */
+    k_conv3x3s2p1_16x32x32_32_padded(arena + (size_t)212992 * mb, m->params + 14704, arena + (size_t)229376 * mb, n); /* layer2.0.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)229376 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 224, arena + (size_t)237568 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)237568 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2 */
+    k_conv3x3s1p1_32x16x16_32_padded(arena + (size_t)237568 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2 */
     k_bntrain_32x16x16_addzp16s2_relu(arena + (size_t)245760 * mb, arena + (size_t)212992 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 288, arena + (size_t)253952 * mb, n); /* layer2.0.bn2 */
-    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)253952 * mb, m->params + 28784, arena + (size_t)262144 * mb, n); /* layer2.1.conv1 */
+    k_conv3x3s1p1_32x16x16_32_padded(arena + (size_t)253952 * mb, m->params + 28784, arena + (size_t)262144 * mb, n); /* layer2.1.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)262144 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 352, arena + (size_t)270336 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)270336 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2 */
+    k_conv3x3s1p1_32x16x16_32_padded(arena + (size_t)270336 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2 */
     k_bntrain_32x16x16_add_relu(arena + (size_t)278528 * mb, arena + (size_t)253952 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 416, arena + (size_t)286720 * mb, n); /* layer2.1.bn2 */
-    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)286720 * mb, m->params + 47472, arena + (size_t)294912 * mb, n); /* layer2.2.conv1 */
+    k_conv3x3s1p1_32x16x16_32_padded(arena + (size_t)286720 * mb, m->params + 47472, arena + (size_t)294912 * mb, n); /* layer2.2.conv1 */
     k_bntrain_32x16x16_relu(arena + (size_t)294912 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 480, arena + (size_t)303104 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_32x16x16_32_t4x8(arena + (size_t)303104 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2 */
+    k_conv3x3s1p1_32x16x16_32_padded(arena + (size_t)303104 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2 */
     k_bntrain_32x16x16_add_relu(arena + (size_t)311296 * mb, arena + (size_t)286720 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 544, arena + (size_t)319488 * mb, n); /* layer2.2.bn2 */
-    k_conv3x3s2p1_32x16x16_64_t4x4(arena + (size_t)319488 * mb, m->params + 66160, arena + (size_t)327680 * mb, n); /* layer3.0.conv1 */
+    k_conv3x3s2p1_32x16x16_64_t4x8_padded(arena + (size_t)319488 * mb, m->params + 66160, arena + (size_t)327680 * mb, n); /* layer3.0.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)327680 * mb, m->params + 84592, m->params + 84656, m->bn_stats + 608, arena + (size_t)331776 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)331776 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)331776 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2 */
     k_bntrain_64x8x8_addzp32s2_relu(arena + (size_t)335872 * mb, arena + (size_t)319488 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 736, arena + (size_t)339968 * mb, n); /* layer3.0.bn2 */
-    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)339968 * mb, m->params + 121968, arena + (size_t)344064 * mb, n); /* layer3.1.conv1 */
+    k_conv3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)339968 * mb, m->params + 121968, arena + (size_t)344064 * mb, n); /* layer3.1.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)344064 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 864, arena + (size_t)348160 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)348160 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)348160 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2 */
     k_bntrain_64x8x8_add_relu(arena + (size_t)352256 * mb, arena + (size_t)339968 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 992, arena + (size_t)356352 * mb, n); /* layer3.1.bn2 */
-    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)356352 * mb, m->params + 196208, arena + (size_t)360448 * mb, n); /* layer3.2.conv1 */
+    k_conv3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)356352 * mb, m->params + 196208, arena + (size_t)360448 * mb, n); /* layer3.2.conv1 */
     k_bntrain_64x8x8_relu(arena + (size_t)360448 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 1120, arena + (size_t)364544 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_64x8x8_64_t4x4(arena + (size_t)364544 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2 */
+    k_conv3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)364544 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2 */
     k_bntrain_64x8x8_add_relu(arena + (size_t)368640 * mb, arena + (size_t)356352 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 1248, arena + (size_t)372736 * mb, n); /* layer3.2.bn2 */
     k_avgpool_64x8x8(arena + (size_t)372736 * mb, arena + (size_t)376832 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)376832 * mb, m->params + 270448, m->params + 271088, arena + (size_t)376896 * mb, n); /* fc */

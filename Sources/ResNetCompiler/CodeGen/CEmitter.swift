@@ -185,7 +185,8 @@ public struct CEmitter {
             case nil: break
             }
             if a.relu == true { name += "_relu" }
-            if let t = a.tile, t != Tile(outChannels: 4, width: 16) { name += "_t\(t.outChannels)x\(t.width)" }
+            if let t = a.tile, t.outChannels != 4 || t.width != 16 { name += "_t\(t.outChannels)x\(t.width)" }
+            if a.tile?.paddedInput == true { name += "_padded" }
             return name
         case .batchNorm where g.training: return "k_bntrain_\(dims(y))"
         case .batchNorm: return "k_bn_\(dims(y))"
@@ -255,6 +256,7 @@ public struct CEmitter {
             v["tw"] = tile.width
             v["oxA"] = interior.lowerBound
             v["oxB"] = interior.upperBound
+            v["paddedInput"] = tile.paddedInput
             var args: [Argument] = [.buffer(node.inputs[0])]
             if node.op == .fusedConv, let fold = layout.foldOf[node.name] {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]

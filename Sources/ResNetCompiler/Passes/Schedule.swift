@@ -18,11 +18,19 @@ public struct Schedule: Pass {
         for i in g.nodes.indices where g.nodes[i].op == .conv || g.nodes[i].op == .fusedConv {
             let node = g.nodes[i]
             let out = node.shape!, x = g.shape(node.inputs[0])
+            let p = node.attrs.padding!
+            let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
+            // A padded image that fits on the stack turns every output into an
+            // interior one: whole rows in register tiles, no bounds checks.
+            if p > 0, x.c * (x.h + 2 * p) * (x.w + 2 * p) <= Self.paddedFloats {
+                let width = [16, 8, 4, 2, 1].first { $0 <= out.w } ?? 1
+                g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
+                continue
+            }
             let interior = Self.interior(inWidth: x.w, outWidth: out.w, kernel: node.attrs.kernel!,
-                                         stride: node.attrs.stride!, padding: node.attrs.padding!)
+                                         stride: node.attrs.stride!, padding: p)
             let span = interior.upperBound - interior.lowerBound
             let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
-            let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
             g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
         }
         // A stride-1 conv's input gradient is a convolution with the flipped kernel: the same tiles.
@@ -47,6 +55,10 @@ public struct Schedule: Pass {
         return first < last ? first..<last : 0..<0
     }
 
+    /// The largest zero-bordered copy of a conv's input a kernel keeps on its
+    /// stack (128 KiB: well inside OpenMP's default 2–4 MiB thread stacks).
+    public static let paddedFloats = 32768
+
     /// Output columns whose whole window (ox·s − p … ox·s − p + k − 1) is inside 0..<inWidth.
     public static func interior(inWidth: Int, outWidth: Int, kernel: Int, stride: Int, padding: Int) -> Range<Int> {
         let first = (padding + stride - 1) / stride
@@ -62,4 +74,6 @@ public struct Tile: Hashable, Codable, Sendable {
     public var outChannels: Int
     /// Outputs of a row accumulated in registers.
     public var width: Int
+    /// The kernel first copies its input into a zero-bordered buffer.
+    public var paddedInput: Bool = false
 }
