@@ -2733,29 +2733,33 @@ static void k_convgw3x3s1p1_64x8x8_64(const float *RC_RESTRICT dy, const float *
 
 /* ∂x of conv 3×3/1 pad 1: 64×8×8 ← 64×8×8
  * used by layer3.2.conv2.grad, layer3.1.conv2.grad, layer3.0.conv2.grad */
-static void k_convgd3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_64x8x8_64_t4x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 4, IXA = 1, IXB = 7 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 8, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -2769,25 +2773,6 @@ static void k_convgd3x3s1p1_64x8x8_64_t4x4(const float *RC_RESTRICT dy, const fl
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -2847,29 +2832,33 @@ static void k_bngrad_64x8x8_relu(const float *RC_RESTRICT dy, const float *RC_RE
 
 /* ∂x of conv 3×3/1 pad 1: 64×8×8 ← 64×8×8, + shortcut gradient
  * used by layer3.2.conv1.grad, layer3.1.conv1.grad */
-static void k_convgd3x3s1p1_64x8x8_64_t4x4_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_64x8x8_64_t4x8_padded_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 4, IXA = 1, IXB = 7 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 8, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -2883,25 +2872,6 @@ static void k_convgd3x3s1p1_64x8x8_64_t4x4_add(const float *RC_RESTRICT dy, cons
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -3097,29 +3067,33 @@ static void k_convgw3x3s1p1_32x16x16_32(const float *RC_RESTRICT dy, const float
 
 /* ∂x of conv 3×3/1 pad 1: 32×16×16 ← 32×16×16
  * used by layer2.2.conv2.grad, layer2.1.conv2.grad, layer2.0.conv2.grad */
-static void k_convgd3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_32x16x16_32_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 8, IXA = 1, IXB = 15 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 16, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -3133,25 +3107,6 @@ static void k_convgd3x3s1p1_32x16x16_32_t4x8(const float *RC_RESTRICT dy, const 
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -3211,29 +3166,33 @@ static void k_bngrad_32x16x16_relu(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂x of conv 3×3/1 pad 1: 32×16×16 ← 32×16×16, + shortcut gradient
  * used by layer2.2.conv1.grad, layer2.1.conv1.grad */
-static void k_convgd3x3s1p1_32x16x16_32_t4x8_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_32x16x16_32_padded_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 8, IXA = 1, IXB = 15 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 16, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -3247,25 +3206,6 @@ static void k_convgd3x3s1p1_32x16x16_32_t4x8_add(const float *RC_RESTRICT dy, co
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -3461,29 +3401,33 @@ static void k_convgw3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float
 
 /* ∂x of conv 3×3/1 pad 1: 16×32×32 ← 16×32×32
  * used by layer1.2.conv2.grad, layer1.1.conv2.grad, layer1.0.conv2.grad */
-static void k_convgd3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_16x32x32_16_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 16, IXA = 1, IXB = 31 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 16, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -3497,25 +3441,6 @@ static void k_convgd3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -3575,29 +3500,33 @@ static void k_bngrad_16x32x32_relu(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂x of conv 3×3/1 pad 1: 16×32×32 ← 16×32×32, + shortcut gradient
  * used by layer1.2.conv1.grad, layer1.1.conv1.grad, layer1.0.conv1.grad */
-static void k_convgd3x3s1p1_16x32x32_16_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd3x3s1p1_16x32x32_16_padded_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 16, IXA = 1, IXB = 31 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 16, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -3611,25 +3540,6 @@ static void k_convgd3x3s1p1_16x32x32_16_add(const float *RC_RESTRICT dy, const f
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -3909,58 +3819,58 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_avgpoolgrad_64x8x8(arena + (size_t)389120 * mb, arena + (size_t)376832 * mb, n); /* avgpool1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)376832 * mb, arena + (size_t)368640 * mb, arena + (size_t)372736 * mb, m->params + 270192, m->grads + 270192, m->grads + 270256, arena + (size_t)385024 * mb, arena + (size_t)380928 * mb, n); /* layer3.2.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)380928 * mb, arena + (size_t)364544 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)380928 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)380928 * mb, m->params + 233328, arena + (size_t)368640 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)368640 * mb, arena + (size_t)360448 * mb, arena + (size_t)364544 * mb, m->params + 233072, m->grads + 233072, m->grads + 233136, arena + (size_t)372736 * mb, n); /* layer3.2.bn1.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)372736 * mb, arena + (size_t)356352 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_t4x4_add(arena + (size_t)372736 * mb, m->params + 196208, arena + (size_t)385024 * mb, arena + (size_t)360448 * mb, n); /* layer3.2.conv1.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x8_padded_add(arena + (size_t)372736 * mb, m->params + 196208, arena + (size_t)385024 * mb, arena + (size_t)360448 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)360448 * mb, arena + (size_t)352256 * mb, arena + (size_t)356352 * mb, m->params + 195952, m->grads + 195952, m->grads + 196016, arena + (size_t)368640 * mb, arena + (size_t)364544 * mb, n); /* layer3.1.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)364544 * mb, arena + (size_t)348160 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)364544 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)364544 * mb, m->params + 159088, arena + (size_t)352256 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)352256 * mb, arena + (size_t)344064 * mb, arena + (size_t)348160 * mb, m->params + 158832, m->grads + 158832, m->grads + 158896, arena + (size_t)356352 * mb, n); /* layer3.1.bn1.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)356352 * mb, arena + (size_t)339968 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_t4x4_add(arena + (size_t)356352 * mb, m->params + 121968, arena + (size_t)368640 * mb, arena + (size_t)344064 * mb, n); /* layer3.1.conv1.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x8_padded_add(arena + (size_t)356352 * mb, m->params + 121968, arena + (size_t)368640 * mb, arena + (size_t)344064 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)344064 * mb, arena + (size_t)335872 * mb, arena + (size_t)339968 * mb, m->params + 121712, m->grads + 121712, m->grads + 121776, arena + (size_t)348160 * mb, arena + (size_t)352256 * mb, n); /* layer3.0.bn2.grad */
     k_convgw3x3s1p1_64x8x8_64(arena + (size_t)352256 * mb, arena + (size_t)331776 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_64_t4x4(arena + (size_t)352256 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2.grad */
+    k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)352256 * mb, m->params + 84848, arena + (size_t)335872 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)335872 * mb, arena + (size_t)327680 * mb, arena + (size_t)331776 * mb, m->params + 84592, m->grads + 84592, m->grads + 84656, arena + (size_t)360448 * mb, n); /* layer3.0.bn1.grad */
     k_convgw3x3s2p1_32x16x16_64(arena + (size_t)360448 * mb, arena + (size_t)319488 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(arena + (size_t)360448 * mb, m->params + 66160, arena + (size_t)348160 * mb, arena + (size_t)327680 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)327680 * mb, arena + (size_t)311296 * mb, arena + (size_t)319488 * mb, m->params + 66032, m->grads + 66032, m->grads + 66064, arena + (size_t)344064 * mb, arena + (size_t)335872 * mb, n); /* layer2.2.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)335872 * mb, arena + (size_t)303104 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)335872 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)335872 * mb, m->params + 56816, arena + (size_t)311296 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)311296 * mb, arena + (size_t)294912 * mb, arena + (size_t)303104 * mb, m->params + 56688, m->grads + 56688, m->grads + 56720, arena + (size_t)319488 * mb, n); /* layer2.2.bn1.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)319488 * mb, arena + (size_t)286720 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_t4x8_add(arena + (size_t)319488 * mb, m->params + 47472, arena + (size_t)344064 * mb, arena + (size_t)294912 * mb, n); /* layer2.2.conv1.grad */
+    k_convgd3x3s1p1_32x16x16_32_padded_add(arena + (size_t)319488 * mb, m->params + 47472, arena + (size_t)344064 * mb, arena + (size_t)294912 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)294912 * mb, arena + (size_t)278528 * mb, arena + (size_t)286720 * mb, m->params + 47344, m->grads + 47344, m->grads + 47376, arena + (size_t)311296 * mb, arena + (size_t)303104 * mb, n); /* layer2.1.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)303104 * mb, arena + (size_t)270336 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)303104 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)303104 * mb, m->params + 38128, arena + (size_t)278528 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)278528 * mb, arena + (size_t)262144 * mb, arena + (size_t)270336 * mb, m->params + 38000, m->grads + 38000, m->grads + 38032, arena + (size_t)286720 * mb, n); /* layer2.1.bn1.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)286720 * mb, arena + (size_t)253952 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_t4x8_add(arena + (size_t)286720 * mb, m->params + 28784, arena + (size_t)311296 * mb, arena + (size_t)262144 * mb, n); /* layer2.1.conv1.grad */
+    k_convgd3x3s1p1_32x16x16_32_padded_add(arena + (size_t)286720 * mb, m->params + 28784, arena + (size_t)311296 * mb, arena + (size_t)262144 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)262144 * mb, arena + (size_t)245760 * mb, arena + (size_t)253952 * mb, m->params + 28656, m->grads + 28656, m->grads + 28688, arena + (size_t)270336 * mb, arena + (size_t)278528 * mb, n); /* layer2.0.bn2.grad */
     k_convgw3x3s1p1_32x16x16_32(arena + (size_t)278528 * mb, arena + (size_t)237568 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_32_t4x8(arena + (size_t)278528 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2.grad */
+    k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)278528 * mb, m->params + 19440, arena + (size_t)245760 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)245760 * mb, arena + (size_t)229376 * mb, arena + (size_t)237568 * mb, m->params + 19312, m->grads + 19312, m->grads + 19344, arena + (size_t)294912 * mb, n); /* layer2.0.bn1.grad */
     k_convgw3x3s2p1_16x32x32_32(arena + (size_t)294912 * mb, arena + (size_t)212992 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(arena + (size_t)294912 * mb, m->params + 14704, arena + (size_t)270336 * mb, arena + (size_t)229376 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)229376 * mb, arena + (size_t)196608 * mb, arena + (size_t)212992 * mb, m->params + 14640, m->grads + 14640, m->grads + 14656, arena + (size_t)262144 * mb, arena + (size_t)245760 * mb, n); /* layer1.2.bn2.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)245760 * mb, arena + (size_t)180224 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16(arena + (size_t)245760 * mb, m->params + 12336, arena + (size_t)196608 * mb, n); /* layer1.2.conv2.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)245760 * mb, m->params + 12336, arena + (size_t)196608 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)196608 * mb, arena + (size_t)163840 * mb, arena + (size_t)180224 * mb, m->params + 12272, m->grads + 12272, m->grads + 12288, arena + (size_t)212992 * mb, n); /* layer1.2.bn1.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)212992 * mb, arena + (size_t)147456 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16_add(arena + (size_t)212992 * mb, m->params + 9968, arena + (size_t)262144 * mb, arena + (size_t)163840 * mb, n); /* layer1.2.conv1.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)212992 * mb, m->params + 9968, arena + (size_t)262144 * mb, arena + (size_t)163840 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)163840 * mb, arena + (size_t)131072 * mb, arena + (size_t)147456 * mb, m->params + 9904, m->grads + 9904, m->grads + 9920, arena + (size_t)196608 * mb, arena + (size_t)180224 * mb, n); /* layer1.1.bn2.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)180224 * mb, arena + (size_t)114688 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16(arena + (size_t)180224 * mb, m->params + 7600, arena + (size_t)131072 * mb, n); /* layer1.1.conv2.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)180224 * mb, m->params + 7600, arena + (size_t)131072 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)131072 * mb, arena + (size_t)98304 * mb, arena + (size_t)114688 * mb, m->params + 7536, m->grads + 7536, m->grads + 7552, arena + (size_t)147456 * mb, n); /* layer1.1.bn1.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)147456 * mb, arena + (size_t)81920 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16_add(arena + (size_t)147456 * mb, m->params + 5232, arena + (size_t)196608 * mb, arena + (size_t)98304 * mb, n); /* layer1.1.conv1.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)147456 * mb, m->params + 5232, arena + (size_t)196608 * mb, arena + (size_t)98304 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)98304 * mb, arena + (size_t)65536 * mb, arena + (size_t)81920 * mb, m->params + 5168, m->grads + 5168, m->grads + 5184, arena + (size_t)131072 * mb, arena + (size_t)114688 * mb, n); /* layer1.0.bn2.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)114688 * mb, arena + (size_t)49152 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16(arena + (size_t)114688 * mb, m->params + 2864, arena + (size_t)65536 * mb, n); /* layer1.0.conv2.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)114688 * mb, m->params + 2864, arena + (size_t)65536 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)65536 * mb, arena + (size_t)32768 * mb, arena + (size_t)49152 * mb, m->params + 2800, m->grads + 2800, m->grads + 2816, arena + (size_t)81920 * mb, n); /* layer1.0.bn1.grad */
     k_convgw3x3s1p1_16x32x32_16(arena + (size_t)81920 * mb, arena + (size_t)16384 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_16_add(arena + (size_t)81920 * mb, m->params + 496, arena + (size_t)131072 * mb, arena + (size_t)32768 * mb, n); /* layer1.0.conv1.grad */
+    k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)81920 * mb, m->params + 496, arena + (size_t)131072 * mb, arena + (size_t)32768 * mb, n); /* layer1.0.conv1.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)32768 * mb, arena + (size_t)0 * mb, arena + (size_t)16384 * mb, m->params + 432, m->grads + 432, m->grads + 448, arena + (size_t)49152 * mb, n); /* bn1.grad */
     k_convgw3x3s1p1_3x32x32_16(arena + (size_t)49152 * mb, x, m->grads + 0, n); /* conv1.grad_weight */
 }

@@ -5337,29 +5337,33 @@ static void k_convgw1x1s1p0_2048x7x7_512(const float *RC_RESTRICT dy, const floa
 
 /* ∂x of conv 1×1/1 pad 0: 2048×7×7 ← 512×7×7, + shortcut gradient
  * used by layer4.2.conv1.grad, layer4.1.conv1.grad */
-static void k_convgd1x1s1p0_2048x7x7_512_t4x4_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
+static void k_convgd1x1s1p0_2048x7x7_512_t4x4_padded_add(const float *RC_RESTRICT dy, const float *RC_RESTRICT w, const float *RC_RESTRICT gs, float *RC_RESTRICT dx, int n)
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0 };
-    /* Stride 1: dx is dy convolved with the flipped kernel. CB input channels at
-     * a time; TW columns whose taps all lie inside dy accumulate in registers. */
-    enum { CB = 4, TW = 4, IXA = 0, IXB = 7 };
+    /* Stride 1 on small maps: dx is dy convolved with the flipped kernel; dy is
+     * first copied into a buffer with K−1−P zeros around it, so every column is
+     * computed in register tiles of CB channels × TW columns. */
+    enum { CB = 4, TW = 4, Q = K - 1 - P, HQ = OH + 2 * Q, WQ = OW + 2 * Q };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < C / CB; b++) {
             const int c0 = b * CB;
             const float *RC_RESTRICT yi = dy + (size_t)i * (OC * OH * OW);
+            float ypad[OC * HQ * WQ];
+            for (int j = 0; j < OC * HQ * WQ; j++) ypad[j] = 0.0f;
+            for (int o = 0; o < OC; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) ypad[(o * HQ + r + Q) * WQ + q + Q] = yi[(o * OH + r) * OW + q];
             for (int iy = 0; iy < H; iy++) {
-                for (int t0 = IXA; IXB - IXA >= TW && t0 < IXB; t0 += TW) {
-                    const int ix0 = t0 + TW <= IXB ? t0 : IXB - TW;
+                for (int t0 = 0; t0 < W; t0 += TW) {
+                    const int ix0 = t0 + TW <= W ? t0 : W - TW;
                     float acc[CB][TW];
                     for (int j = 0; j < CB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int o = 0; o < OC; o++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int oy = iy + P - ky;
-                            if (oy < 0 || oy >= OH) continue;
-                            const float *RC_RESTRICT yr = yi + ((size_t)o * OH + (size_t)oy) * OW + (size_t)(ix0 + P);
+                            const float *RC_RESTRICT yr = ypad + (o * HQ + iy + K - 1 - ky) * WQ + ix0 + K - 1;
                             const float *RC_RESTRICT wr = w + (((size_t)o * C + (size_t)c0) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 const float *RC_RESTRICT yk = yr - kx;
@@ -5373,25 +5377,6 @@ static void k_convgd1x1s1p0_2048x7x7_512_t4x4_add(const float *RC_RESTRICT dy, c
                     for (int j = 0; j < CB; j++) {
                         float *RC_RESTRICT xr = dx + (((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W;
                         for (int t = 0; t < TW; t++) xr[ix0 + t] = acc[j][t];
-                    }
-                }
-                for (int ix = 0; ix < W; ix++) {
-                    if (IXB - IXA >= TW && ix >= IXA && ix < IXB) continue;
-                    for (int j = 0; j < CB; j++) {
-                        float a = 0.0f;
-                        for (int o = 0; o < OC; o++) {
-                            const float *RC_RESTRICT wp = w + ((size_t)o * C + (size_t)(c0 + j)) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int oy = iy + P - ky;
-                                if (oy < 0 || oy >= OH) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ox = ix + P - kx;
-                                    if (ox < 0 || ox >= OW) continue;
-                                    a += wp[ky * K + kx] * yi[((size_t)o * OH + (size_t)oy) * OW + (size_t)ox];
-                                }
-                            }
-                        }
-                        dx[(((size_t)i * C + (size_t)(c0 + j)) * H + (size_t)iy) * W + (size_t)ix] = a;
                     }
                 }
             }
@@ -7958,7 +7943,7 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_convgd3x3s1p1_512x7x7_512_t4x4(arena + (size_t)20170752 * mb, m->params + 20143040, arena + (size_t)16558080 * mb, n); /* layer4.2.conv2.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16558080 * mb, arena + (size_t)20070400 * mb, arena + (size_t)20095488 * mb, m->params + 20140992, m->grads + 20140992, m->grads + 20141504, arena + (size_t)20120576 * mb, n); /* layer4.2.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_512(arena + (size_t)20120576 * mb, arena + (size_t)16457728 * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
-    k_convgd1x1s1p0_2048x7x7_512_t4x4_add(arena + (size_t)20120576 * mb, m->params + 19092416, arena + (size_t)18565120 * mb, arena + (size_t)16558080 * mb, n); /* layer4.2.conv1.grad */
+    k_convgd1x1s1p0_2048x7x7_512_t4x4_padded_add(arena + (size_t)20120576 * mb, m->params + 19092416, arena + (size_t)18565120 * mb, arena + (size_t)16558080 * mb, n); /* layer4.2.conv1.grad */
     k_bngrad_2048x7x7_relu_out2(arena + (size_t)16558080 * mb, arena + (size_t)16257024 * mb, arena + (size_t)16457728 * mb, m->params + 19084224, m->grads + 19084224, m->grads + 19086272, arena + (size_t)18364416 * mb, arena + (size_t)18264064 * mb, n); /* layer4.1.bn3.grad */
     k_convgw1x1s1p0_512x7x7_2048(arena + (size_t)18264064 * mb, arena + (size_t)20045312 * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
     k_convgd1x1s1p0_512x7x7_2048_t4x4(arena + (size_t)18264064 * mb, m->params + 18035648, arena + (size_t)16257024 * mb, n); /* layer4.1.conv3.grad */
@@ -7967,7 +7952,7 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_convgd3x3s1p1_512x7x7_512_t4x4(arena + (size_t)20070400 * mb, m->params + 15674304, arena + (size_t)16257024 * mb, n); /* layer4.1.conv2.grad */
     k_bngrad_512x7x7_relu(arena + (size_t)16257024 * mb, arena + (size_t)19970048 * mb, arena + (size_t)19995136 * mb, m->params + 15672256, m->grads + 15672256, m->grads + 15672768, arena + (size_t)20020224 * mb, n); /* layer4.1.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_512(arena + (size_t)20020224 * mb, arena + (size_t)16357376 * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
-    k_convgd1x1s1p0_2048x7x7_512_t4x4_add(arena + (size_t)20020224 * mb, m->params + 14623680, arena + (size_t)18364416 * mb, arena + (size_t)16257024 * mb, n); /* layer4.1.conv1.grad */
+    k_convgd1x1s1p0_2048x7x7_512_t4x4_padded_add(arena + (size_t)20020224 * mb, m->params + 14623680, arena + (size_t)18364416 * mb, arena + (size_t)16257024 * mb, n); /* layer4.1.conv1.grad */
     k_bngrad_2048x7x7_relu_out2(arena + (size_t)16257024 * mb, arena + (size_t)16056320 * mb, arena + (size_t)16357376 * mb, m->params + 12510144, m->grads + 12510144, m->grads + 12512192, arena + (size_t)16457728 * mb, arena + (size_t)18364416 * mb, n); /* layer4.0.bn3.grad */
     k_bngrad_2048x7x7(arena + (size_t)16457728 * mb, arena + (size_t)16156672 * mb, m->params + 14615488, m->grads + 14615488, m->grads + 14617536, arena + (size_t)18565120 * mb, n); /* layer4.0.downsample.1.grad */
     k_convgw1x1s2p0_1024x14x14_2048(arena + (size_t)18565120 * mb, arena + (size_t)15855616 * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */

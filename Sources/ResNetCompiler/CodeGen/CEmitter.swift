@@ -204,7 +204,8 @@ public struct CEmitter {
             var name = (node.op == .convGradData ? "k_convgd" : "k_convgw")
                 + "\(fa.kernel!)x\(fa.kernel!)s\(fa.stride!)p\(fa.padding!)_\(dims(fx))_\(f.shape!.c)"
             if node.op == .convGradWeight && fa.bias == true { name += "_bias" }
-            if let t = a.tile, t != Tile(outChannels: 4, width: 16) { name += "_t\(t.outChannels)x\(t.width)" }
+            if let t = a.tile, t.outChannels != 4 || t.width != 16 { name += "_t\(t.outChannels)x\(t.width)" }
+            if a.tile?.paddedInput == true { name += "_padded" }
             switch a.gradShortcut {
             case .tensor?: name += "_add"
             case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)_\(dims(g.shape(node.inputs[1])))"
@@ -379,6 +380,7 @@ public struct CEmitter {
                 let interior = Schedule.gradientInterior(inWidth: node.shape!.w, outWidth: f.shape!.w, kernel: f.attrs.kernel!,
                                                          padding: f.attrs.padding!)
                 v["strideOne"] = true
+                v["paddedGrad"] = tile.paddedInput
                 v["ob"] = tile.outChannels
                 v["tw"] = tile.width
                 v["oxA"] = interior.lowerBound

@@ -39,6 +39,13 @@ public struct Schedule: Pass {
             let f = g.nodes[node.attrs.forward!]
             guard f.attrs.stride == 1 else { continue }
             let dx = node.shape!, dy = f.shape!
+            let k = f.attrs.kernel!, q = k - 1 - f.attrs.padding!
+            if q >= 0, dy.c * (dy.h + 2 * q) * (dy.w + 2 * q) <= Self.paddedFloats {
+                let width = [16, 8, 4, 2, 1].first { $0 <= dx.w } ?? 1
+                let channels = dx.c % 4 == 0 ? 4 : (dx.c % 2 == 0 ? 2 : 1)
+                g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
+                continue
+            }
             let interior = Self.gradientInterior(inWidth: dx.w, outWidth: dy.w, kernel: f.attrs.kernel!, padding: f.attrs.padding!)
             let span = interior.upperBound - interior.lowerBound
             let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
