@@ -82,7 +82,7 @@ import Testing
                 for b in live where b.id < a.id && a.first <= b.last && b.first <= a.last {
                     let disjoint = plan.offsets[a.id] + a.size <= plan.offsets[b.id]
                         || plan.offsets[b.id] + b.size <= plan.offsets[a.id]
-                    #expect(disjoint, "\(name): \(g.nodes[a.id].name) and \(g.nodes[b.id].name) overlap while both live")
+                    #expect(disjoint, "\(name): buffers \(a.id) and \(b.id) overlap while both live")
                 }
             }
             #expect(plan.lowerBoundFloats <= plan.arenaFloats && plan.arenaFloats <= plan.naiveFloats)

@@ -59,6 +59,7 @@ public struct CEmitter {
                     switch arg {
                     case let .buffer(id): buffer(id)
                     case let .pointer(expression): expression
+                    case let .scratch(id): "arena + (size_t)\(plan.offsets[g.nodes.count + id]) * mb"
                     }
                 }
                 if node.shape != nil && node.op != .convGradWeight { args.append(buffer(node.id)) }
@@ -166,6 +167,8 @@ public struct CEmitter {
     enum Argument {
         case buffer(Int)
         case pointer(String)
+        /// The node's scratch buffer in the arena.
+        case scratch(Int)
     }
 
     /// A C identifier naming what a kernel computes, e.g.
@@ -259,6 +262,7 @@ public struct CEmitter {
             v["oxB"] = interior.upperBound
             v["paddedInput"] = tile.paddedInput
             var args: [Argument] = [.buffer(node.inputs[0])]
+            if tile.paddedInput { args.append(.scratch(node.id)) }
             if node.op == .fusedConv, let fold = layout.foldOf[node.name] {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
                 v["hasBias"] = true
@@ -386,7 +390,9 @@ public struct CEmitter {
                 v["oxA"] = interior.lowerBound
                 v["oxB"] = interior.upperBound
             }
-            var args: [Argument] = [.buffer(node.inputs[0]), .pointer(p(f.name + ".weight"))]
+            var args: [Argument] = [.buffer(node.inputs[0])]
+            if a.tile?.paddedInput == true { args.append(.scratch(node.id)) }
+            args.append(.pointer(p(f.name + ".weight")))
             if node.inputs.count > 1 { args.append(.buffer(node.inputs[1])) }
             return KernelView(template: "train.c", fn: fn, values: v, args: args)
         case .convGradWeight:

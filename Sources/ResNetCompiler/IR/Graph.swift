@@ -91,8 +91,10 @@ public struct Attributes: Hashable, Codable, Sendable {
     /// convGradData: a gradient added in the epilogue (inputs[1]), read as the
     /// option-A adjoint when `.zeroPad` (scatter to every stride-th pixel).
     public var gradShortcut: ShortcutRead?
-    /// conv / fusedConv: the loop tile chosen by Schedule.
+    /// conv / fusedConv / convGradData: the loop tile chosen by Schedule.
     public var tile: Tile?
+    /// Floats per sample of arena scratch the kernel uses while it runs (a padded input copy).
+    public var scratch: Int?
 
     public init() {}
 }

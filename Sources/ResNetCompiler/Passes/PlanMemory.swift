@@ -18,8 +18,18 @@ public struct PlanMemory: Pass {
         return g
     }
 
-    /// Lifetimes [first, last] in node order, for the nodes that live in the arena.
+    /// Lifetimes [first, last] in node order, for every buffer that lives in the
+    /// arena: node outputs (id = node id) and kernel scratch (id = node count +
+    /// node id, live only while its kernel runs).
     public static func lifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
+        let scratch = g.nodes.compactMap { node -> (id: Int, size: Int, first: Int, last: Int)? in
+            guard let floats = node.attrs.scratch, floats > 0 else { return nil }
+            return (g.nodes.count + node.id, floats, node.id, node.id)
+        }
+        return outputLifetimes(g) + scratch
+    }
+
+    static func outputLifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
         let readers = g.consumers()
         // Inference writes its output to the caller's buffer; training has no such output.
         let out = g.training ? -1 : g.nodes.count - 1
@@ -33,7 +43,7 @@ public struct PlanMemory: Pass {
 
     static func plan(_ g: Graph) -> MemoryPlan {
         let live = lifetimes(g)
-        var offsets = Array(repeating: -1, count: g.nodes.count)
+        var offsets = Array(repeating: -1, count: 2 * g.nodes.count)
         var placed: [(offset: Int, size: Int, first: Int, last: Int)] = []
         let order = live.sorted { ($0.size, $1.id) > ($1.size, $0.id) }
         var arena = 0
@@ -67,7 +77,8 @@ public struct PlanMemory: Pass {
 
 /// Where each intermediate tensor lives, in floats per sample.
 public struct MemoryPlan: Hashable, Codable, Sendable {
-    /// Offset of each node's output in the arena (−1: not in the arena).
+    /// Offset of each node's output in the arena (−1: not in the arena), then,
+    /// at node count + id, of each kernel's scratch buffer.
     public var offsets: [Int]
     /// Arena size per sample.
     public var arenaFloats: Int

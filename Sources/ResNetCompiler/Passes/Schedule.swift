@@ -20,11 +20,13 @@ public struct Schedule: Pass {
             let out = node.shape!, x = g.shape(node.inputs[0])
             let p = node.attrs.padding!
             let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
-            // A padded image that fits on the stack turns every output into an
-            // interior one: whole rows in register tiles, no bounds checks.
-            if p > 0, x.c * (x.h + 2 * p) * (x.w + 2 * p) <= Self.paddedFloats {
+            // With a zero-bordered copy of the input (arena scratch, live only
+            // while the kernel runs) every output is an interior one: whole
+            // rows in register tiles, no bounds checks.
+            if p > 0 {
                 let width = [16, 8, 4, 2, 1].first { $0 <= out.w } ?? 1
                 g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
+                g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p)
                 continue
             }
             let interior = Self.interior(inWidth: x.w, outWidth: out.w, kernel: node.attrs.kernel!,
@@ -40,10 +42,11 @@ public struct Schedule: Pass {
             guard f.attrs.stride == 1 else { continue }
             let dx = node.shape!, dy = f.shape!
             let k = f.attrs.kernel!, q = k - 1 - f.attrs.padding!
-            if q >= 0, dy.c * (dy.h + 2 * q) * (dy.w + 2 * q) <= Self.paddedFloats {
+            if q >= 0 {
                 let width = [16, 8, 4, 2, 1].first { $0 <= dx.w } ?? 1
                 let channels = dx.c % 4 == 0 ? 4 : (dx.c % 2 == 0 ? 2 : 1)
                 g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
+                g.nodes[i].attrs.scratch = dy.c * (dy.h + 2 * q) * (dy.w + 2 * q)
                 continue
             }
             let interior = Self.gradientInterior(inWidth: dx.w, outWidth: dy.w, kernel: f.attrs.kernel!, padding: f.attrs.padding!)
@@ -62,9 +65,7 @@ public struct Schedule: Pass {
         return first < last ? first..<last : 0..<0
     }
 
-    /// The largest zero-bordered copy of a conv's input a kernel keeps on its
-    /// stack (128 KiB: well inside OpenMP's default 2–4 MiB thread stacks).
-    public static let paddedFloats = 32768
+    public static let paddedFloats = 65536
 
     /// Output columns whose whole window (ox·s − p … ox·s − p + k − 1) is inside 0..<inWidth.
     public static func interior(inWidth: Int, outWidth: Int, kernel: Int, stride: Int, padding: Int) -> Range<Int> {
