@@ -118,7 +118,7 @@ import Testing
 
     @Test func cGradientsMatchInterpreterOnResNet8() throws {
         try checkGradients(try ResNet.cifar(depth: 8).spec, fuse: true, n: 2)
-        try checkGradients(TestNetworks.mixnet(), fuse: true, n: 2)
+        try checkGradients(TestNetworks.mixnet(), fuse: true, n: 6)
     }
 
     /// Ten steps of PyTorch's SGD (Tests/Fixtures/make_train_fixtures.py).

@@ -1018,7 +1018,7 @@ enum {
     NUM_FOLDS = 19,            /* convs with a batch norm folded in */
     FOLDED_COUNT = 268384,      /* floats of folded weights and biases */
     ARENA_FLOATS = 67648,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 399488, /* training: activations, gradients (naive 1261792, lower bound 389184) */
+    TRAIN_ARENA_FLOATS = 399488, /* training: activations, gradients (naive 1460076, lower bound 389184) */
     STATS_FLOATS = 1376,       /* batch means and variances of a training step */
     MIN_BN_PLANE = 64  /* smallest H×W a batch norm sees: n×plane must exceed 1 */
 };
@@ -2773,45 +2773,59 @@ static void k_bngrad_64x8x8_relu_out2(const float *RC_RESTRICT dy, const float *
 
 /* ∂W of conv 3×3/1 pad 1: 64×8×8 → 64×8×8
  * used by layer3.2.conv2.grad_weight, layer3.2.conv1.grad_weight, layer3.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_64x8x8_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x8x8_64_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -3117,45 +3131,59 @@ static void k_bngrad_32x16x16_relu_out2(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 32×16×16 → 32×16×16
  * used by layer2.2.conv2.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_32x16x16_32(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_32x16x16_32_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -3461,45 +3489,59 @@ static void k_bngrad_16x32x32_relu_out2(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 16×32×32 → 16×32×32
  * used by layer1.2.conv2.grad_weight, layer1.2.conv1.grad_weight, layer1.1.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_16x32x32_16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_16x32x32_16_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -3670,45 +3712,59 @@ static void k_convgd3x3s1p1_16x32x32_16_padded_add(const float *RC_RESTRICT dy, 
 
 /* ∂W of conv 3×3/1 pad 1: 3×32×32 → 16×32×32
  * used by conv1.grad_weight */
-static void k_convgw3x3s1p1_3x32x32_16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_3x32x32_16_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -3933,61 +3989,61 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_densegrad_64_10(arena + (size_t)4170 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, arena + (size_t)399424 * mb, n); /* fc.grad */
     k_avgpoolgrad_64x8x8(arena + (size_t)399424 * mb, arena + (size_t)4096 * mb, n); /* avgpool1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)4096 * mb, arena + (size_t)383040 * mb, arena + (size_t)0 * mb, m->params + 270192, m->grads + 270192, m->grads + 270256, arena + (size_t)391232 * mb, arena + (size_t)387136 * mb, n); /* layer3.2.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_64(arena + (size_t)387136 * mb, arena + (size_t)378944 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_64_t2x8_padded(arena + (size_t)387136 * mb, arena + (size_t)378944 * mb, arena + (size_t)0 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)387136 * mb, arena + (size_t)0 * mb, m->params + 233328, arena + (size_t)383040 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)383040 * mb, arena + (size_t)374848 * mb, arena + (size_t)378944 * mb, m->params + 233072, m->grads + 233072, m->grads + 233136, arena + (size_t)395328 * mb, n); /* layer3.2.bn1.grad */
-    k_convgw3x3s1p1_64x8x8_64(arena + (size_t)395328 * mb, arena + (size_t)370752 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
+    k_convgw3x3s1p1_64x8x8_64_t2x8_padded(arena + (size_t)395328 * mb, arena + (size_t)370752 * mb, arena + (size_t)0 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
     k_convgd3x3s1p1_64x8x8_64_t4x8_padded_add(arena + (size_t)395328 * mb, arena + (size_t)0 * mb, m->params + 196208, arena + (size_t)391232 * mb, arena + (size_t)374848 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)374848 * mb, arena + (size_t)366656 * mb, arena + (size_t)370752 * mb, m->params + 195952, m->grads + 195952, m->grads + 196016, arena + (size_t)383040 * mb, arena + (size_t)378944 * mb, n); /* layer3.1.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_64(arena + (size_t)378944 * mb, arena + (size_t)362560 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_64_t2x8_padded(arena + (size_t)378944 * mb, arena + (size_t)362560 * mb, arena + (size_t)0 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)378944 * mb, arena + (size_t)0 * mb, m->params + 159088, arena + (size_t)366656 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)366656 * mb, arena + (size_t)358464 * mb, arena + (size_t)362560 * mb, m->params + 158832, m->grads + 158832, m->grads + 158896, arena + (size_t)370752 * mb, n); /* layer3.1.bn1.grad */
-    k_convgw3x3s1p1_64x8x8_64(arena + (size_t)370752 * mb, arena + (size_t)354368 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
+    k_convgw3x3s1p1_64x8x8_64_t2x8_padded(arena + (size_t)370752 * mb, arena + (size_t)354368 * mb, arena + (size_t)0 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
     k_convgd3x3s1p1_64x8x8_64_t4x8_padded_add(arena + (size_t)370752 * mb, arena + (size_t)0 * mb, m->params + 121968, arena + (size_t)383040 * mb, arena + (size_t)358464 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_64x8x8_relu_out2(arena + (size_t)358464 * mb, arena + (size_t)350272 * mb, arena + (size_t)354368 * mb, m->params + 121712, m->grads + 121712, m->grads + 121776, arena + (size_t)366656 * mb, arena + (size_t)362560 * mb, n); /* layer3.0.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_64(arena + (size_t)362560 * mb, arena + (size_t)346176 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_64_t2x8_padded(arena + (size_t)362560 * mb, arena + (size_t)346176 * mb, arena + (size_t)0 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_64_t4x8_padded(arena + (size_t)362560 * mb, arena + (size_t)0 * mb, m->params + 84848, arena + (size_t)350272 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_64x8x8_relu(arena + (size_t)350272 * mb, arena + (size_t)10368 * mb, arena + (size_t)346176 * mb, m->params + 84592, m->grads + 84592, m->grads + 84656, arena + (size_t)374848 * mb, n); /* layer3.0.bn1.grad */
     k_convgw3x3s2p1_32x16x16_64(arena + (size_t)374848 * mb, arena + (size_t)337984 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(arena + (size_t)374848 * mb, m->params + 66160, arena + (size_t)366656 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)329792 * mb, arena + (size_t)337984 * mb, m->params + 66032, m->grads + 66032, m->grads + 66064, arena + (size_t)354368 * mb, arena + (size_t)346176 * mb, n); /* layer2.2.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_32(arena + (size_t)346176 * mb, arena + (size_t)321600 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_32_t2x8_padded(arena + (size_t)346176 * mb, arena + (size_t)321600 * mb, arena + (size_t)0 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)346176 * mb, arena + (size_t)0 * mb, m->params + 56816, arena + (size_t)329792 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)329792 * mb, arena + (size_t)313408 * mb, arena + (size_t)321600 * mb, m->params + 56688, m->grads + 56688, m->grads + 56720, arena + (size_t)337984 * mb, n); /* layer2.2.bn1.grad */
-    k_convgw3x3s1p1_32x16x16_32(arena + (size_t)337984 * mb, arena + (size_t)305216 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
+    k_convgw3x3s1p1_32x16x16_32_t2x8_padded(arena + (size_t)337984 * mb, arena + (size_t)305216 * mb, arena + (size_t)0 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_32_padded_add(arena + (size_t)337984 * mb, arena + (size_t)0 * mb, m->params + 47472, arena + (size_t)354368 * mb, arena + (size_t)313408 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)313408 * mb, arena + (size_t)297024 * mb, arena + (size_t)305216 * mb, m->params + 47344, m->grads + 47344, m->grads + 47376, arena + (size_t)329792 * mb, arena + (size_t)321600 * mb, n); /* layer2.1.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_32(arena + (size_t)321600 * mb, arena + (size_t)288832 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_32_t2x8_padded(arena + (size_t)321600 * mb, arena + (size_t)288832 * mb, arena + (size_t)0 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)321600 * mb, arena + (size_t)0 * mb, m->params + 38128, arena + (size_t)297024 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)297024 * mb, arena + (size_t)280640 * mb, arena + (size_t)288832 * mb, m->params + 38000, m->grads + 38000, m->grads + 38032, arena + (size_t)305216 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw3x3s1p1_32x16x16_32(arena + (size_t)305216 * mb, arena + (size_t)272448 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
+    k_convgw3x3s1p1_32x16x16_32_t2x8_padded(arena + (size_t)305216 * mb, arena + (size_t)272448 * mb, arena + (size_t)0 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_32_padded_add(arena + (size_t)305216 * mb, arena + (size_t)0 * mb, m->params + 28784, arena + (size_t)329792 * mb, arena + (size_t)280640 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_32x16x16_relu_out2(arena + (size_t)280640 * mb, arena + (size_t)264256 * mb, arena + (size_t)272448 * mb, m->params + 28656, m->grads + 28656, m->grads + 28688, arena + (size_t)297024 * mb, arena + (size_t)288832 * mb, n); /* layer2.0.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_32(arena + (size_t)288832 * mb, arena + (size_t)256064 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_32_t2x8_padded(arena + (size_t)288832 * mb, arena + (size_t)256064 * mb, arena + (size_t)0 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_32_padded(arena + (size_t)288832 * mb, arena + (size_t)0 * mb, m->params + 19440, arena + (size_t)264256 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_32x16x16_relu(arena + (size_t)264256 * mb, arena + (size_t)247872 * mb, arena + (size_t)256064 * mb, m->params + 19312, m->grads + 19312, m->grads + 19344, arena + (size_t)280640 * mb, n); /* layer2.0.bn1.grad */
     k_convgw3x3s2p1_16x32x32_32(arena + (size_t)280640 * mb, arena + (size_t)231488 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(arena + (size_t)280640 * mb, m->params + 14704, arena + (size_t)297024 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)0 * mb, arena + (size_t)215104 * mb, arena + (size_t)231488 * mb, m->params + 14640, m->grads + 14640, m->grads + 14656, arena + (size_t)264256 * mb, arena + (size_t)247872 * mb, n); /* layer1.2.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)247872 * mb, arena + (size_t)198720 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)247872 * mb, arena + (size_t)198720 * mb, arena + (size_t)0 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)247872 * mb, arena + (size_t)0 * mb, m->params + 12336, arena + (size_t)215104 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)215104 * mb, arena + (size_t)182336 * mb, arena + (size_t)198720 * mb, m->params + 12272, m->grads + 12272, m->grads + 12288, arena + (size_t)231488 * mb, n); /* layer1.2.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)231488 * mb, arena + (size_t)165952 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)231488 * mb, arena + (size_t)165952 * mb, arena + (size_t)0 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)231488 * mb, arena + (size_t)0 * mb, m->params + 9968, arena + (size_t)264256 * mb, arena + (size_t)182336 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)182336 * mb, arena + (size_t)149568 * mb, arena + (size_t)165952 * mb, m->params + 9904, m->grads + 9904, m->grads + 9920, arena + (size_t)215104 * mb, arena + (size_t)198720 * mb, n); /* layer1.1.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)198720 * mb, arena + (size_t)133184 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)198720 * mb, arena + (size_t)133184 * mb, arena + (size_t)0 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)198720 * mb, arena + (size_t)0 * mb, m->params + 7600, arena + (size_t)149568 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)149568 * mb, arena + (size_t)116800 * mb, arena + (size_t)133184 * mb, m->params + 7536, m->grads + 7536, m->grads + 7552, arena + (size_t)165952 * mb, n); /* layer1.1.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)165952 * mb, arena + (size_t)100416 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)165952 * mb, arena + (size_t)100416 * mb, arena + (size_t)0 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)165952 * mb, arena + (size_t)0 * mb, m->params + 5232, arena + (size_t)215104 * mb, arena + (size_t)116800 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_16x32x32_relu_out2(arena + (size_t)116800 * mb, arena + (size_t)84032 * mb, arena + (size_t)100416 * mb, m->params + 5168, m->grads + 5168, m->grads + 5184, arena + (size_t)149568 * mb, arena + (size_t)133184 * mb, n); /* layer1.0.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)133184 * mb, arena + (size_t)67648 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)133184 * mb, arena + (size_t)67648 * mb, arena + (size_t)0 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded(arena + (size_t)133184 * mb, arena + (size_t)0 * mb, m->params + 2864, arena + (size_t)84032 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)84032 * mb, arena + (size_t)51264 * mb, arena + (size_t)67648 * mb, m->params + 2800, m->grads + 2800, m->grads + 2816, arena + (size_t)100416 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_16(arena + (size_t)100416 * mb, arena + (size_t)34880 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_16_t2x8_padded(arena + (size_t)100416 * mb, arena + (size_t)34880 * mb, arena + (size_t)0 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_16_padded_add(arena + (size_t)100416 * mb, arena + (size_t)0 * mb, m->params + 496, arena + (size_t)149568 * mb, arena + (size_t)51264 * mb, n); /* layer1.0.conv1.grad */
     k_bngrad_16x32x32_relu(arena + (size_t)51264 * mb, arena + (size_t)18496 * mb, arena + (size_t)34880 * mb, m->params + 432, m->grads + 432, m->grads + 448, arena + (size_t)0 * mb, n); /* bn1.grad */
-    k_convgw3x3s1p1_3x32x32_16(arena + (size_t)0 * mb, x, m->grads + 0, n); /* conv1.grad_weight */
+    k_convgw3x3s1p1_3x32x32_16_t2x8_padded(arena + (size_t)0 * mb, x, arena + (size_t)16384 * mb, m->grads + 0, n); /* conv1.grad_weight */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,

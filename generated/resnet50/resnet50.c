@@ -1018,7 +1018,7 @@ enum {
     NUM_FOLDS = 53,            /* convs with a batch norm folded in */
     FOLDED_COUNT = 23481472,      /* floats of folded weights and biases */
     ARENA_FLOATS = 1806336,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 20197888, /* training: activations, gradients (naive 59309500, lower bound 20172800) */
+    TRAIN_ARENA_FLOATS = 20197888, /* training: activations, gradients (naive 66328764, lower bound 20172800) */
     STATS_FLOATS = 53120,       /* batch means and variances of a training step */
     MIN_BN_PLANE = 49  /* smallest H×W a batch norm sees: n×plane must exceed 1 */
 };
@@ -5556,45 +5556,59 @@ static void k_bngrad_1024x14x14_relu_out2(const float *RC_RESTRICT dy, const flo
 
 /* ∂W of conv 1×1/1 pad 0: 256×14×14 → 1024×14×14
  * used by layer3.5.conv3.grad_weight, layer3.4.conv3.grad_weight, layer3.3.conv3.grad_weight and 3 more */
-static void k_convgw1x1s1p0_256x14x14_1024(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -5705,45 +5719,59 @@ static void k_bngrad_256x14x14_relu(const float *RC_RESTRICT dy, const float *RC
 
 /* ∂W of conv 3×3/1 pad 1: 256×14×14 → 256×14×14
  * used by layer3.5.conv2.grad_weight, layer3.4.conv2.grad_weight, layer3.3.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_256x14x14_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_256x14x14_256_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -5808,45 +5836,59 @@ static void k_convgd3x3s1p1_256x14x14_256_t4x8_padded(const float *RC_RESTRICT d
 
 /* ∂W of conv 1×1/1 pad 0: 1024×14×14 → 256×14×14
  * used by layer3.5.conv1.grad_weight, layer3.4.conv1.grad_weight, layer3.3.conv1.grad_weight and 2 more */
-static void k_convgw1x1s1p0_1024x14x14_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -6172,45 +6214,59 @@ static void k_bngrad_512x28x28_relu_out2(const float *RC_RESTRICT dy, const floa
 
 /* ∂W of conv 1×1/1 pad 0: 128×28×28 → 512×28×28
  * used by layer2.3.conv3.grad_weight, layer2.2.conv3.grad_weight, layer2.1.conv3.grad_weight, layer2.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_128x28x28_512(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_128x28x28_512_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -6321,45 +6377,59 @@ static void k_bngrad_128x28x28_relu(const float *RC_RESTRICT dy, const float *RC
 
 /* ∂W of conv 3×3/1 pad 1: 128×28×28 → 128×28×28
  * used by layer2.3.conv2.grad_weight, layer2.2.conv2.grad_weight, layer2.1.conv2.grad_weight, layer2.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_128x28x28_128(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_128x28x28_128_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -6424,45 +6494,59 @@ static void k_convgd3x3s1p1_128x28x28_128_padded(const float *RC_RESTRICT dy, fl
 
 /* ∂W of conv 1×1/1 pad 0: 512×28×28 → 128×28×28
  * used by layer2.3.conv1.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_512x28x28_128(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_512x28x28_128_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -6788,45 +6872,59 @@ static void k_bngrad_256x56x56_relu_out2(const float *RC_RESTRICT dy, const floa
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 → 256×56×56
  * used by layer1.2.conv3.grad_weight, layer1.1.conv3.grad_weight, layer1.0.downsample.0.grad_weight, layer1.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_256(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_256_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -6937,45 +7035,59 @@ static void k_bngrad_64x56x56_relu(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂W of conv 3×3/1 pad 1: 64×56×56 → 64×56×56
  * used by layer1.2.conv2.grad_weight, layer1.1.conv2.grad_weight, layer1.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_64x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x56x56_64_t2x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, P = 1,
+           KK = K * K, L = 8, OB = 2, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -7040,45 +7152,59 @@ static void k_convgd3x3s1p1_64x56x56_64_padded(const float *RC_RESTRICT dy, floa
 
 /* ∂W of conv 1×1/1 pad 0: 256×56×56 → 64×56×56
  * used by layer1.2.conv1.grad_weight, layer1.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_256x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x56x56_64_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -7191,45 +7317,59 @@ static void k_bngrad_256x56x56(const float *RC_RESTRICT dy, const float *RC_REST
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 → 64×56×56
  * used by layer1.0.conv1.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_64(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_64_t16x8_padded(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, float *RC_RESTRICT dw, int n)
 {
-    /* Per (o, c): all K×K taps at once, each summed in L lanes (so the sums
-     * vectorise without reassociating a single chain), flushed to double per image. */
-    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           KK = K * K, L = 8 };
+    /* Stride 1: x is copied with its zero border into scratch; then for OB
+     * output channels and one input channel, all K×K taps accumulate in
+     * L-lane registers over whole rows (OB·K·K vector accumulators), summed
+     * in double per image. */
+    enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, P = 0,
+           KK = K * K, L = 8, OB = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
-    for (int o = 0; o < OC; o++) {
+    for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
-            double total[KK];
-            for (int q = 0; q < KK; q++) total[q] = 0.0;
+            float *RC_RESTRICT dst = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
+            const float *RC_RESTRICT src = x + ((size_t)i * C + (size_t)c) * (H * W);
+            for (int j = 0; j < HP * WP; j++) dst[j] = 0.0f;
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
+        }
+    }
+    RC_OMP(omp parallel for collapse(2) schedule(static))
+    for (int b = 0; b < OC / OB; b++) {
+        for (int c = 0; c < C; c++) {
+            const int o0 = b * OB;
+            double total[OB][KK];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) total[j][q] = 0.0;
             for (int i = 0; i < n; i++) {
-                float acc[KK][L];
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) acc[q][l] = 0.0f;
-                const float *RC_RESTRICT yp = dy + ((size_t)i * OC + (size_t)o) * (OH * OW);
-                const float *RC_RESTRICT xp = x + ((size_t)i * C + (size_t)c) * (H * W);
+                float acc[OB][KK][L];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) acc[j][q][l] = 0.0f;
+                const float *RC_RESTRICT xp = xpad_all + ((size_t)i * C + (size_t)c) * (HP * WP);
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *RC_RESTRICT yr = yp + oy * OW;
-                    for (int ky = 0; ky < K; ky++) {
-                        const int iy = oy * S - P + ky;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *RC_RESTRICT xr = xp + iy * W;
-                        for (int kx = 0; kx < K; kx++) {
-                            const int ox0 = kx >= P ? 0 : (P - kx + S - 1) / S;
-                            const int hi = W - 1 + P - kx;
-                            const int ox1 = hi < 0 ? 0 : (hi / S + 1 < OW ? hi / S + 1 : OW);
-                            float *RC_RESTRICT a = acc[ky * K + kx];
-                            int ox = ox0;
-                            for (; ox + L <= ox1; ox += L)
-                                for (int l = 0; l < L; l++) a[l] += yr[ox + l] * xr[(ox + l) * S + kx - P];
-                            for (; ox < ox1; ox++) a[0] += yr[ox] * xr[ox * S + kx - P];
+                    for (int ox = 0; ox < OW; ox += L) {
+                        const int ox0 = ox + L <= OW ? ox : OW - L;
+                        const int skip = ox - ox0;  /* columns of a shifted-back last vector already counted */
+                        float d[OB][L];
+                        for (int j = 0; j < OB; j++)
+                            for (int l = 0; l < L; l++)
+                                d[j][l] = l >= skip ? dy[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)(ox0 + l)] : 0.0f;
+                        for (int ky = 0; ky < K; ky++) {
+                            const float *RC_RESTRICT xr = xp + (oy + ky) * WP + ox0;
+                            for (int kx = 0; kx < K; kx++)
+                                for (int j = 0; j < OB; j++)
+                                    for (int l = 0; l < L; l++) acc[j][ky * K + kx][l] += d[j][l] * xr[kx + l];
                         }
                     }
                 }
-                for (int q = 0; q < KK; q++)
-                    for (int l = 0; l < L; l++) total[q] += (double)acc[q][l];
+                for (int j = 0; j < OB; j++)
+                    for (int q = 0; q < KK; q++)
+                        for (int l = 0; l < L; l++) total[j][q] += (double)acc[j][q][l];
             }
-            for (int q = 0; q < KK; q++) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)total[q];
+            for (int j = 0; j < OB; j++)
+                for (int q = 0; q < KK; q++) dw[((size_t)(o0 + j) * C + (size_t)c) * KK + (size_t)q] = (float)total[j][q];
         }
     }
 }
@@ -7771,130 +7911,130 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_convgw1x1s2p0_1024x14x14_512(arena + (size_t)19919872 * mb, arena + (size_t)15855616 * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
     k_convgd1x1s2p0_1024x14x14_512_add(arena + (size_t)19919872 * mb, m->params + 8573888, arena + (size_t)16056320 * mb, arena + (size_t)16257024 * mb, n); /* layer4.0.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)16257024 * mb, arena + (size_t)15654912 * mb, arena + (size_t)15855616 * mb, m->params + 8569792, m->grads + 8569792, m->grads + 8570816, arena + (size_t)16457728 * mb, arena + (size_t)16056320 * mb, n); /* layer3.5.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)16056320 * mb, arena + (size_t)19819520 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)16056320 * mb, arena + (size_t)19819520 * mb, arena + (size_t)15654912 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)16056320 * mb, arena + (size_t)15654912 * mb, m->params + 8307648, arena + (size_t)15855616 * mb, n); /* layer3.5.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15855616 * mb, arena + (size_t)19769344 * mb, arena + (size_t)19819520 * mb, m->params + 8306624, m->grads + 8306624, m->grads + 8306880, arena + (size_t)19869696 * mb, n); /* layer3.5.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19869696 * mb, arena + (size_t)19719168 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)19869696 * mb, arena + (size_t)19719168 * mb, arena + (size_t)15654912 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)19869696 * mb, arena + (size_t)15654912 * mb, m->params + 7716800, arena + (size_t)15720448 * mb, n); /* layer3.5.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15720448 * mb, arena + (size_t)19668992 * mb, arena + (size_t)19719168 * mb, m->params + 7715776, m->grads + 7715776, m->grads + 7716032, arena + (size_t)19769344 * mb, n); /* layer3.5.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19769344 * mb, arena + (size_t)15454208 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(arena + (size_t)19769344 * mb, arena + (size_t)15454208 * mb, arena + (size_t)15654912 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
     k_convgd1x1s1p0_1024x14x14_256_t4x8_padded_add(arena + (size_t)19769344 * mb, arena + (size_t)15855616 * mb, m->params + 7453632, arena + (size_t)16457728 * mb, arena + (size_t)15654912 * mb, n); /* layer3.5.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)15654912 * mb, arena + (size_t)15253504 * mb, arena + (size_t)15454208 * mb, m->params + 7449536, m->grads + 7449536, m->grads + 7450560, arena + (size_t)16257024 * mb, arena + (size_t)15855616 * mb, n); /* layer3.4.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15855616 * mb, arena + (size_t)19618816 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)15855616 * mb, arena + (size_t)19618816 * mb, arena + (size_t)15253504 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)15855616 * mb, arena + (size_t)15253504 * mb, m->params + 7187392, arena + (size_t)15454208 * mb, n); /* layer3.4.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15454208 * mb, arena + (size_t)19568640 * mb, arena + (size_t)19618816 * mb, m->params + 7186368, m->grads + 7186368, m->grads + 7186624, arena + (size_t)19668992 * mb, n); /* layer3.4.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19668992 * mb, arena + (size_t)19518464 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)19668992 * mb, arena + (size_t)19518464 * mb, arena + (size_t)15253504 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)19668992 * mb, arena + (size_t)15253504 * mb, m->params + 6596544, arena + (size_t)15319040 * mb, n); /* layer3.4.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15319040 * mb, arena + (size_t)19468288 * mb, arena + (size_t)19518464 * mb, m->params + 6595520, m->grads + 6595520, m->grads + 6595776, arena + (size_t)19568640 * mb, n); /* layer3.4.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19568640 * mb, arena + (size_t)15052800 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(arena + (size_t)19568640 * mb, arena + (size_t)15052800 * mb, arena + (size_t)15253504 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
     k_convgd1x1s1p0_1024x14x14_256_t4x8_padded_add(arena + (size_t)19568640 * mb, arena + (size_t)15454208 * mb, m->params + 6333376, arena + (size_t)16257024 * mb, arena + (size_t)15253504 * mb, n); /* layer3.4.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)15253504 * mb, arena + (size_t)14852096 * mb, arena + (size_t)15052800 * mb, m->params + 6329280, m->grads + 6329280, m->grads + 6330304, arena + (size_t)15654912 * mb, arena + (size_t)15454208 * mb, n); /* layer3.3.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15454208 * mb, arena + (size_t)19418112 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)15454208 * mb, arena + (size_t)19418112 * mb, arena + (size_t)14852096 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)15454208 * mb, arena + (size_t)14852096 * mb, m->params + 6067136, arena + (size_t)15052800 * mb, n); /* layer3.3.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)15052800 * mb, arena + (size_t)19367936 * mb, arena + (size_t)19418112 * mb, m->params + 6066112, m->grads + 6066112, m->grads + 6066368, arena + (size_t)19468288 * mb, n); /* layer3.3.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19468288 * mb, arena + (size_t)19317760 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)19468288 * mb, arena + (size_t)19317760 * mb, arena + (size_t)14852096 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)19468288 * mb, arena + (size_t)14852096 * mb, m->params + 5476288, arena + (size_t)14917632 * mb, n); /* layer3.3.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)14917632 * mb, arena + (size_t)19267584 * mb, arena + (size_t)19317760 * mb, m->params + 5475264, m->grads + 5475264, m->grads + 5475520, arena + (size_t)19367936 * mb, n); /* layer3.3.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19367936 * mb, arena + (size_t)14651392 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(arena + (size_t)19367936 * mb, arena + (size_t)14651392 * mb, arena + (size_t)14852096 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
     k_convgd1x1s1p0_1024x14x14_256_t4x8_padded_add(arena + (size_t)19367936 * mb, arena + (size_t)15052800 * mb, m->params + 5213120, arena + (size_t)15654912 * mb, arena + (size_t)14852096 * mb, n); /* layer3.3.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)14852096 * mb, arena + (size_t)11841536 * mb, arena + (size_t)14651392 * mb, m->params + 5209024, m->grads + 5209024, m->grads + 5210048, arena + (size_t)15253504 * mb, arena + (size_t)15052800 * mb, n); /* layer3.2.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)15052800 * mb, arena + (size_t)19217408 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)15052800 * mb, arena + (size_t)19217408 * mb, arena + (size_t)11841536 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)15052800 * mb, arena + (size_t)11841536 * mb, m->params + 4946880, arena + (size_t)14651392 * mb, n); /* layer3.2.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)14651392 * mb, arena + (size_t)19167232 * mb, arena + (size_t)19217408 * mb, m->params + 4945856, m->grads + 4945856, m->grads + 4946112, arena + (size_t)19267584 * mb, n); /* layer3.2.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19267584 * mb, arena + (size_t)19117056 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)19267584 * mb, arena + (size_t)19117056 * mb, arena + (size_t)11841536 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)19267584 * mb, arena + (size_t)11841536 * mb, m->params + 4356032, arena + (size_t)11907072 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11907072 * mb, arena + (size_t)19066880 * mb, arena + (size_t)19117056 * mb, m->params + 4355008, m->grads + 4355008, m->grads + 4355264, arena + (size_t)19167232 * mb, n); /* layer3.2.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)19167232 * mb, arena + (size_t)11640832 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(arena + (size_t)19167232 * mb, arena + (size_t)11640832 * mb, arena + (size_t)11841536 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
     k_convgd1x1s1p0_1024x14x14_256_t4x8_padded_add(arena + (size_t)19167232 * mb, arena + (size_t)14651392 * mb, m->params + 4092864, arena + (size_t)15253504 * mb, arena + (size_t)11841536 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)11841536 * mb, arena + (size_t)11239424 * mb, arena + (size_t)11640832 * mb, m->params + 4088768, m->grads + 4088768, m->grads + 4089792, arena + (size_t)14852096 * mb, arena + (size_t)14651392 * mb, n); /* layer3.1.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)14651392 * mb, arena + (size_t)19016704 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)14651392 * mb, arena + (size_t)19016704 * mb, arena + (size_t)11239424 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)14651392 * mb, arena + (size_t)11239424 * mb, m->params + 3826624, arena + (size_t)11640832 * mb, n); /* layer3.1.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11640832 * mb, arena + (size_t)18966528 * mb, arena + (size_t)19016704 * mb, m->params + 3825600, m->grads + 3825600, m->grads + 3825856, arena + (size_t)19066880 * mb, n); /* layer3.1.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)19066880 * mb, arena + (size_t)18916352 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)19066880 * mb, arena + (size_t)18916352 * mb, arena + (size_t)11239424 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)19066880 * mb, arena + (size_t)11239424 * mb, m->params + 3235776, arena + (size_t)11304960 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11304960 * mb, arena + (size_t)18866176 * mb, arena + (size_t)18916352 * mb, m->params + 3234752, m->grads + 3234752, m->grads + 3235008, arena + (size_t)18966528 * mb, n); /* layer3.1.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_256(arena + (size_t)18966528 * mb, arena + (size_t)11440128 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_256_t16x8_padded(arena + (size_t)18966528 * mb, arena + (size_t)11440128 * mb, arena + (size_t)11239424 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
     k_convgd1x1s1p0_1024x14x14_256_t4x8_padded_add(arena + (size_t)18966528 * mb, arena + (size_t)11640832 * mb, m->params + 2972608, arena + (size_t)14852096 * mb, arena + (size_t)11239424 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_1024x14x14_relu_out2(arena + (size_t)11239424 * mb, arena + (size_t)10838016 * mb, arena + (size_t)11440128 * mb, m->params + 2440128, m->grads + 2440128, m->grads + 2441152, arena + (size_t)11640832 * mb, arena + (size_t)14852096 * mb, n); /* layer3.0.bn3.grad */
     k_bngrad_1024x14x14(arena + (size_t)11640832 * mb, arena + (size_t)11038720 * mb, m->params + 2968512, m->grads + 2968512, m->grads + 2969536, arena + (size_t)15253504 * mb, n); /* layer3.0.downsample.1.grad */
     k_convgw1x1s2p0_512x28x28_1024(arena + (size_t)15253504 * mb, arena + (size_t)10436608 * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_512x28x28_1024(arena + (size_t)15253504 * mb, m->params + 2444224, arena + (size_t)10838016 * mb, n); /* layer3.0.downsample.0.grad */
-    k_convgw1x1s1p0_256x14x14_1024(arena + (size_t)14852096 * mb, arena + (size_t)18816000 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_1024_t16x8_padded(arena + (size_t)14852096 * mb, arena + (size_t)18816000 * mb, arena + (size_t)11239424 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
     k_convgd1x1s1p0_256x14x14_1024_t4x8_padded(arena + (size_t)14852096 * mb, arena + (size_t)11239424 * mb, m->params + 2177984, arena + (size_t)11440128 * mb, n); /* layer3.0.conv3.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11440128 * mb, arena + (size_t)18765824 * mb, arena + (size_t)18816000 * mb, m->params + 2176960, m->grads + 2176960, m->grads + 2177216, arena + (size_t)18866176 * mb, n); /* layer3.0.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_256(arena + (size_t)18866176 * mb, arena + (size_t)18715648 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_256_t2x8_padded(arena + (size_t)18866176 * mb, arena + (size_t)18715648 * mb, arena + (size_t)11239424 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_256_t4x8_padded(arena + (size_t)18866176 * mb, arena + (size_t)11239424 * mb, m->params + 1587136, arena + (size_t)11304960 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_256x14x14_relu(arena + (size_t)11304960 * mb, arena + (size_t)18665472 * mb, arena + (size_t)18715648 * mb, m->params + 1586112, m->grads + 1586112, m->grads + 1586368, arena + (size_t)18765824 * mb, n); /* layer3.0.bn1.grad */
     k_convgw1x1s2p0_512x28x28_256(arena + (size_t)18765824 * mb, arena + (size_t)10436608 * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
     k_convgd1x1s2p0_512x28x28_256_add(arena + (size_t)18765824 * mb, m->params + 1455040, arena + (size_t)10838016 * mb, arena + (size_t)11239424 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_512x28x28_relu_out2(arena + (size_t)11239424 * mb, arena + (size_t)10035200 * mb, arena + (size_t)10436608 * mb, m->params + 1452992, m->grads + 1452992, m->grads + 1453504, arena + (size_t)11640832 * mb, arena + (size_t)10838016 * mb, n); /* layer2.3.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_512(arena + (size_t)10838016 * mb, arena + (size_t)18163712 * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_512_t16x8_padded(arena + (size_t)10838016 * mb, arena + (size_t)18163712 * mb, arena + (size_t)10035200 * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
     k_convgd1x1s1p0_128x28x28_512_padded(arena + (size_t)10838016 * mb, arena + (size_t)10035200 * mb, m->params + 1387456, arena + (size_t)10436608 * mb, n); /* layer2.3.conv3.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)10436608 * mb, arena + (size_t)18063360 * mb, arena + (size_t)18163712 * mb, m->params + 1386944, m->grads + 1386944, m->grads + 1387072, arena + (size_t)15654912 * mb, n); /* layer2.3.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_128(arena + (size_t)15654912 * mb, arena + (size_t)17963008 * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_128_t2x8_padded(arena + (size_t)15654912 * mb, arena + (size_t)17963008 * mb, arena + (size_t)10035200 * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_128_padded(arena + (size_t)15654912 * mb, arena + (size_t)10035200 * mb, m->params + 1239488, arena + (size_t)10150400 * mb, n); /* layer2.3.conv2.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)10150400 * mb, arena + (size_t)17862656 * mb, arena + (size_t)17963008 * mb, m->params + 1238976, m->grads + 1238976, m->grads + 1239104, arena + (size_t)15755264 * mb, n); /* layer2.3.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_128(arena + (size_t)15755264 * mb, arena + (size_t)9633792 * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_128_t16x8_padded(arena + (size_t)15755264 * mb, arena + (size_t)9633792 * mb, arena + (size_t)10035200 * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
     k_convgd1x1s1p0_512x28x28_128_padded_add(arena + (size_t)15755264 * mb, arena + (size_t)10436608 * mb, m->params + 1173440, arena + (size_t)11640832 * mb, arena + (size_t)10035200 * mb, n); /* layer2.3.conv1.grad */
     k_bngrad_512x28x28_relu_out2(arena + (size_t)10035200 * mb, arena + (size_t)9232384 * mb, arena + (size_t)9633792 * mb, m->params + 1171392, m->grads + 1171392, m->grads + 1171904, arena + (size_t)11239424 * mb, arena + (size_t)10436608 * mb, n); /* layer2.2.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_512(arena + (size_t)10436608 * mb, arena + (size_t)17762304 * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_512_t16x8_padded(arena + (size_t)10436608 * mb, arena + (size_t)17762304 * mb, arena + (size_t)9232384 * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
     k_convgd1x1s1p0_128x28x28_512_padded(arena + (size_t)10436608 * mb, arena + (size_t)9232384 * mb, m->params + 1105856, arena + (size_t)9633792 * mb, n); /* layer2.2.conv3.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)9633792 * mb, arena + (size_t)17661952 * mb, arena + (size_t)17762304 * mb, m->params + 1105344, m->grads + 1105344, m->grads + 1105472, arena + (size_t)16257024 * mb, n); /* layer2.2.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_128(arena + (size_t)16257024 * mb, arena + (size_t)17561600 * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_128_t2x8_padded(arena + (size_t)16257024 * mb, arena + (size_t)17561600 * mb, arena + (size_t)9232384 * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_128_padded(arena + (size_t)16257024 * mb, arena + (size_t)9232384 * mb, m->params + 957888, arena + (size_t)9347584 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)9347584 * mb, arena + (size_t)17461248 * mb, arena + (size_t)17561600 * mb, m->params + 957376, m->grads + 957376, m->grads + 957504, arena + (size_t)16357376 * mb, n); /* layer2.2.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_128(arena + (size_t)16357376 * mb, arena + (size_t)8830976 * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_128_t16x8_padded(arena + (size_t)16357376 * mb, arena + (size_t)8830976 * mb, arena + (size_t)9232384 * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
     k_convgd1x1s1p0_512x28x28_128_padded_add(arena + (size_t)16357376 * mb, arena + (size_t)9633792 * mb, m->params + 891840, arena + (size_t)11239424 * mb, arena + (size_t)9232384 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_512x28x28_relu_out2(arena + (size_t)9232384 * mb, arena + (size_t)8028160 * mb, arena + (size_t)8830976 * mb, m->params + 889792, m->grads + 889792, m->grads + 890304, arena + (size_t)10035200 * mb, arena + (size_t)9633792 * mb, n); /* layer2.1.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_512(arena + (size_t)9633792 * mb, arena + (size_t)17360896 * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_512_t16x8_padded(arena + (size_t)9633792 * mb, arena + (size_t)17360896 * mb, arena + (size_t)8028160 * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
     k_convgd1x1s1p0_128x28x28_512_padded(arena + (size_t)9633792 * mb, arena + (size_t)8028160 * mb, m->params + 824256, arena + (size_t)8830976 * mb, n); /* layer2.1.conv3.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)8830976 * mb, arena + (size_t)17260544 * mb, arena + (size_t)17360896 * mb, m->params + 823744, m->grads + 823744, m->grads + 823872, arena + (size_t)16457728 * mb, n); /* layer2.1.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_128(arena + (size_t)16457728 * mb, arena + (size_t)17160192 * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_128_t2x8_padded(arena + (size_t)16457728 * mb, arena + (size_t)17160192 * mb, arena + (size_t)8028160 * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_128_padded(arena + (size_t)16457728 * mb, arena + (size_t)8028160 * mb, m->params + 676288, arena + (size_t)8143360 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)8143360 * mb, arena + (size_t)17059840 * mb, arena + (size_t)17160192 * mb, m->params + 675776, m->grads + 675776, m->grads + 675904, arena + (size_t)16558080 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_128(arena + (size_t)16558080 * mb, arena + (size_t)8429568 * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_128_t16x8_padded(arena + (size_t)16558080 * mb, arena + (size_t)8429568 * mb, arena + (size_t)8028160 * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
     k_convgd1x1s1p0_512x28x28_128_padded_add(arena + (size_t)16558080 * mb, arena + (size_t)8830976 * mb, m->params + 610240, arena + (size_t)10035200 * mb, arena + (size_t)8028160 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_512x28x28_relu_out2(arena + (size_t)8028160 * mb, arena + (size_t)7225344 * mb, arena + (size_t)8429568 * mb, m->params + 475072, m->grads + 475072, m->grads + 475584, arena + (size_t)8830976 * mb, arena + (size_t)10035200 * mb, n); /* layer2.0.bn3.grad */
     k_bngrad_512x28x28(arena + (size_t)8830976 * mb, arena + (size_t)7626752 * mb, m->params + 608192, m->grads + 608192, m->grads + 608704, arena + (size_t)11239424 * mb, n); /* layer2.0.downsample.1.grad */
     k_convgw1x1s2p0_256x56x56_512(arena + (size_t)11239424 * mb, arena + (size_t)6422528 * mb, m->grads + 477120, n); /* layer2.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_256x56x56_512(arena + (size_t)11239424 * mb, m->params + 477120, arena + (size_t)7225344 * mb, n); /* layer2.0.downsample.0.grad */
-    k_convgw1x1s1p0_128x28x28_512(arena + (size_t)10035200 * mb, arena + (size_t)16959488 * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_512_t16x8_padded(arena + (size_t)10035200 * mb, arena + (size_t)16959488 * mb, arena + (size_t)8028160 * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
     k_convgd1x1s1p0_128x28x28_512_padded(arena + (size_t)10035200 * mb, arena + (size_t)8028160 * mb, m->params + 409536, arena + (size_t)8429568 * mb, n); /* layer2.0.conv3.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)8429568 * mb, arena + (size_t)16859136 * mb, arena + (size_t)16959488 * mb, m->params + 409024, m->grads + 409024, m->grads + 409152, arena + (size_t)17059840 * mb, n); /* layer2.0.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_128(arena + (size_t)17059840 * mb, arena + (size_t)16758784 * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_128_t2x8_padded(arena + (size_t)17059840 * mb, arena + (size_t)16758784 * mb, arena + (size_t)8028160 * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_128_padded(arena + (size_t)17059840 * mb, arena + (size_t)8028160 * mb, m->params + 261568, arena + (size_t)8143360 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_128x28x28_relu(arena + (size_t)8143360 * mb, arena + (size_t)16658432 * mb, arena + (size_t)16758784 * mb, m->params + 261056, m->grads + 261056, m->grads + 261184, arena + (size_t)16859136 * mb, n); /* layer2.0.bn1.grad */
     k_convgw1x1s2p0_256x56x56_128(arena + (size_t)16859136 * mb, arena + (size_t)6422528 * mb, m->grads + 228288, n); /* layer2.0.conv1.grad_weight */
     k_convgd1x1s2p0_256x56x56_128_add(arena + (size_t)16859136 * mb, m->params + 228288, arena + (size_t)7225344 * mb, arena + (size_t)8028160 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_256x56x56_relu_out2(arena + (size_t)8028160 * mb, arena + (size_t)5619712 * mb, arena + (size_t)6422528 * mb, m->params + 227264, m->grads + 227264, m->grads + 227520, arena + (size_t)8830976 * mb, arena + (size_t)7225344 * mb, n); /* layer1.2.bn3.grad */
-    k_convgw1x1s1p0_64x56x56_256(arena + (size_t)7225344 * mb, arena + (size_t)14450688 * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_256_t16x8_padded(arena + (size_t)7225344 * mb, arena + (size_t)14450688 * mb, arena + (size_t)5619712 * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
     k_convgd1x1s1p0_64x56x56_256_padded(arena + (size_t)7225344 * mb, arena + (size_t)5619712 * mb, m->params + 210880, arena + (size_t)6422528 * mb, n); /* layer1.2.conv3.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)6422528 * mb, arena + (size_t)14249984 * mb, arena + (size_t)14450688 * mb, m->params + 210624, m->grads + 210624, m->grads + 210688, arena + (size_t)11640832 * mb, n); /* layer1.2.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_64(arena + (size_t)11640832 * mb, arena + (size_t)14049280 * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_64_t2x8_padded(arena + (size_t)11640832 * mb, arena + (size_t)14049280 * mb, arena + (size_t)5619712 * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_64_padded(arena + (size_t)11640832 * mb, arena + (size_t)5619712 * mb, m->params + 173760, arena + (size_t)5835008 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)5835008 * mb, arena + (size_t)13848576 * mb, arena + (size_t)14049280 * mb, m->params + 173504, m->grads + 173504, m->grads + 173568, arena + (size_t)11841536 * mb, n); /* layer1.2.bn1.grad */
-    k_convgw1x1s1p0_256x56x56_64(arena + (size_t)11841536 * mb, arena + (size_t)4816896 * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_64_t16x8_padded(arena + (size_t)11841536 * mb, arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
     k_convgd1x1s1p0_256x56x56_64_padded_add(arena + (size_t)11841536 * mb, arena + (size_t)6422528 * mb, m->params + 157120, arena + (size_t)8830976 * mb, arena + (size_t)5619712 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_256x56x56_relu_out2(arena + (size_t)5619712 * mb, arena + (size_t)3211264 * mb, arena + (size_t)4816896 * mb, m->params + 156096, m->grads + 156096, m->grads + 156352, arena + (size_t)8028160 * mb, arena + (size_t)6422528 * mb, n); /* layer1.1.bn3.grad */
-    k_convgw1x1s1p0_64x56x56_256(arena + (size_t)6422528 * mb, arena + (size_t)13647872 * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_256_t16x8_padded(arena + (size_t)6422528 * mb, arena + (size_t)13647872 * mb, arena + (size_t)3211264 * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
     k_convgd1x1s1p0_64x56x56_256_padded(arena + (size_t)6422528 * mb, arena + (size_t)3211264 * mb, m->params + 139712, arena + (size_t)4816896 * mb, n); /* layer1.1.conv3.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)4816896 * mb, arena + (size_t)13447168 * mb, arena + (size_t)13647872 * mb, m->params + 139456, m->grads + 139456, m->grads + 139520, arena + (size_t)8830976 * mb, n); /* layer1.1.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_64(arena + (size_t)8830976 * mb, arena + (size_t)13246464 * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_64_t2x8_padded(arena + (size_t)8830976 * mb, arena + (size_t)13246464 * mb, arena + (size_t)3211264 * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_64_padded(arena + (size_t)8830976 * mb, arena + (size_t)3211264 * mb, m->params + 102592, arena + (size_t)3426560 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)3426560 * mb, arena + (size_t)13045760 * mb, arena + (size_t)13246464 * mb, m->params + 102336, m->grads + 102336, m->grads + 102400, arena + (size_t)9031680 * mb, n); /* layer1.1.bn1.grad */
-    k_convgw1x1s1p0_256x56x56_64(arena + (size_t)9031680 * mb, arena + (size_t)4014080 * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_64_t16x8_padded(arena + (size_t)9031680 * mb, arena + (size_t)4014080 * mb, arena + (size_t)3211264 * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
     k_convgd1x1s1p0_256x56x56_64_padded_add(arena + (size_t)9031680 * mb, arena + (size_t)4816896 * mb, m->params + 85952, arena + (size_t)8028160 * mb, arena + (size_t)3211264 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_256x56x56_relu_out2(arena + (size_t)3211264 * mb, arena + (size_t)1605632 * mb, arena + (size_t)4014080 * mb, m->params + 67520, m->grads + 67520, m->grads + 67776, arena + (size_t)5619712 * mb, arena + (size_t)4816896 * mb, n); /* layer1.0.bn3.grad */
     k_bngrad_256x56x56(arena + (size_t)5619712 * mb, arena + (size_t)2408448 * mb, m->params + 84928, m->grads + 84928, m->grads + 85184, arena + (size_t)1605632 * mb, n); /* layer1.0.downsample.1.grad */
-    k_convgw1x1s1p0_64x56x56_256(arena + (size_t)1605632 * mb, arena + (size_t)12042240 * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
+    k_convgw1x1s1p0_64x56x56_256_t16x8_padded(arena + (size_t)1605632 * mb, arena + (size_t)12042240 * mb, arena + (size_t)2408448 * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
     k_convgd1x1s1p0_64x56x56_256_padded(arena + (size_t)1605632 * mb, arena + (size_t)2408448 * mb, m->params + 68544, arena + (size_t)3211264 * mb, n); /* layer1.0.downsample.0.grad */
-    k_convgw1x1s1p0_64x56x56_256(arena + (size_t)4816896 * mb, arena + (size_t)12845056 * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_256_t16x8_padded(arena + (size_t)4816896 * mb, arena + (size_t)12845056 * mb, arena + (size_t)2408448 * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
     k_convgd1x1s1p0_64x56x56_256_padded(arena + (size_t)4816896 * mb, arena + (size_t)2408448 * mb, m->params + 51136, arena + (size_t)3411968 * mb, n); /* layer1.0.conv3.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)3411968 * mb, arena + (size_t)12644352 * mb, arena + (size_t)12845056 * mb, m->params + 50880, m->grads + 50880, m->grads + 50944, arena + (size_t)4014080 * mb, n); /* layer1.0.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_64(arena + (size_t)4014080 * mb, arena + (size_t)12443648 * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_64_t2x8_padded(arena + (size_t)4014080 * mb, arena + (size_t)12443648 * mb, arena + (size_t)2408448 * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_64_padded(arena + (size_t)4014080 * mb, arena + (size_t)2408448 * mb, m->params + 14016, arena + (size_t)2623744 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_64x56x56_relu(arena + (size_t)2623744 * mb, arena + (size_t)12242944 * mb, arena + (size_t)12443648 * mb, m->params + 13760, m->grads + 13760, m->grads + 13824, arena + (size_t)4214784 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw1x1s1p0_64x56x56_64(arena + (size_t)4214784 * mb, arena + (size_t)12042240 * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
+    k_convgw1x1s1p0_64x56x56_64_t16x8_padded(arena + (size_t)4214784 * mb, arena + (size_t)12042240 * mb, arena + (size_t)2408448 * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_64_padded_add(arena + (size_t)4214784 * mb, arena + (size_t)2408448 * mb, m->params + 9664, arena + (size_t)3211264 * mb, arena + (size_t)3411968 * mb, n); /* layer1.0.conv1.grad */
     k_maxpoolgrad3s2p1_64x112x112(arena + (size_t)3411968 * mb, arena + (size_t)802816 * mb, arena + (size_t)2408448 * mb, n); /* maxpool1.grad */
     k_bngrad_64x112x112_relu(arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, arena + (size_t)802816 * mb, m->params + 9408, m->grads + 9408, m->grads + 9472, arena + (size_t)3211264 * mb, n); /* bn1.grad */

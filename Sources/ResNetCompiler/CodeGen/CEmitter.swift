@@ -405,7 +405,13 @@ public struct CEmitter {
             for (key, value) in ["c": x.c, "h": x.h, "w": x.w, "oc": y.c, "oh": y.h, "ow": y.w] { v[key] = value }
             v["inShape"] = "\(x)"
             v["outShape"] = "\(y)"
-            var args: [Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .pointer(grad(f.name + ".weight"))]
+            var args: [Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1])]
+            if let tile = a.tile, tile.paddedInput {
+                v["paddedInput"] = true
+                v["ob"] = tile.outChannels
+                args.append(.scratch(node.id))
+            }
+            args.append(.pointer(grad(f.name + ".weight")))
             if f.attrs.bias == true {
                 v["hasBias"] = true
                 args.append(.pointer(grad(f.name + ".bias")))

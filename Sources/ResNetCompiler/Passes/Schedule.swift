@@ -35,6 +35,18 @@ public struct Schedule: Pass {
             let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
             g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
         }
+        // A stride-1 conv's weight gradient: OB output channels × K×K taps of
+        // 8-lane accumulators over whole rows of a zero-bordered input copy.
+        // The accumulators must stay in registers (at most 18 vectors, with
+        // room left for the operands), which rules out 5×5 and 7×7 kernels.
+        for i in g.nodes.indices where g.nodes[i].op == .convGradWeight {
+            let f = g.nodes[g.nodes[i].attrs.forward!]
+            let x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, taps = f.attrs.kernel! * f.attrs.kernel!
+            guard f.attrs.stride == 1, y.w >= 8,
+                  let channels = [16, 8, 4, 2, 1].first(where: { $0 * taps <= 18 && y.c % $0 == 0 }) else { continue }
+            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: 8, paddedInput: true)
+            g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p)
+        }
         // A stride-1 conv's input gradient is a convolution with the flipped kernel: the same tiles.
         for i in g.nodes.indices where g.nodes[i].op == .convGradData {
             let node = g.nodes[i]
