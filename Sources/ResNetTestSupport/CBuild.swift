@@ -18,14 +18,8 @@ public enum CBuild {
 
         /// Flags every build of generated code must pass warning-free.
         public var flags: [String] {
-            var f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"] + extra
-            if openMP {
-                f.append("-fopenmp")
-                if cc.contains("clang"), let dir = CBuild.openMPLibraryDirectory {
-                    f += ["-L", dir, "-Wl,-rpath," + dir]
-                }
-            }
-            return f
+            let f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"] + extra
+            return openMP ? f + (HostTools.openMPFlags(for: cc) ?? ["-fopenmp"]) : f
         }
 
         public init(cc: String, openMP: Bool, extra: [String] = []) {
@@ -35,15 +29,12 @@ public enum CBuild {
         }
     }
 
-    /// Where libomp.so is (Debian's libomp-dev puts it under /usr/lib/llvm-N/lib).
-    public static var openMPLibraryDirectory: String? { TrainRunner.openMPLibraryDirectory }
-
     /// Compilers found on this machine, each with and without OpenMP where it links.
     public static let toolchains: [Toolchain] = {
         var result: [Toolchain] = []
-        for cc in ["clang", "gcc"] where which(cc) != nil {
+        for cc in ["clang", "gcc"] where HostTools.which(cc) != nil {
             result.append(Toolchain(cc: cc, openMP: false))
-            if cc == "gcc" || openMPLibraryDirectory != nil { result.append(Toolchain(cc: cc, openMP: true)) }
+            if HostTools.openMPFlags(for: cc) != nil { result.append(Toolchain(cc: cc, openMP: true)) }
         }
         return result
     }()
@@ -51,28 +42,10 @@ public enum CBuild {
     /// The default toolchain for behaviour tests: the first one found, serial.
     public static var standard: Toolchain { toolchains.first ?? Toolchain(cc: "cc", openMP: false) }
 
-    public static func which(_ program: String) -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let path = "\(dir)/\(program)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }
-
     /// Runs a program; stdout and stderr together.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : (which(executable) ?? executable))
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try HostTools.run(executable, arguments, in: directory)
     }
 
     /// A fresh temporary directory.

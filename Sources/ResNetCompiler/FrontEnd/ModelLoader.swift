@@ -84,7 +84,7 @@ public struct ModelLoader {
         var modules = dsl + "/Modules"
         if !fm.fileExists(atPath: modules + "/ResNetDSL.swiftmodule") { modules = dsl }
         log("compiling \(path)")
-        let compile = try Process.run(captureFrom: Self.swiftc(), [
+        let compile = try HostTools.run(Self.swiftc(), [
             path, "-module-name", "main", "-I", modules, "-L", dsl, "-lResNetDSL",
             "-Xlinker", "-rpath", "-Xlinker", dsl, "-o", exe,
         ])
@@ -92,7 +92,7 @@ public struct ModelLoader {
             throw CompileError("\(path) does not compile:\n" + compile.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         log("running \(path)")
-        let run = try Process.run(captureFrom: exe, [], environment: [Registry.outputEnvironmentKey: json])
+        let run = try HostTools.run(exe, [], environment: [Registry.outputEnvironmentKey: json])
         if run.status != 0 {
             let output = run.output.trimmingCharacters(in: .whitespacesAndNewlines)
             throw CompileError("\(path) failed when run (exit \(run.status))" + (output.isEmpty ? "" : ":\n" + output))
@@ -105,37 +105,8 @@ public struct ModelLoader {
         return model
     }
 
-    /// swiftc: beside the running toolchain's `swift`, or on PATH.
+    /// swiftc: `$SWIFTC`, or the one on PATH.
     static func swiftc() -> String {
-        if let env = ProcessInfo.processInfo.environment["SWIFTC"] { return env }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let candidate = "\(dir)/swiftc"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return "/usr/bin/swiftc"
-    }
-}
-
-extension Process {
-    /// Runs a program to completion, stdout and stderr together.
-    static func run(captureFrom executable: String, _ arguments: [String],
-                    environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in extra { env[k] = v }
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do {
-            try process.run()
-        } catch {
-            throw CompileError("cannot run \(executable): \(error.localizedDescription)")
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        ProcessInfo.processInfo.environment["SWIFTC"] ?? HostTools.which("swiftc") ?? "/usr/bin/swiftc"
     }
 }

@@ -93,7 +93,7 @@ public struct TrainRunner {
         try? FileManager.default.removeItem(atPath: buildDirectory + "/build.txt")
         start = clock.now
         options.log("building \(executable): \(toolchain.cc) \(toolchain.flags.joined(separator: " "))")
-        let result = try Process.run(captureFrom: Self.which(toolchain.cc) ?? toolchain.cc, arguments)
+        let result = try HostTools.run(toolchain.cc, arguments)
         if result.status != 0 {
             throw CompileError("\(toolchain.cc) failed to build the trainer (exit \(result.status)):\n"
                 + result.output.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -168,39 +168,14 @@ public struct TrainRunner {
     /// OpenMP is off or clang has no libomp.
     public static func toolchain(cc: String?, openMP: Bool, log: (String) -> Void = { _ in }) -> Toolchain {
         let environment = ProcessInfo.processInfo.environment["CC"].flatMap { $0.isEmpty ? nil : $0 }
-        let compiler = cc ?? environment ?? ["gcc", "clang", "cc"].first { which($0) != nil } ?? "cc"
-        var flags = ["-std=c11", "-O3", "-march=native"]
+        let compiler = cc ?? environment ?? ["gcc", "clang", "cc"].first { HostTools.which($0) != nil } ?? "cc"
+        let flags = ["-std=c11", "-O3", "-march=native"]
         guard openMP else { return Toolchain(cc: compiler, flags: flags) }
-        if compiler.contains("clang") {
-            guard let dir = openMPLibraryDirectory else {
-                log("warning: no libomp.so for \(compiler) (install libomp-dev); building the trainer without OpenMP (one thread)")
-                return Toolchain(cc: compiler, flags: flags)
-            }
-            flags += ["-fopenmp", "-L", dir, "-Wl,-rpath," + dir]
-        } else {
-            flags.append("-fopenmp")
+        guard let openMPFlags = HostTools.openMPFlags(for: compiler) else {
+            log("warning: no libomp.so for \(compiler) (install libomp-dev); building the trainer without OpenMP (one thread)")
+            return Toolchain(cc: compiler, flags: flags)
         }
-        return Toolchain(cc: compiler, flags: flags)
-    }
-
-    /// Where libomp.so is: clang's -fopenmp links libomp, which Debian's
-    /// libomp-dev installs under /usr/lib/llvm-N/lib, off the default search path.
-    public static let openMPLibraryDirectory: String? = {
-        let fm = FileManager.default
-        var candidates = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"]
-        if let dirs = try? fm.contentsOfDirectory(atPath: "/usr/lib") {
-            candidates += dirs.filter { $0.hasPrefix("llvm-") }.sorted().reversed().map { "/usr/lib/\($0)/lib" }
-        }
-        return candidates.first { fm.fileExists(atPath: $0 + "/libomp.so") }
-    }()
-
-    static func which(_ program: String) -> String? {
-        if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let path = "\(dir)/\(program)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
+        return Toolchain(cc: compiler, flags: flags + openMPFlags)
     }
 
     /// Whether every file already has exactly these contents in `directory`.
