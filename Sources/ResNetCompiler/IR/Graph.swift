@@ -194,7 +194,7 @@ public struct Graph: Hashable, Codable, Sendable {
     /// Total parameter elements (running statistics included).
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
-    /// Drops nodes nothing reads (except the output) and renumbers the rest.
+    /// Drops nodes nothing reads (except the input and the output) and renumbers the rest.
     public func removingDeadNodes() -> Graph {
         var live = Array(repeating: false, count: nodes.count)
         live[nodes.count - 1] = true
@@ -202,19 +202,24 @@ public struct Graph: Hashable, Codable, Sendable {
         for node in nodes.reversed() where live[node.id] {
             for i in node.inputs { live[i] = true }
         }
+        return renumbered(order: nodes.indices.filter { live[$0] })
+    }
+
+    /// The nodes at ids `order`, in that order, renumbered 0…: inputs must
+    /// come earlier; `forward` and `shapeOf` references to dropped nodes become nil.
+    public func renumbered(order: [Int]) -> Graph {
         var newID = Array(repeating: -1, count: nodes.count)
-        var kept: [Node] = []
-        for node in nodes where live[node.id] {
-            var n = node
-            newID[node.id] = kept.count
-            n.id = kept.count
-            n.inputs = node.inputs.map { newID[$0] }
-            if let s = node.attrs.shapeOf { n.attrs.shapeOf = newID[s] >= 0 ? newID[s] : nil }
-            if let f = node.attrs.forward { n.attrs.forward = newID[f] >= 0 ? newID[f] : nil }
-            kept.append(n)
-        }
+        for (i, old) in order.enumerated() { newID[old] = i }
         var g = self
-        g.nodes = kept
+        g.nodes = order.enumerated().map { i, old in
+            var n = nodes[old]
+            n.id = i
+            n.inputs = n.inputs.map { newID[$0] }
+            precondition(n.inputs.allSatisfy { $0 >= 0 && $0 < i }, "\(n.name) reads a dropped or later node")
+            if let s = n.attrs.shapeOf { n.attrs.shapeOf = newID[s] >= 0 ? newID[s] : nil }
+            if let f = n.attrs.forward { n.attrs.forward = newID[f] >= 0 ? newID[f] : nil }
+            return n
+        }
         return g
     }
 }

@@ -16,7 +16,6 @@ public struct FuseEpilogues: Pass {
         let readers = g.consumers()
         // For each conv, the nodes its kernel absorbs (itself first).
         var groupOf: [Int: [Int]] = [:]
-        var absorbedInto: [Int: Int] = [:]
         for node in g.nodes where node.op == .conv || node.op == .fusedConv {
             var group = [node.id]
             var last = node.id
@@ -30,52 +29,49 @@ public struct FuseEpilogues: Pass {
             }
             guard group.count > 1 else { continue }
             groupOf[last] = group
-            for member in group { absorbedInto[member] = last }
         }
 
-        var nodes: [Node] = []
-        var newID = Array(repeating: -1, count: g.nodes.count)
-        for node in g.nodes {
-            if let anchor = absorbedInto[node.id] {
-                guard anchor == node.id, let group = groupOf[anchor] else { continue }
-                let conv = g.nodes[group[0]]
-                var fused = conv
-                fused.op = .fusedConv
-                fused.id = nodes.count
-                fused.shape = node.shape
-                fused.inputs = [newID[conv.inputs[0]]]
-                var parts = conv.attrs.fused ?? ["conv"]
-                for member in group.dropFirst() {
-                    let m = g.nodes[member]
-                    if m.op == .add {
-                        parts.append("add")
-                        let s = g.nodes[m.inputs[1]]
-                        if s.op == .zeroPad, readers[s.id] == [m.id] {
-                            fused.attrs.shortcut = .zeroPad(stride: s.attrs.stride!, channels: g.shape(s.inputs[0]).c)
-                            fused.inputs.append(newID[s.inputs[0]])
-                        } else {
-                            fused.attrs.shortcut = .tensor
-                            fused.inputs.append(newID[s.id])
-                        }
-                    } else {
-                        parts.append("relu")
-                        fused.attrs.relu = true
-                    }
+        // The fused kernel takes the place of the last node it absorbs.
+        var nodes = g.nodes
+        var removed = Set<Int>()
+        for (last, group) in groupOf {
+            let conv = g.nodes[group[0]]
+            var fused = conv
+            fused.op = .fusedConv
+            fused.id = last
+            fused.shape = g.nodes[last].shape
+            var parts = conv.attrs.fused ?? ["conv"]
+            for member in group.dropFirst() {
+                let m = g.nodes[member]
+                if m.op == .add {
+                    parts.append("add")
+                    let (read, source) = ShortcutRead.of(m, in: g, readers: readers)
+                    fused.attrs.shortcut = read
+                    fused.inputs.append(source)
+                } else {
+                    parts.append("relu")
+                    fused.attrs.relu = true
                 }
-                fused.attrs.fused = parts
-                precondition(fused.inputs.allSatisfy { $0 >= 0 }, "fusion broke topological order")
-                newID[node.id] = nodes.count
-                nodes.append(fused)
-            } else {
-                var n = node
-                n.id = nodes.count
-                n.inputs = node.inputs.map { newID[$0] }
-                newID[node.id] = nodes.count
-                nodes.append(n)
             }
+            fused.attrs.fused = parts
+            nodes[last] = fused
+            removed.formUnion(group.dropLast())
         }
         var out = g
         out.nodes = nodes
-        return out.removingDeadNodes()
+        return out.renumbered(order: g.nodes.indices.filter { !removed.contains($0) }).removingDeadNodes()
+    }
+}
+
+extension ShortcutRead {
+    /// How a kernel absorbing `add` reads its shortcut (inputs[1]): an option-A
+    /// `zeroPad` read only by this add is read in place from its own input;
+    /// anything else is added as a tensor. Returns the read and the node to read.
+    static func of(_ add: Node, in g: Graph, readers: [[Int]]) -> (ShortcutRead, Int) {
+        let s = g.nodes[add.inputs[1]]
+        if s.op == .zeroPad, readers[s.id] == [add.id] {
+            return (.zeroPad(stride: s.attrs.stride!, channels: g.shape(s.inputs[0]).c), s.inputs[0])
+        }
+        return (.tensor, s.id)
     }
 }

@@ -23,22 +23,6 @@ public struct FuseTraining: Pass {
         return g
     }
 
-    /// Moves node `from` to just before `to` (used so a fused kernel runs where
-    /// its last absorbed node ran), keeping ids consistent.
-    static func renumber(_ nodes: [Node], order: [Int]) -> [Node] {
-        var newID = Array(repeating: -1, count: nodes.count)
-        for (i, old) in order.enumerated() { newID[old] = i }
-        return order.enumerated().map { i, old in
-            var n = nodes[old]
-            n.id = i
-            n.inputs = n.inputs.map { newID[$0] }
-            precondition(n.inputs.allSatisfy { $0 >= 0 && $0 < i }, "FuseTraining: \(n.name) reads a removed or later node (\(nodes[old].inputs) → \(n.inputs))")
-            if let f = n.attrs.forward { n.attrs.forward = newID[f] }
-            if let s = n.attrs.shapeOf { n.attrs.shapeOf = newID[s] >= 0 ? newID[s] : nil }
-            return n
-        }
-    }
-
     /// BN (+ add) (+ ReLU) → batchNormAct. Gradient nodes that name an absorbed
     /// node as their `forward` now name the fused one.
     func fuseForward(_ g: Graph) throws -> Graph {
@@ -50,11 +34,8 @@ public struct FuseTraining: Pass {
         for bn in g.nodes where bn.op == .batchNorm {
             var group = [bn.id]
             var last = bn.id
-            var shortcut: Int?
             if readers[last].count == 1, g.nodes[readers[last][0]].op == .add, g.nodes[readers[last][0]].inputs[0] == last {
-                let add = g.nodes[readers[last][0]]
-                shortcut = add.inputs[1]
-                last = add.id
+                last = readers[last][0]
                 group.append(last)
             }
             if readers[last].count == 1, g.nodes[readers[last][0]].op == .relu {
@@ -65,16 +46,11 @@ public struct FuseTraining: Pass {
             fused.op = .batchNormAct
             fused.shape = g.nodes[last].shape
             var parts = ["bn"]
-            if let s = shortcut {
+            if group.count > 1, g.nodes[group[1]].op == .add {
                 parts.append("add")
-                let sc = g.nodes[s]
-                if sc.op == .zeroPad, readers[s] == [group[1]] {
-                    fused.attrs.shortcut = .zeroPad(stride: sc.attrs.stride!, channels: g.shape(sc.inputs[0]).c)
-                    fused.inputs.append(sc.inputs[0])
-                } else {
-                    fused.attrs.shortcut = .tensor
-                    fused.inputs.append(s)
-                }
+                let (read, source) = ShortcutRead.of(g.nodes[group[1]], in: g, readers: readers)
+                fused.attrs.shortcut = read
+                fused.inputs.append(source)
             }
             if g.nodes[last].op == .relu {
                 parts.append("relu")
@@ -96,8 +72,8 @@ public struct FuseTraining: Pass {
         }
         order.removeAll { removed.contains($0) }
         var out = g
-        out.nodes = Self.renumber(nodes, order: order)
-        return out.removingDeadNodes()
+        out.nodes = nodes
+        return out.renumbered(order: order).removingDeadNodes()
     }
 
     /// reluGrad(dy, y) read by the BN's gradient → a mask inside batchNormGrad;
@@ -137,8 +113,8 @@ public struct FuseTraining: Pass {
         let secondAfter = Dictionary(uniqueKeysWithValues: extra.map { ($0.after, $0.node.id) })
         order = order.filter { !removed.contains($0) }.flatMap { id in secondAfter[id].map { [id, $0] } ?? [id] }
         var out = g
-        out.nodes = Self.renumber(nodes, order: order)
-        return out.removingDeadNodes()
+        out.nodes = nodes
+        return out.renumbered(order: order).removingDeadNodes()
     }
 
     /// add(g1, g2) of two gradient contributions, one a convGradData read only
@@ -174,7 +150,7 @@ public struct FuseTraining: Pass {
         }
         order.removeAll { removed.contains($0) }
         var out = g
-        out.nodes = Self.renumber(nodes, order: order)
-        return out.removingDeadNodes()
+        out.nodes = nodes
+        return out.renumbered(order: order).removingDeadNodes()
     }
 }
