@@ -22,23 +22,26 @@ public struct Compiler {
 
     /// Runs the pipeline; `dumpAfter` receives the IR text after the named pass.
     public func compile(_ spec: NetworkSpec, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
-        let pipeline = Pipeline.inference(options)
-        let trainingPipeline = Pipeline.training(options)
-        let known = ["Lower"] + pipeline.names + trainingPipeline.names.filter { !pipeline.names.contains($0) }
+        let front = Pipeline.analysis
+        let inference = Pipeline.inferenceTail(options)
+        let trainingTail = Pipeline.trainingTail(options)
+        var known = ["Lower"]
+        for name in front.names + inference.names + trainingTail.names where !known.contains(name) { known.append(name) }
         if let wanted = dumpAfter, !known.contains(wanted) {
             throw CompileError("unknown pass '\(wanted)' for --dump-after; the passes are: \(known.joined(separator: ", "))")
         }
         let lowered = try Lower.lower(spec)
         var dumped = ""
         if dumpAfter == "Lower" { dumped += IRPrinter.print(lowered) }
-        let graph = try pipeline.run(lowered) { name, g in
+        // The shared front runs once; then the inference graph and the training step.
+        let analysed = try front.run(lowered) { name, g in
+            if name == dumpAfter { dumped += IRPrinter.print(g) }
+        }
+        let graph = try inference.run(analysed) { name, g in
             if name == dumpAfter { dumped += "// inference\n" + IRPrinter.print(g) }
         }
-        // The training step (shared front passes are not dumped twice).
-        let training = try trainingPipeline.run(lowered) { name, g in
-            if name == dumpAfter, !pipeline.names.contains(name) || name == "PlanMemory" {
-                dumped += "// training\n" + IRPrinter.print(g)
-            }
+        let training = try trainingTail.run(analysed) { name, g in
+            if name == dumpAfter { dumped += "// training\n" + IRPrinter.print(g) }
         }
         if !dumped.isEmpty { dump(dumped) }
         let c = try CEmitter(templates: templates).emit(graph, training: training)

@@ -11,12 +11,16 @@ public struct Pipeline: Sendable {
         public init(fuse: Bool = true) { self.fuse = fuse }
     }
 
-    /// Inference: the order data flows through the compiler.
-    public static func inference(_ options: Options = Options()) -> Pipeline {
-        var passes: [any Pass] = [
-            Validate(),        // names and sizes are sane before anything reads them
-            InferShapes(),     // every shape known; shortcuts resolved; parameters listed
-        ]
+    /// The front both pipelines share: a checked graph with every shape known
+    /// (unfused; what the interpreter runs and the summary counts).
+    public static let analysis = Pipeline(passes: [
+        Validate(),        // names and sizes are sane before anything reads them
+        InferShapes(),     // every shape known; shortcuts resolved; parameters listed
+    ])
+
+    /// Inference after the front.
+    public static func inferenceTail(_ options: Options = Options()) -> Pipeline {
+        var passes: [any Pass] = []
         if options.fuse {
             passes.append(FoldBatchNorm())   // eval-mode BN is affine: fold it into the conv
             passes.append(FuseEpilogues())   // shortcut add and ReLU ride in the conv's epilogue
@@ -26,11 +30,9 @@ public struct Pipeline: Sendable {
         return Pipeline(passes: passes)
     }
 
-    /// Training: the same front, then the backward graph, its fusion and its memory plan.
-    public static func training(_ options: Options = Options()) -> Pipeline {
+    /// The training step after the front: the backward graph, its fusion and its memory plan.
+    public static func trainingTail(_ options: Options = Options()) -> Pipeline {
         var passes: [any Pass] = [
-            Validate(),
-            InferShapes(),
             Differentiate(),   // backward graph and the SGD step, in the IR
         ]
         if options.fuse {
@@ -41,13 +43,20 @@ public struct Pipeline: Sendable {
         return Pipeline(passes: passes)
     }
 
-    /// The unfused training graph the interpreter runs.
-    public static func analyseTraining(_ spec: NetworkSpec) throws -> Graph {
-        try Pipeline(passes: [Validate(), InferShapes(), Differentiate()]).run(try Lower.lower(spec))
+    /// Inference, whole: the order data flows through the compiler.
+    public static func inference(_ options: Options = Options()) -> Pipeline {
+        Pipeline(passes: analysis.passes + inferenceTail(options).passes)
     }
 
-    /// The passes that make a lowered graph checkable and interpretable (no fusion).
-    public static let analysis = Pipeline(passes: [Validate(), InferShapes()])
+    /// Training, whole.
+    public static func training(_ options: Options = Options()) -> Pipeline {
+        Pipeline(passes: analysis.passes + trainingTail(options).passes)
+    }
+
+    /// The unfused training graph the interpreter runs.
+    public static func analyseTraining(_ spec: NetworkSpec) throws -> Graph {
+        try Pipeline(passes: analysis.passes + [Differentiate()]).run(try Lower.lower(spec))
+    }
 
     /// Pass names, in order, for `--dump-after`.
     public var names: [String] { passes.map(\.name) }
