@@ -1233,16 +1233,12 @@ struct resnet20_model {
  * used by conv1 */
 static void k_conv3x3s1p1_3x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 31 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1253,11 +1249,12 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, 
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1266,7 +1263,7 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, 
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1296,16 +1293,12 @@ static void k_conv3x3s1p1_3x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, 
  * used by layer1.0.conv1, layer1.1.conv1, layer1.2.conv1 */
 static void k_conv3x3s1p1_16x32x32_16_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 31 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1316,11 +1309,12 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu_padded(const float *RC_RESTRICT x,
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1329,7 +1323,7 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu_padded(const float *RC_RESTRICT x,
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1359,16 +1353,12 @@ static void k_conv3x3s1p1_16x32x32_16_bn_relu_padded(const float *RC_RESTRICT x,
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 31 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1379,11 +1369,12 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(const float *RC_RESTRIC
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1392,7 +1383,7 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(const float *RC_RESTRIC
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1425,16 +1416,12 @@ static void k_conv3x3s1p1_16x32x32_16_bn_add_relu_padded(const float *RC_RESTRIC
  * used by layer2.0.conv1 */
 static void k_conv3x3s2p1_16x32x32_32_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 16 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1445,11 +1432,12 @@ static void k_conv3x3s2p1_16x32x32_32_bn_relu_padded(const float *RC_RESTRICT x,
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1458,7 +1446,7 @@ static void k_conv3x3s2p1_16x32x32_32_bn_relu_padded(const float *RC_RESTRICT x,
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1488,16 +1476,12 @@ static void k_conv3x3s2p1_16x32x32_32_bn_relu_padded(const float *RC_RESTRICT x,
  * used by layer2.0.conv2 */
 static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 15 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1508,11 +1492,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(const float *RC_R
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1521,7 +1506,7 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(const float *RC_R
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1560,16 +1545,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_addzp16s2_relu_padded(const float *RC_R
  * used by layer2.1.conv1, layer2.2.conv1 */
 static void k_conv3x3s1p1_32x16x16_32_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 15 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1580,11 +1561,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_relu_padded(const float *RC_RESTRICT x,
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1593,7 +1575,7 @@ static void k_conv3x3s1p1_32x16x16_32_bn_relu_padded(const float *RC_RESTRICT x,
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1623,16 +1605,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_relu_padded(const float *RC_RESTRICT x,
  * used by layer2.1.conv2, layer2.2.conv2 */
 static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 15 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1643,11 +1621,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(const float *RC_RESTRIC
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1656,7 +1635,7 @@ static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(const float *RC_RESTRIC
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1689,16 +1668,12 @@ static void k_conv3x3s1p1_32x16x16_32_bn_add_relu_padded(const float *RC_RESTRIC
  * used by layer3.0.conv1 */
 static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 8 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1709,11 +1684,12 @@ static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(const float *RC_RESTRI
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1722,7 +1698,7 @@ static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(const float *RC_RESTRI
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1752,16 +1728,12 @@ static void k_conv3x3s2p1_32x16x16_64_bn_relu_t4x8_padded(const float *RC_RESTRI
  * used by layer3.0.conv2 */
 static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 7 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1772,11 +1744,12 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(const float *R
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1785,7 +1758,7 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(const float *R
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1824,16 +1797,12 @@ static void k_conv3x3s1p1_64x8x8_64_bn_addzp32s2_relu_t4x8_padded(const float *R
  * used by layer3.1.conv1, layer3.2.conv1 */
 static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 7 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1844,11 +1813,12 @@ static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(const float *RC_RESTRICT
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1857,7 +1827,7 @@ static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(const float *RC_RESTRICT
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1887,16 +1857,12 @@ static void k_conv3x3s1p1_64x8x8_64_bn_relu_t4x8_padded(const float *RC_RESTRICT
  * used by layer3.1.conv2, layer3.2.conv2 */
 static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 7 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1907,11 +1873,12 @@ static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(const float *RC_REST
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1920,7 +1887,7 @@ static void k_conv3x3s1p1_64x8x8_64_bn_add_relu_t4x8_padded(const float *RC_REST
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2007,16 +1974,12 @@ static void k_softmax_10(const float *RC_RESTRICT x, float *RC_RESTRICT y, int n
  * used by conv1 */
 static void k_conv3x3s1p1_3x32x32_16_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 3, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 31 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2027,11 +1990,12 @@ static void k_conv3x3s1p1_3x32x32_16_padded(const float *RC_RESTRICT x, float *R
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2040,7 +2004,7 @@ static void k_conv3x3s1p1_3x32x32_16_padded(const float *RC_RESTRICT x, float *R
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2102,16 +2066,12 @@ static void k_bntrain_16x32x32_relu(const float *RC_RESTRICT z, const float *RC_
  * used by layer1.0.conv1, layer1.0.conv2, layer1.1.conv1 and 3 more */
 static void k_conv3x3s1p1_16x32x32_16_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 16, OH = 32, OW = 32, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 31 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2122,11 +2082,12 @@ static void k_conv3x3s1p1_16x32x32_16_padded(const float *RC_RESTRICT x, float *
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2135,7 +2096,7 @@ static void k_conv3x3s1p1_16x32x32_16_padded(const float *RC_RESTRICT x, float *
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2199,16 +2160,12 @@ static void k_bntrain_16x32x32_add_relu(const float *RC_RESTRICT z, const float 
  * used by layer2.0.conv1 */
 static void k_conv3x3s2p1_16x32x32_32_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 16 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2219,11 +2176,12 @@ static void k_conv3x3s2p1_16x32x32_32_padded(const float *RC_RESTRICT x, float *
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2232,7 +2190,7 @@ static void k_conv3x3s2p1_16x32x32_32_padded(const float *RC_RESTRICT x, float *
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2294,16 +2252,12 @@ static void k_bntrain_32x16x16_relu(const float *RC_RESTRICT z, const float *RC_
  * used by layer2.0.conv2, layer2.1.conv1, layer2.1.conv2 and 2 more */
 static void k_conv3x3s1p1_32x16x16_32_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 32, OH = 16, OW = 16, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 15 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2314,11 +2268,12 @@ static void k_conv3x3s1p1_32x16x16_32_padded(const float *RC_RESTRICT x, float *
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2327,7 +2282,7 @@ static void k_conv3x3s1p1_32x16x16_32_padded(const float *RC_RESTRICT x, float *
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2431,16 +2386,12 @@ static void k_bntrain_32x16x16_add_relu(const float *RC_RESTRICT z, const float 
  * used by layer3.0.conv1 */
 static void k_conv3x3s2p1_32x16x16_64_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 8 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2451,11 +2402,12 @@ static void k_conv3x3s2p1_32x16x16_64_t4x8_padded(const float *RC_RESTRICT x, fl
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2464,7 +2416,7 @@ static void k_conv3x3s2p1_32x16x16_64_t4x8_padded(const float *RC_RESTRICT x, fl
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2526,16 +2478,12 @@ static void k_bntrain_64x8x8_relu(const float *RC_RESTRICT z, const float *RC_RE
  * used by layer3.0.conv2, layer3.1.conv1, layer3.1.conv2 and 2 more */
 static void k_conv3x3s1p1_64x8x8_64_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 8, W = 8, OC = 64, OH = 8, OW = 8, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 7 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2546,11 +2494,12 @@ static void k_conv3x3s1p1_64x8x8_64_t4x8_padded(const float *RC_RESTRICT x, floa
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2559,7 +2508,7 @@ static void k_conv3x3s1p1_64x8x8_64_t4x8_padded(const float *RC_RESTRICT x, floa
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3045,7 +2994,7 @@ static void k_convgd3x3s2p1_32x16x16_64_addzp32s2_64x8x8(const float *RC_RESTRIC
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 32, H = 16, W = 16, OC = 64, OH = 8, OW = 8, K = 3, S = 2, P = 1 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3403,7 +3352,7 @@ static void k_convgd3x3s2p1_16x32x32_32_addzp16s2_32x16x16(const float *RC_RESTR
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 16, H = 32, W = 32, OC = 32, OH = 16, OW = 16, K = 3, S = 2, P = 1 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {

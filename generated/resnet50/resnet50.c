@@ -1505,16 +1505,12 @@ struct resnet50_model {
  * used by conv1 */
 static void k_conv7x7s2p3_3x224x224_64_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3,
-           OB = 4, TW = 16, OXA = 2, OXB = 111 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1525,11 +1521,12 @@ static void k_conv7x7s2p3_3x224x224_64_bn_relu_padded(const float *RC_RESTRICT x
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1538,7 +1535,7 @@ static void k_conv7x7s2p3_3x224x224_64_bn_relu_padded(const float *RC_RESTRICT x
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1598,28 +1595,27 @@ static void k_maxpool3s2p1_64x112x112(const float *RC_RESTRICT x, float *RC_REST
  * used by layer1.0.conv1 */
 static void k_conv1x1s1p0_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1632,26 +1628,6 @@ static void k_conv1x1s1p0_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1669,16 +1645,12 @@ static void k_conv1x1s1p0_64x56x56_64_bn_relu(const float *RC_RESTRICT x, const 
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_64x56x56_64_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 55 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -1689,11 +1661,12 @@ static void k_conv3x3s1p1_64x56x56_64_bn_relu_padded(const float *RC_RESTRICT x,
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -1702,7 +1675,7 @@ static void k_conv3x3s1p1_64x56x56_64_bn_relu_padded(const float *RC_RESTRICT x,
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1732,28 +1705,27 @@ static void k_conv3x3s1p1_64x56x56_64_bn_relu_padded(const float *RC_RESTRICT x,
  * used by layer1.0.downsample.0 */
 static void k_conv1x1s1p0_64x56x56_256_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1766,26 +1738,6 @@ static void k_conv1x1s1p0_64x56x56_256_bn(const float *RC_RESTRICT x, const floa
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1801,28 +1753,27 @@ static void k_conv1x1s1p0_64x56x56_256_bn(const float *RC_RESTRICT x, const floa
  * used by layer1.0.conv3, layer1.1.conv3, layer1.2.conv3 */
 static void k_conv1x1s1p0_64x56x56_256_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1835,26 +1786,6 @@ static void k_conv1x1s1p0_64x56x56_256_bn_add_relu(const float *RC_RESTRICT x, c
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1875,28 +1806,27 @@ static void k_conv1x1s1p0_64x56x56_256_bn_add_relu(const float *RC_RESTRICT x, c
  * used by layer1.1.conv1, layer1.2.conv1 */
 static void k_conv1x1s1p0_256x56x56_64_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1909,26 +1839,6 @@ static void k_conv1x1s1p0_256x56x56_64_bn_relu(const float *RC_RESTRICT x, const
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -1946,28 +1856,27 @@ static void k_conv1x1s1p0_256x56x56_64_bn_relu(const float *RC_RESTRICT x, const
  * used by layer2.0.conv1 */
 static void k_conv1x1s2p0_256x56x56_128_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -1980,26 +1889,6 @@ static void k_conv1x1s2p0_256x56x56_128_bn_relu(const float *RC_RESTRICT x, cons
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2017,16 +1906,12 @@ static void k_conv1x1s2p0_256x56x56_128_bn_relu(const float *RC_RESTRICT x, cons
  * used by layer2.0.conv2, layer2.1.conv2, layer2.2.conv2, layer2.3.conv2 */
 static void k_conv3x3s1p1_128x28x28_128_bn_relu_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 27 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2037,11 +1922,12 @@ static void k_conv3x3s1p1_128x28x28_128_bn_relu_padded(const float *RC_RESTRICT 
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2050,7 +1936,7 @@ static void k_conv3x3s1p1_128x28x28_128_bn_relu_padded(const float *RC_RESTRICT 
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2080,28 +1966,27 @@ static void k_conv3x3s1p1_128x28x28_128_bn_relu_padded(const float *RC_RESTRICT 
  * used by layer2.0.downsample.0 */
 static void k_conv1x1s2p0_256x56x56_512_bn(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2114,26 +1999,6 @@ static void k_conv1x1s2p0_256x56x56_512_bn(const float *RC_RESTRICT x, const flo
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2149,28 +2014,27 @@ static void k_conv1x1s2p0_256x56x56_512_bn(const float *RC_RESTRICT x, const flo
  * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3, layer2.3.conv3 */
 static void k_conv1x1s1p0_128x28x28_512_bn_add_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2183,26 +2047,6 @@ static void k_conv1x1s1p0_128x28x28_512_bn_add_relu(const float *RC_RESTRICT x, 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2223,28 +2067,27 @@ static void k_conv1x1s1p0_128x28x28_512_bn_add_relu(const float *RC_RESTRICT x, 
  * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 */
 static void k_conv1x1s1p0_512x28x28_128_bn_relu(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2257,26 +2100,6 @@ static void k_conv1x1s1p0_512x28x28_128_bn_relu(const float *RC_RESTRICT x, cons
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2294,28 +2117,27 @@ static void k_conv1x1s1p0_512x28x28_128_bn_relu(const float *RC_RESTRICT x, cons
  * used by layer3.0.conv1 */
 static void k_conv1x1s2p0_512x28x28_256_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2328,26 +2150,6 @@ static void k_conv1x1s2p0_512x28x28_256_bn_relu_t4x8(const float *RC_RESTRICT x,
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2365,16 +2167,12 @@ static void k_conv1x1s2p0_512x28x28_256_bn_relu_t4x8(const float *RC_RESTRICT x,
  * used by layer3.0.conv2, layer3.1.conv2, layer3.2.conv2 and 3 more */
 static void k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 13 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2385,11 +2183,12 @@ static void k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8_padded(const float *RC_REST
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2398,7 +2197,7 @@ static void k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8_padded(const float *RC_REST
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2428,28 +2227,27 @@ static void k_conv3x3s1p1_256x14x14_256_bn_relu_t4x8_padded(const float *RC_REST
  * used by layer3.0.downsample.0 */
 static void k_conv1x1s2p0_512x28x28_1024_bn_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2462,26 +2260,6 @@ static void k_conv1x1s2p0_512x28x28_1024_bn_t4x8(const float *RC_RESTRICT x, con
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2497,28 +2275,27 @@ static void k_conv1x1s2p0_512x28x28_1024_bn_t4x8(const float *RC_RESTRICT x, con
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
 static void k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2531,26 +2308,6 @@ static void k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(const float *RC_RESTRI
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2571,28 +2328,27 @@ static void k_conv1x1s1p0_256x14x14_1024_bn_add_relu_t4x8(const float *RC_RESTRI
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
 static void k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2605,26 +2361,6 @@ static void k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(const float *RC_RESTRICT x
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2642,28 +2378,27 @@ static void k_conv1x1s1p0_1024x14x14_256_bn_relu_t4x8(const float *RC_RESTRICT x
  * used by layer4.0.conv1 */
 static void k_conv1x1s2p0_1024x14x14_512_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2676,26 +2411,6 @@ static void k_conv1x1s2p0_1024x14x14_512_bn_relu_t4x4(const float *RC_RESTRICT x
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2713,16 +2428,12 @@ static void k_conv1x1s2p0_1024x14x14_512_bn_relu_t4x4(const float *RC_RESTRICT x
  * used by layer4.0.conv2, layer4.1.conv2, layer4.2.conv2 */
 static void k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 6 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -2733,11 +2444,12 @@ static void k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4_padded(const float *RC_RESTRI
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -2746,7 +2458,7 @@ static void k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4_padded(const float *RC_RESTRI
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2776,28 +2488,27 @@ static void k_conv3x3s1p1_512x7x7_512_bn_relu_t4x4_padded(const float *RC_RESTRI
  * used by layer4.0.downsample.0 */
 static void k_conv1x1s2p0_1024x14x14_2048_bn_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2810,26 +2521,6 @@ static void k_conv1x1s2p0_1024x14x14_2048_bn_t4x4(const float *RC_RESTRICT x, co
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2845,28 +2536,27 @@ static void k_conv1x1s2p0_1024x14x14_2048_bn_t4x4(const float *RC_RESTRICT x, co
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
 static void k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2879,26 +2569,6 @@ static void k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(const float *RC_RESTRICT
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -2919,28 +2589,27 @@ static void k_conv1x1s1p0_512x7x7_2048_bn_add_relu_t4x4(const float *RC_RESTRICT
  * used by layer4.1.conv1, layer4.2.conv1 */
 static void k_conv1x1s1p0_2048x7x7_512_bn_relu_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = bias[o0 + j];
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -2953,26 +2622,6 @@ static void k_conv1x1s1p0_2048x7x7_512_bn_relu_t4x4(const float *RC_RESTRICT x, 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = bias[o0 + j];
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3044,16 +2693,12 @@ static void k_softmax_1000(const float *RC_RESTRICT x, float *RC_RESTRICT y, int
  * used by conv1 */
 static void k_conv7x7s2p3_3x224x224_64_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 3, H = 224, W = 224, OC = 64, OH = 112, OW = 112, K = 7, S = 2, P = 3,
-           OB = 4, TW = 16, OXA = 2, OXB = 111 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3064,11 +2709,12 @@ static void k_conv7x7s2p3_3x224x224_64_padded(const float *RC_RESTRICT x, float 
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -3077,7 +2723,7 @@ static void k_conv7x7s2p3_3x224x224_64_padded(const float *RC_RESTRICT x, float 
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3139,28 +2785,27 @@ static void k_bntrain_64x112x112_relu(const float *RC_RESTRICT z, const float *R
  * used by layer1.0.conv1 */
 static void k_conv1x1s1p0_64x56x56_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3173,26 +2818,6 @@ static void k_conv1x1s1p0_64x56x56_64(const float *RC_RESTRICT x, const float *R
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3242,16 +2867,12 @@ static void k_bntrain_64x56x56_relu(const float *RC_RESTRICT z, const float *RC_
  * used by layer1.0.conv2, layer1.1.conv2, layer1.2.conv2 */
 static void k_conv3x3s1p1_64x56x56_64_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 55 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3262,11 +2883,12 @@ static void k_conv3x3s1p1_64x56x56_64_padded(const float *RC_RESTRICT x, float *
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -3275,7 +2897,7 @@ static void k_conv3x3s1p1_64x56x56_64_padded(const float *RC_RESTRICT x, float *
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3303,28 +2925,27 @@ static void k_conv3x3s1p1_64x56x56_64_padded(const float *RC_RESTRICT x, float *
  * used by layer1.0.conv3, layer1.0.downsample.0, layer1.1.conv3, layer1.2.conv3 */
 static void k_conv1x1s1p0_64x56x56_256(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 64, H = 56, W = 56, OC = 256, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3337,26 +2958,6 @@ static void k_conv1x1s1p0_64x56x56_256(const float *RC_RESTRICT x, const float *
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3441,28 +3042,27 @@ static void k_bntrain_256x56x56_add_relu(const float *RC_RESTRICT z, const float
  * used by layer1.1.conv1, layer1.2.conv1 */
 static void k_conv1x1s1p0_256x56x56_64(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 64, OH = 56, OW = 56, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 56 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3475,26 +3075,6 @@ static void k_conv1x1s1p0_256x56x56_64(const float *RC_RESTRICT x, const float *
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3510,28 +3090,27 @@ static void k_conv1x1s1p0_256x56x56_64(const float *RC_RESTRICT x, const float *
  * used by layer2.0.conv1 */
 static void k_conv1x1s2p0_256x56x56_128(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3544,26 +3123,6 @@ static void k_conv1x1s2p0_256x56x56_128(const float *RC_RESTRICT x, const float 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3613,16 +3172,12 @@ static void k_bntrain_128x28x28_relu(const float *RC_RESTRICT z, const float *RC
  * used by layer2.0.conv2, layer2.1.conv2, layer2.2.conv2, layer2.3.conv2 */
 static void k_conv3x3s1p1_128x28x28_128_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 128, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 3, S = 1, P = 1,
-           OB = 4, TW = 16, OXA = 1, OXB = 27 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -3633,11 +3188,12 @@ static void k_conv3x3s1p1_128x28x28_128_padded(const float *RC_RESTRICT x, float
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -3646,7 +3202,7 @@ static void k_conv3x3s1p1_128x28x28_128_padded(const float *RC_RESTRICT x, float
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3674,28 +3230,27 @@ static void k_conv3x3s1p1_128x28x28_128_padded(const float *RC_RESTRICT x, float
  * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3, layer2.3.conv3 */
 static void k_conv1x1s1p0_128x28x28_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 128, H = 28, W = 28, OC = 512, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3708,26 +3263,6 @@ static void k_conv1x1s1p0_128x28x28_512(const float *RC_RESTRICT x, const float 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3743,28 +3278,27 @@ static void k_conv1x1s1p0_128x28x28_512(const float *RC_RESTRICT x, const float 
  * used by layer2.0.downsample.0 */
 static void k_conv1x1s2p0_256x56x56_512(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3777,26 +3311,6 @@ static void k_conv1x1s2p0_256x56x56_512(const float *RC_RESTRICT x, const float 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3881,28 +3395,27 @@ static void k_bntrain_512x28x28_add_relu(const float *RC_RESTRICT z, const float
  * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 */
 static void k_conv1x1s1p0_512x28x28_128(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 128, OH = 28, OW = 28, K = 1, S = 1, P = 0,
-           OB = 4, TW = 16, OXA = 0, OXB = 28 };
+           OB = 4, TW = 16, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3915,26 +3428,6 @@ static void k_conv1x1s1p0_512x28x28_128(const float *RC_RESTRICT x, const float 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -3950,28 +3443,27 @@ static void k_conv1x1s1p0_512x28x28_128(const float *RC_RESTRICT x, const float 
  * used by layer3.0.conv1 */
 static void k_conv1x1s2p0_512x28x28_256_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -3984,26 +3476,6 @@ static void k_conv1x1s2p0_512x28x28_256_t4x8(const float *RC_RESTRICT x, const f
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4053,16 +3525,12 @@ static void k_bntrain_256x14x14_relu(const float *RC_RESTRICT z, const float *RC
  * used by layer3.0.conv2, layer3.1.conv2, layer3.2.conv2 and 3 more */
 static void k_conv3x3s1p1_256x14x14_256_t4x8_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 3, S = 1, P = 1,
-           OB = 4, TW = 8, OXA = 1, OXB = 13 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -4073,11 +3541,12 @@ static void k_conv3x3s1p1_256x14x14_256_t4x8_padded(const float *RC_RESTRICT x, 
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -4086,7 +3555,7 @@ static void k_conv3x3s1p1_256x14x14_256_t4x8_padded(const float *RC_RESTRICT x, 
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4114,28 +3583,27 @@ static void k_conv3x3s1p1_256x14x14_256_t4x8_padded(const float *RC_RESTRICT x, 
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
 static void k_conv1x1s1p0_256x14x14_1024_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 256, H = 14, W = 14, OC = 1024, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4148,26 +3616,6 @@ static void k_conv1x1s1p0_256x14x14_1024_t4x8(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4183,28 +3631,27 @@ static void k_conv1x1s1p0_256x14x14_1024_t4x8(const float *RC_RESTRICT x, const 
  * used by layer3.0.downsample.0 */
 static void k_conv1x1s2p0_512x28x28_1024_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4217,26 +3664,6 @@ static void k_conv1x1s2p0_512x28x28_1024_t4x8(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4321,28 +3748,27 @@ static void k_bntrain_1024x14x14_add_relu(const float *RC_RESTRICT z, const floa
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
 static void k_conv1x1s1p0_1024x14x14_256_t4x8(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 256, OH = 14, OW = 14, K = 1, S = 1, P = 0,
-           OB = 4, TW = 8, OXA = 0, OXB = 14 };
+           OB = 4, TW = 8, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4355,26 +3781,6 @@ static void k_conv1x1s1p0_1024x14x14_256_t4x8(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4390,28 +3796,27 @@ static void k_conv1x1s1p0_1024x14x14_256_t4x8(const float *RC_RESTRICT x, const 
  * used by layer4.0.conv1 */
 static void k_conv1x1s2p0_1024x14x14_512_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4424,26 +3829,6 @@ static void k_conv1x1s2p0_1024x14x14_512_t4x4(const float *RC_RESTRICT x, const 
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4493,16 +3878,12 @@ static void k_bntrain_512x7x7_relu(const float *RC_RESTRICT z, const float *RC_R
  * used by layer4.0.conv2, layer4.1.conv2, layer4.2.conv2 */
 static void k_conv3x3s1p1_512x7x7_512_t4x4_padded(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 3, S = 1, P = 1,
-           OB = 4, TW = 4, OXA = 1, OXB = 6 };
-    /* The input is first copied into a zero-bordered scratch buffer (in the
-     * arena), so every output is an interior one. */
-    enum { HP = H + 2 * P, WP = W + 2 * P };
-    (void)OXA; (void)OXB;
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -4513,11 +3894,12 @@ static void k_conv3x3s1p1_512x7x7_512_t4x4_padded(const float *RC_RESTRICT x, fl
                 for (int q = 0; q < W; q++) dst[(r + P) * WP + q + P] = src[r * W + q];
         }
     }
+    const float *RC_RESTRICT input = xpad_all;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xpad = xpad_all + (size_t)i * (C * HP * WP);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
                 for (int t0 = 0; t0 < OW; t0 += TW) {
                     const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
@@ -4526,7 +3908,7 @@ static void k_conv3x3s1p1_512x7x7_512_t4x4_padded(const float *RC_RESTRICT x, fl
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const float *RC_RESTRICT xr = xpad + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4554,28 +3936,27 @@ static void k_conv3x3s1p1_512x7x7_512_t4x4_padded(const float *RC_RESTRICT x, fl
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
 static void k_conv1x1s1p0_512x7x7_2048_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 512, H = 7, W = 7, OC = 2048, OH = 7, OW = 7, K = 1, S = 1, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4588,26 +3969,6 @@ static void k_conv1x1s1p0_512x7x7_2048_t4x4(const float *RC_RESTRICT x, const fl
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4623,28 +3984,27 @@ static void k_conv1x1s1p0_512x7x7_2048_t4x4(const float *RC_RESTRICT x, const fl
  * used by layer4.0.downsample.0 */
 static void k_conv1x1s2p0_1024x14x14_2048_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4657,26 +4017,6 @@ static void k_conv1x1s2p0_1024x14x14_2048_t4x4(const float *RC_RESTRICT x, const
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -4761,28 +4101,27 @@ static void k_bntrain_2048x7x7_add_relu(const float *RC_RESTRICT z, const float 
  * used by layer4.1.conv1, layer4.2.conv1 */
 static void k_conv1x1s1p0_2048x7x7_512_t4x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, float *RC_RESTRICT y, int n)
 {
-    /* OB output channels at a time; within a row, TW outputs whose windows lie
-     * inside the image are accumulated in registers (interior tiles, the last
-     * one shifted back to end at OXB); outputs whose windows cross the
-     * padding are computed one by one with bounds checks. */
+    /* OB output channels at a time; within a row, TW outputs accumulate in
+     * registers (the last tile shifted back to end at OW). A padded conv
+     * first copies its input into a zero-bordered scratch buffer (in the
+     * arena), so every window lies inside the buffer it reads: no bounds checks. */
     enum { C = 2048, H = 7, W = 7, OC = 512, OH = 7, OW = 7, K = 1, S = 1, P = 0,
-           OB = 4, TW = 4, OXA = 0, OXB = 7 };
+           OB = 4, TW = 4, HP = H + 2 * P, WP = W + 2 * P };
+    const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < OC / OB; b++) {
             const int o0 = b * OB;
-            const float *RC_RESTRICT xi = x + (size_t)i * (C * H * W);
+            const float *RC_RESTRICT xi = input + (size_t)i * (C * HP * WP);
             for (int oy = 0; oy < OH; oy++) {
-                for (int t0 = OXA; OXB - OXA >= TW && t0 < OXB; t0 += TW) {
-                    const int ox0 = t0 + TW <= OXB ? t0 : OXB - TW;
+                for (int t0 = 0; t0 < OW; t0 += TW) {
+                    const int ox0 = t0 + TW <= OW ? t0 : OW - TW;
                     float acc[OB][TW];
                     for (int j = 0; j < OB; j++)
                         for (int t = 0; t < TW; t++) acc[j][t] = 0.0f;
                     for (int c = 0; c < C; c++) {
                         for (int ky = 0; ky < K; ky++) {
-                            const int iy = oy * S - P + ky;
-                            if (iy < 0 || iy >= H) continue;
-                            const float *RC_RESTRICT xr = xi + ((size_t)c * H + (size_t)iy) * W + (size_t)(ox0 * S - P);
+                            const float *RC_RESTRICT xr = xi + ((size_t)c * HP + (size_t)(oy * S + ky)) * WP + (size_t)(ox0 * S);
                             const float *RC_RESTRICT wr = w + (((size_t)o0 * C + (size_t)c) * K + (size_t)ky) * K;
                             for (int kx = 0; kx < K; kx++) {
                                 for (int j = 0; j < OB; j++) {
@@ -4795,26 +4134,6 @@ static void k_conv1x1s1p0_2048x7x7_512_t4x4(const float *RC_RESTRICT x, const fl
                     for (int j = 0; j < OB; j++) {
                         float *RC_RESTRICT yr = y + (((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW;
                         for (int t = 0; t < TW; t++) yr[ox0 + t] = acc[j][t];
-                    }
-                }
-                for (int ox = 0; ox < OW; ox++) {
-                    if (OXB - OXA >= TW && ox >= OXA && ox < OXB) continue;
-                    for (int j = 0; j < OB; j++) {
-                        float a = 0.0f;
-                        for (int c = 0; c < C; c++) {
-                            const float *RC_RESTRICT xp = xi + (size_t)c * (H * W);
-                            const float *RC_RESTRICT wp = w + ((size_t)(o0 + j) * C + (size_t)c) * (K * K);
-                            for (int ky = 0; ky < K; ky++) {
-                                const int iy = oy * S - P + ky;
-                                if (iy < 0 || iy >= H) continue;
-                                for (int kx = 0; kx < K; kx++) {
-                                    const int ix = ox * S - P + kx;
-                                    if (ix < 0 || ix >= W) continue;
-                                    a += wp[ky * K + kx] * xp[iy * W + ix];
-                                }
-                            }
-                        }
-                        y[(((size_t)i * OC + (size_t)(o0 + j)) * OH + (size_t)oy) * OW + (size_t)ox] = a;
                     }
                 }
             }
@@ -5392,7 +4711,7 @@ static void k_convgd1x1s2p0_1024x14x14_2048(const float *RC_RESTRICT dy, const f
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 1024, H = 14, W = 14, OC = 2048, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -5474,7 +4793,7 @@ static void k_convgd1x1s2p0_1024x14x14_512_add(const float *RC_RESTRICT dy, cons
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 1024, H = 14, W = 14, OC = 512, OH = 7, OW = 7, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6050,7 +5369,7 @@ static void k_convgd1x1s2p0_512x28x28_1024(const float *RC_RESTRICT dy, const fl
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 28, W = 28, OC = 1024, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6132,7 +5451,7 @@ static void k_convgd1x1s2p0_512x28x28_256_add(const float *RC_RESTRICT dy, const
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 512, H = 28, W = 28, OC = 256, OH = 14, OW = 14, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6708,7 +6027,7 @@ static void k_convgd1x1s2p0_256x56x56_512(const float *RC_RESTRICT dy, const flo
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 56, W = 56, OC = 512, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
@@ -6790,7 +6109,7 @@ static void k_convgd1x1s2p0_256x56x56_128_add(const float *RC_RESTRICT dy, const
 {
     /* C×H×W is the conv's input (dx), OC×OH×OW its output (dy). */
     enum { C = 256, H = 56, W = 56, OC = 128, OH = 28, OW = 28, K = 1, S = 2, P = 0 };
-    /* Strided: scatter each output's gradient back over its window. */
+    /* Strided (or padding beyond K−1): scatter each output's gradient back over its window. */
     RC_OMP(omp parallel for collapse(2) schedule(static))
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {

@@ -182,38 +182,21 @@ public struct CEmitter {
         case .conv, .fusedConv:
             var name = "k_conv\(a.kernel!)x\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))_\(y.c)"
             if a.foldedBatchNorm != nil { name += "_bn" } else if a.bias == true { name += "_bias" }
-            switch a.shortcut {
-            case .tensor?: name += "_add"
-            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)"
-            case nil: break
-            }
+            name += shortcutSuffix(a.shortcut)
             if a.relu == true { name += "_relu" }
-            if let t = a.tile, t.outChannels != 4 || t.width != 16 { name += "_t\(t.outChannels)x\(t.width)" }
-            if a.tile?.paddedInput == true { name += "_padded" }
-            return name
+            return name + tileSuffix(a.tile)
         case .batchNorm where g.training: return "k_bntrain_\(dims(y))"
         case .batchNorm: return "k_bn_\(dims(y))"
         case .batchNormAct:
-            var name = "k_bntrain_\(dims(y))"
-            switch a.shortcut {
-            case .tensor?: name += "_add"
-            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)"
-            case nil: break
-            }
-            return name + (a.relu == true ? "_relu" : "")
+            return "k_bntrain_\(dims(y))" + shortcutSuffix(a.shortcut) + (a.relu == true ? "_relu" : "")
         case .loss: return "k_loss_\(y.count)"
         case .convGradData, .convGradWeight:
             let f = g.nodes[a.forward!], fx = g.shape(f.inputs[0]), fa = f.attrs
             var name = (node.op == .convGradData ? "k_convgd" : "k_convgw")
                 + "\(fa.kernel!)x\(fa.kernel!)s\(fa.stride!)p\(fa.padding!)_\(dims(fx))_\(f.shape!.c)"
             if node.op == .convGradWeight && fa.bias == true { name += "_bias" }
-            if let t = a.tile, t.outChannels != 4 || t.width != 16 { name += "_t\(t.outChannels)x\(t.width)" }
-            if a.tile?.paddedInput == true { name += "_padded" }
-            switch a.gradShortcut {
-            case .tensor?: name += "_add"
-            case let .zeroPad(stride, channels)?: name += "_addzp\(channels)s\(stride)_\(dims(g.shape(node.inputs[1])))"
-            case nil: break
-            }
+            name += tileSuffix(a.tile) + shortcutSuffix(a.gradShortcut)
+            if case .zeroPad? = a.gradShortcut { name += "_\(dims(g.shape(node.inputs[1])))" }
             return name
         case .batchNormGrad:
             let second = g.secondOutput(of: node.id) != nil
@@ -237,6 +220,41 @@ public struct CEmitter {
         }
     }
 
+    /// `_add`, or `_addzp<channels>s<stride>` for an option-A read, or nothing.
+    static func shortcutSuffix(_ read: ShortcutRead?) -> String {
+        switch read {
+        case .tensor?: "_add"
+        case let .zeroPad(stride, channels)?: "_addzp\(channels)s\(stride)"
+        case nil: ""
+        }
+    }
+
+    /// The tile when it is not the default 4×16, and whether the input is padded first.
+    static func tileSuffix(_ tile: Tile?) -> String {
+        guard let t = tile else { return "" }
+        return (t.outChannels != 4 || t.width != 16 ? "_t\(t.outChannels)x\(t.width)" : "")
+            + (t.paddedInput ? "_padded" : "")
+    }
+
+    /// The values a template needs for a shortcut read from `source`
+    /// (`scC` is the channel count the read is indexed with).
+    static func shortcutValues(_ v: inout [String: Any], _ read: ShortcutRead?, source: Shape?, channels scC: Int? = nil) {
+        switch read {
+        case .tensor?:
+            v["hasShortcut"] = true
+            v["tensorShortcut"] = true
+        case let .zeroPad(stride, channels)?:
+            v["hasShortcut"] = true
+            v["zeroPadShortcut"] = true
+            v["scC"] = scC ?? channels
+            v["scH"] = source!.h
+            v["scW"] = source!.w
+            v["scStride"] = stride
+        case nil:
+            break
+        }
+    }
+
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
         let inShape = g.shape(node.inputs[0])
         let out = node.shape ?? inShape
@@ -254,12 +272,8 @@ public struct CEmitter {
             v["p"] = node.attrs.padding!
             v["parts"] = (node.attrs.fused ?? ["conv"]).joined(separator: " + ")
             let tile = node.attrs.tile ?? Tile(outChannels: 1, width: 1)
-            let interior = Schedule.interior(inWidth: inShape.w, outWidth: out.w, kernel: node.attrs.kernel!,
-                                             stride: node.attrs.stride!, padding: node.attrs.padding!)
             v["ob"] = tile.outChannels
             v["tw"] = tile.width
-            v["oxA"] = interior.lowerBound
-            v["oxB"] = interior.upperBound
             v["paddedInput"] = tile.paddedInput
             var args: [Argument] = [.buffer(node.inputs[0])]
             if tile.paddedInput { args.append(.scratch(node.id)) }
@@ -273,23 +287,9 @@ public struct CEmitter {
                     v["hasBias"] = true
                 }
             }
-            switch node.attrs.shortcut {
-            case .tensor?:
-                v["hasShortcut"] = true
-                v["tensorShortcut"] = true
+            if node.attrs.shortcut != nil {
+                Self.shortcutValues(&v, node.attrs.shortcut, source: g.shape(node.inputs[1]))
                 args.append(.buffer(node.inputs[1]))
-            case let .zeroPad(stride, channels)?:
-                let s = g.shape(node.inputs[1])
-                precondition(s.c == channels)
-                v["hasShortcut"] = true
-                v["zeroPadShortcut"] = true
-                v["scC"] = channels
-                v["scH"] = s.h
-                v["scW"] = s.w
-                v["scStride"] = stride
-                args.append(.buffer(node.inputs[1]))
-            case nil:
-                break
             }
             v["relu"] = node.attrs.relu == true
             return KernelView(template: "conv.c", fn: fn, values: v, args: args)
@@ -341,29 +341,12 @@ public struct CEmitter {
         let fn = v["fn"] as! String
         func p(_ name: String) -> String { "m->params + \(layout.offset[name]!)" }
         func grad(_ name: String) -> String { "m->grads + \(layout.offset[name]!)" }
-        func shortcutValues(_ read: ShortcutRead?, _ source: Int?) {
-            switch read {
-            case .tensor?:
-                v["hasShortcut"] = true
-                v["tensorShortcut"] = true
-            case let .zeroPad(stride, channels)?:
-                let s = g.shape(source!)
-                v["hasShortcut"] = true
-                v["zeroPadShortcut"] = true
-                v["scC"] = node.op == .convGradData ? s.c : channels
-                v["scH"] = s.h
-                v["scW"] = s.w
-                v["scStride"] = stride
-            case nil:
-                break
-            }
-        }
         let a = node.attrs
         switch node.op {
         case .batchNorm, .batchNormAct:
             v["batchNormTrain"] = true
             v["parts"] = (a.fused ?? ["bn"]).joined(separator: " + ")
-            shortcutValues(a.shortcut, node.inputs.count > 1 ? node.inputs[1] : nil)
+            Self.shortcutValues(&v, a.shortcut, source: node.inputs.count > 1 ? g.shape(node.inputs[1]) : nil)
             v["relu"] = a.relu == true
             var args: [Argument] = node.inputs.map(Argument.buffer)
             args += [.pointer(p(node.name + ".weight")), .pointer(p(node.name + ".bias")),
@@ -379,16 +362,13 @@ public struct CEmitter {
             v["k"] = f.attrs.kernel!
             v["s"] = f.attrs.stride!
             v["p"] = f.attrs.padding!
-            shortcutValues(a.gradShortcut, node.inputs.count > 1 ? node.inputs[1] : nil)
-            if f.attrs.stride == 1, let tile = a.tile {
-                let interior = Schedule.gradientInterior(inWidth: node.shape!.w, outWidth: f.shape!.w, kernel: f.attrs.kernel!,
-                                                         padding: f.attrs.padding!)
-                v["strideOne"] = true
-                v["paddedGrad"] = tile.paddedInput
+            // The gradient being added is read with its own (block output) channel count.
+            let source = node.inputs.count > 1 ? g.shape(node.inputs[1]) : nil
+            Self.shortcutValues(&v, a.gradShortcut, source: source, channels: source?.c)
+            if let tile = a.tile {
+                v["paddedGrad"] = true
                 v["ob"] = tile.outChannels
                 v["tw"] = tile.width
-                v["oxA"] = interior.lowerBound
-                v["oxB"] = interior.upperBound
             }
             var args: [Argument] = [.buffer(node.inputs[0])]
             if a.tile?.paddedInput == true { args.append(.scratch(node.id)) }

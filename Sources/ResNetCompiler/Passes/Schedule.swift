@@ -2,9 +2,11 @@
 ///
 /// Requires the final op order (after fusion). A direct convolution computes
 /// `outChannels` output channels at a time (each input pixel loaded once is
-/// used that many times) and, within an output row, `width` outputs whose
-/// windows lie inside the image, accumulated in registers. The cost model is
-/// deliberately simple: the widest of 16/8/4/2/1 that fits the row's interior
+/// used that many times) and, within an output row, `width` outputs
+/// accumulated in registers. A padded conv first copies its input into a
+/// zero-bordered buffer (arena scratch, live only while the kernel runs), so
+/// every window lies inside it and no output needs bounds checks. The cost
+/// model is deliberately simple: the widest of 16/8/4/2/1 that fits the row
 /// (so small maps still get a register tile), and 4 channels when the count
 /// divides by 4 (2 or 1 otherwise), which keeps 4×16 accumulators within the
 /// vector registers of SSE/AVX2 machines. The outer loops (batch × channel
@@ -15,77 +17,44 @@ public struct Schedule: Pass {
 
     public func run(_ input: Graph) throws -> Graph {
         var g = input
-        for i in g.nodes.indices where g.nodes[i].op == .conv || g.nodes[i].op == .fusedConv {
+        for i in g.nodes.indices {
             let node = g.nodes[i]
-            let out = node.shape!, x = g.shape(node.inputs[0])
-            let p = node.attrs.padding!
-            let channels = out.c % 4 == 0 ? 4 : (out.c % 2 == 0 ? 2 : 1)
-            // With a zero-bordered copy of the input (arena scratch, live only
-            // while the kernel runs) every output is an interior one: whole
-            // rows in register tiles, no bounds checks.
-            if p > 0 {
-                let width = [16, 8, 4, 2, 1].first { $0 <= out.w } ?? 1
-                g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
-                g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p)
-                continue
-            }
-            let interior = Self.interior(inWidth: x.w, outWidth: out.w, kernel: node.attrs.kernel!,
-                                         stride: node.attrs.stride!, padding: p)
-            let span = interior.upperBound - interior.lowerBound
-            let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
-            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
-        }
-        // A stride-1 conv's weight gradient: OB output channels × K×K taps of
-        // 8-lane accumulators over whole rows of a zero-bordered input copy.
-        // The accumulators must stay in registers (at most 18 vectors, with
-        // room left for the operands), which rules out 5×5 and 7×7 kernels.
-        for i in g.nodes.indices where g.nodes[i].op == .convGradWeight {
-            let f = g.nodes[g.nodes[i].attrs.forward!]
-            let x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, taps = f.attrs.kernel! * f.attrs.kernel!
-            guard f.attrs.stride == 1, y.w >= 8,
-                  let channels = [16, 8, 4, 2, 1].first(where: { $0 * taps <= 18 && y.c % $0 == 0 }) else { continue }
-            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: 8, paddedInput: true)
-            g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p)
-        }
-        // A stride-1 conv's input gradient is a convolution with the flipped kernel: the same tiles.
-        for i in g.nodes.indices where g.nodes[i].op == .convGradData {
-            let node = g.nodes[i]
-            let f = g.nodes[node.attrs.forward!]
-            guard f.attrs.stride == 1 else { continue }
-            let dx = node.shape!, dy = f.shape!
-            let k = f.attrs.kernel!, q = k - 1 - f.attrs.padding!
-            if q >= 0 {
-                let width = [16, 8, 4, 2, 1].first { $0 <= dx.w } ?? 1
-                let channels = dx.c % 4 == 0 ? 4 : (dx.c % 2 == 0 ? 2 : 1)
-                g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width, paddedInput: true)
+            switch node.op {
+            case .conv, .fusedConv:
+                let out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
+                g.nodes[i].attrs.tile = Tile(outChannels: Self.channelBlock(out.c), width: Self.widest(out.w), paddedInput: p > 0)
+                if p > 0 { g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p) }
+            case .convGradData:
+                // A stride-1 conv's input gradient is a convolution of dy, padded
+                // by K−1−P, with the flipped kernel: the same tiles.
+                let f = g.nodes[node.attrs.forward!], dx = node.shape!, dy = f.shape!
+                let q = f.attrs.kernel! - 1 - f.attrs.padding!
+                guard f.attrs.stride == 1, q >= 0 else { continue }
+                g.nodes[i].attrs.tile = Tile(outChannels: Self.channelBlock(dx.c), width: Self.widest(dx.w), paddedInput: true)
                 g.nodes[i].attrs.scratch = dy.c * (dy.h + 2 * q) * (dy.w + 2 * q)
+            case .convGradWeight:
+                // A stride-1 conv's weight gradient: OB output channels × K×K taps of
+                // 8-lane accumulators over whole rows of a zero-bordered input copy.
+                // The accumulators must stay in registers (at most 18 vectors, with
+                // room left for the operands), which rules out 5×5 and 7×7 kernels.
+                let f = g.nodes[node.attrs.forward!]
+                let x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, taps = f.attrs.kernel! * f.attrs.kernel!
+                guard f.attrs.stride == 1, y.w >= 8,
+                      let channels = [16, 8, 4, 2, 1].first(where: { $0 * taps <= 18 && y.c % $0 == 0 }) else { continue }
+                g.nodes[i].attrs.tile = Tile(outChannels: channels, width: 8, paddedInput: true)
+                g.nodes[i].attrs.scratch = x.c * (x.h + 2 * p) * (x.w + 2 * p)
+            default:
                 continue
             }
-            let interior = Self.gradientInterior(inWidth: dx.w, outWidth: dy.w, kernel: f.attrs.kernel!, padding: f.attrs.padding!)
-            let span = interior.upperBound - interior.lowerBound
-            let width = [16, 8, 4, 2, 1].first { $0 <= span } ?? 1
-            let channels = dx.c % 4 == 0 ? 4 : (dx.c % 2 == 0 ? 2 : 1)
-            g.nodes[i].attrs.tile = Tile(outChannels: channels, width: width)
         }
         return g
     }
 
-    /// Input columns ix of a stride-1 conv all of whose taps ox = ix + p − kx lie in 0..<outWidth.
-    public static func gradientInterior(inWidth: Int, outWidth: Int, kernel: Int, padding: Int) -> Range<Int> {
-        let first = max(0, kernel - 1 - padding)
-        let last = min(inWidth, outWidth - padding)
-        return first < last ? first..<last : 0..<0
-    }
+    /// Outputs per register tile: the widest of 16/8/4/2/1 that fits a row.
+    static func widest(_ row: Int) -> Int { [16, 8, 4, 2, 1].first { $0 <= row } ?? 1 }
 
-    public static let paddedFloats = 65536
-
-    /// Output columns whose whole window (ox·s − p … ox·s − p + k − 1) is inside 0..<inWidth.
-    public static func interior(inWidth: Int, outWidth: Int, kernel: Int, stride: Int, padding: Int) -> Range<Int> {
-        let first = (padding + stride - 1) / stride
-        let span = inWidth - kernel + padding
-        let last = span < 0 ? 0 : min(outWidth, span / stride + 1)
-        return first < last ? first..<last : 0..<0
-    }
+    /// Channels per register tile: 4, or 2, or 1, whichever divides the count.
+    static func channelBlock(_ channels: Int) -> Int { channels % 4 == 0 ? 4 : (channels % 2 == 0 ? 2 : 1) }
 }
 
 /// A convolution's loop tile (set by Schedule).
