@@ -16,7 +16,7 @@ DEMO_CC    := clang
 DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
 comma := ,
 
-.PHONY: all build demo test deps clean help
+.PHONY: all build demo test bench deps clean help
 
 all: build
 
@@ -24,6 +24,7 @@ help:
 	@echo "make demo   - install deps if missing, build, compile ResNet-20 to C, build and run it"
 	@echo "make test   - run the whole test suite"
 	@echo "make build  - build the compiler (swift build)"
+	@echo "make bench  - ResNet-20 vs onnxruntime and PyTorch, and compiler speed (needs torch, onnxruntime)"
 	@echo "make clean  - remove build outputs"
 
 # Installs clang's OpenMP runtime (and clang/gcc if absent) when missing; needs root or sudo.
@@ -48,6 +49,13 @@ demo: deps build
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
+
+# Speed of the generated C beside onnxruntime and PyTorch (one run, same
+# threads), then the compiler's own speed; figures go into BENCHMARKS.md.
+bench:
+	$(SWIFT) build -c release
+	python3 bench/bench.py --compiler .build/release/resnet-compile
+	bash bench/compile_speed.sh
 
 clean:
 	rm -rf .build out
