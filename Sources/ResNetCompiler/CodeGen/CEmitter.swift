@@ -86,6 +86,9 @@ public struct CEmitter {
                     "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": scale,
                     "trainable": p.trainable ? 1 : 0]
         }
+        let packs: [[String: Any]] = layout.packs.map { p in
+            ["folded": p.folded ? 1 : 0, "w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb]
+        }
         let folds: [[String: Any]] = layout.folds.map { f in
             ["w": f.w, "cb": f.cb, "g": f.g, "b": f.b, "mu": f.mu, "variance": f.variance,
              "fw": f.fw, "fb": f.fb, "oc": f.oc, "per": f.per]
@@ -99,6 +102,8 @@ public struct CEmitter {
             "bnCount": batchNorms.count, "hasBatchNorm": !batchNorms.isEmpty, "batchNorms": batchNorms,
             "foldCount": layout.folds.count, "hasFolds": !layout.folds.isEmpty, "folds": folds,
             "foldedFloats": layout.foldedFloats,
+            "packCount": layout.packs.count, "hasPacks": !layout.packs.isEmpty, "packs": packs,
+            "packedFloats": layout.packedFloats, "block": Schedule.block,
             "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
             "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
             "hasTraining": training != nil, "trainingCalls": trainingCalls,
@@ -209,8 +214,8 @@ public struct CEmitter {
         case .denseGrad: return "k_densegrad_\(y.count)_\(x.count)"
         case .zeroPadGrad: return "k_zeropadgrad_\(dims(x))_\(y.c)s\(a.stride!)"
         case .secondOutput, .sgdUpdate: return "k_none"
-        case .relu: return "k_relu_\(y.count)"
-        case .add: return "k_add_\(y.count)"
+        case .relu: return "k_relu_\(g.storedFloats(node.id))"
+        case .add: return "k_add_\(g.storedFloats(node.id))"
         case .zeroPad: return "k_zeropad_\(dims(x))_\(y.c)s\(a.stride!)"
         case .maxPool: return "k_maxpool\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))"
         case .globalAvgPool: return "k_avgpool_\(dims(x))"
@@ -256,6 +261,9 @@ public struct CEmitter {
     }
 
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
+        // The vector families (blocked layout) carry their own keys.
+        if node.attrs.wideTile != nil { return BlockedConv.make(node, g, layout) }
+        if [.maxPool, .globalAvgPool].contains(node.op), g.layout(node.inputs[0]) != .plain { return BlockedPool.make(node, g) }
         let inShape = g.shape(node.inputs[0])
         let out = node.shape ?? inShape
         let fn = Self.functionName(node, g)
@@ -301,9 +309,11 @@ public struct CEmitter {
             return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])] + ps)
         case .relu:
             v["relu"] = true
+            v["count"] = g.storedFloats(node.id)
             return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
         case .add:
             v["add"] = true
+            v["count"] = g.storedFloats(node.id)
             return KernelView(template: "pointwise.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
         case .zeroPad:
             v["zeroPad"] = true

@@ -47,6 +47,41 @@ public enum Op: String, Codable, Sendable, CaseIterable {
     case sgdUpdate      // SGD with momentum and weight decay on every parameter, BN running statistics
 }
 
+/// How a tensor's channels are stored (chosen by Schedule).
+public enum Layout: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// NCHW: each channel's H×W map contiguous (the caller's layout, and the training graph's).
+    case plain
+    /// NCHW[b]c: blocks of `b` channels, the channels of one pixel contiguous within a
+    /// block; the channel count padded up to a multiple of `b` with zeros.
+    case blocked(Int)
+
+    /// Channels per block (1 for plain).
+    public var block: Int {
+        if case let .blocked(b) = self { return b }
+        return 1
+    }
+    /// Channels stored for `channels` real ones.
+    public func padded(_ channels: Int) -> Int { (channels + block - 1) / block * block }
+    public var description: String {
+        switch self {
+        case .plain: "NCHW"
+        case let .blocked(b): "NCHW\(b)c"
+        }
+    }
+}
+
+/// A register tile of a vector kernel: `pixels` output pixels × `blocks` output
+/// channel blocks accumulated in vector registers.
+public struct VectorTile: Hashable, Codable, Sendable, CustomStringConvertible {
+    public var blocks: Int
+    public var pixels: Int
+    public init(blocks: Int, pixels: Int) {
+        self.blocks = blocks
+        self.pixels = pixels
+    }
+    public var description: String { "\(pixels)px×\(blocks)blk" }
+}
+
 /// How a fused conv's epilogue reads the shortcut it adds.
 public enum ShortcutRead: Hashable, Codable, Sendable {
     /// Add inputs[1] element by element (same shape as the output).
@@ -95,6 +130,12 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var tile: Tile?
     /// Floats per sample of arena scratch the kernel uses while it runs (a padded input copy).
     public var scratch: Int?
+    /// The layout of the node's output (nil: plain NCHW), chosen by Schedule.
+    public var layout: Layout?
+    /// Vector convolutions: the register tile for ISAs with 32 vector registers
+    /// (AVX-512) and for the others (AVX2, NEON, portable C), chosen by Schedule.
+    public var wideTile: VectorTile?
+    public var narrowTile: VectorTile?
 
     public init() {}
 }
@@ -160,6 +201,15 @@ public struct Graph: Hashable, Codable, Sendable {
 
     /// Shape of node `id`; only valid after InferShapes.
     public func shape(_ id: Int) -> Shape { nodes[id].shape! }
+
+    /// Layout of node `id`'s output.
+    public func layout(_ id: Int) -> Layout { nodes[id].attrs.layout ?? .plain }
+
+    /// Floats per sample node `id`'s output occupies in its layout (padded channels included).
+    public func storedFloats(_ id: Int) -> Int {
+        let s = shape(id)
+        return layout(id).padded(s.c) * s.h * s.w
+    }
 
     /// For every node, the ids of the nodes that read it.
     public func consumers() -> [[Int]] {

@@ -7,7 +7,10 @@
 /// Sizes are per sample: every activation scales with the batch, so the arena
 /// for a batch of n is n times the per-sample arena and offsets scale the same
 /// way. The network input is the caller's pointer and the output is written to
-/// the caller's buffer, so neither takes arena space.
+/// the caller's buffer, so neither takes arena space. A buffer's size is what
+/// its layout stores (a blocked tensor's padded channels included), rounded up
+/// to 16 floats, so that every buffer of a 64-byte-aligned arena starts on a
+/// cache line (a vector kernel's rows never share a line with another buffer).
 public struct PlanMemory: Pass {
     public var name: String { "PlanMemory" }
     public init() {}
@@ -24,7 +27,7 @@ public struct PlanMemory: Pass {
     public static func lifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
         let scratch = g.nodes.compactMap { node -> (id: Int, size: Int, first: Int, last: Int)? in
             guard let floats = node.attrs.scratch, floats > 0 else { return nil }
-            return (g.nodes.count + node.id, floats, node.id, node.id)
+            return (g.nodes.count + node.id, roundUp(floats), node.id, node.id)
         }
         return outputLifetimes(g) + scratch
     }
@@ -34,12 +37,15 @@ public struct PlanMemory: Pass {
         // Inference writes its output to the caller's buffer; training has no such output.
         let out = g.training ? -1 : g.nodes.count - 1
         return g.nodes.compactMap { node in
-            guard node.op != .input, node.id != out, let shape = node.shape else { return nil }
+            guard node.op != .input, node.id != out, node.shape != nil else { return nil }
             // A second output is written by its producer's kernel, so it is live from there.
             let first = node.op == .secondOutput ? node.inputs[0] : node.id
-            return (node.id, shape.count, first, readers[node.id].max() ?? node.id)
+            return (node.id, roundUp(g.storedFloats(node.id)), first, readers[node.id].max() ?? node.id)
         }
     }
+
+    /// Floats rounded up to a 64-byte cache line.
+    static func roundUp(_ floats: Int) -> Int { (floats + 15) / 16 * 16 }
 
     static func plan(_ g: Graph) -> MemoryPlan {
         let live = lifetimes(g)

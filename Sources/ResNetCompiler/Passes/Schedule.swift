@@ -1,6 +1,29 @@
-/// Schedule: loop tiles for each convolution kernel.
+/// Schedule: layout and loop tiles for each kernel.
 ///
-/// Requires the final op order (after fusion). A direct convolution computes
+/// Requires the final op order (after fusion).
+///
+/// Layout. An inference graph whose every op has a vector kernel (the fused
+/// ResNets: convs with their epilogues, max pool, global average pool and the
+/// classifier) keeps its activations channel-blocked, NCHW16c: 16 channels of
+/// a pixel are one vector (one AVX-512 register, two AVX2 or four NEON ones),
+/// channel counts padded to 16. The first conv reads the caller's NCHW input
+/// directly (input block 1), and the global average pool writes NCHW again for
+/// the classifier, so the layout changes only at the network's edges. Any
+/// other graph (the training step, `--no-fuse`, a net with an op outside that
+/// set) stays NCHW with the scalar register-tiled kernels below.
+///
+/// Vector tiles. A blocked conv accumulates `pixels` outputs of a row × `blocks`
+/// output blocks in vector registers; each step loads `blocks` weight vectors
+/// and broadcasts `pixels` input values. The cost model picks, per ISA class,
+/// the tile with the most useful FMAs per cycle: a step costs the larger of its
+/// FMAs (2 per cycle) and its loads (2 per cycle), a row's last tile is shifted
+/// back to end at the row's end (work done twice is wasted), and the
+/// accumulators must fit: 24 vectors with 32 registers (AVX-512), 6 with 16
+/// (AVX2, where a 16-float vector is two registers and costs two FMAs); and a
+/// step takes at least the FMA latency, since each accumulator depends on the
+/// previous step.
+///
+/// Scalar tiles (NCHW kernels). A direct convolution computes
 /// `outChannels` output channels at a time (each input pixel loaded once is
 /// used that many times) and, within an output row, `width` outputs
 /// accumulated in registers. A padded conv first copies its input into a
@@ -15,8 +38,12 @@ public struct Schedule: Pass {
     public var name: String { "Schedule" }
     public init() {}
 
+    /// Channels per block of the blocked layout.
+    public static let block = 16
+
     public func run(_ input: Graph) throws -> Graph {
         var g = input
+        if Self.canBlock(g) { return Self.scheduleBlocked(g) }
         for i in g.nodes.indices {
             let node = g.nodes[i]
             switch node.op {
@@ -48,6 +75,72 @@ public struct Schedule: Pass {
             }
         }
         return g
+    }
+
+    /// Ops whose output can be blocked, and ops that read blocked inputs.
+    static let blockedWriters: Set<Op> = [.conv, .fusedConv, .maxPool, .relu, .add]
+
+    /// True when the whole inference graph can run in the blocked layout: every
+    /// op has a blocked kernel, blocked tensors are read only by blocked readers,
+    /// and what leaves the network (the classifier's input, the output) is NCHW.
+    static func canBlock(_ g: Graph) -> Bool {
+        guard !g.training, !blockedWriters.contains(g.output.op) else { return false }
+        for node in g.nodes {
+            switch node.op {
+            case .input, .dense, .softmax:
+                if node.inputs.contains(where: { blockedWriters.contains(g.nodes[$0].op) }) { return false }
+            case .conv, .fusedConv:
+                // The data input may be NCHW (the network input); a shortcut must be blocked.
+                if node.inputs.dropFirst().contains(where: { !blockedWriters.contains(g.nodes[$0].op) }) { return false }
+            case .maxPool, .relu, .add, .globalAvgPool:
+                if node.inputs.contains(where: { !blockedWriters.contains(g.nodes[$0].op) }) { return false }
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    static func scheduleBlocked(_ input: Graph) -> Graph {
+        var g = input
+        for i in g.nodes.indices where blockedWriters.contains(g.nodes[i].op) {
+            g.nodes[i].attrs.layout = .blocked(block)
+        }
+        for i in g.nodes.indices where [.conv, .fusedConv].contains(g.nodes[i].op) {
+            let node = g.nodes[i], out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
+            let blocks = (out.c + block - 1) / block
+            g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks, width: out.w, budget: 24, fmaCost: 1)
+            g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2)
+            g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+            if p > 0 { g.nodes[i].attrs.scratch = g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) }
+        }
+        return g
+    }
+
+    /// Cycles from an FMA's issue to its result on current x86 cores (4 on Intel
+    /// since Skylake and on AMD Zen 3; Agner Fog's instruction tables).
+    static let fmaLatency = 4.0
+
+    /// The register tile with the most useful FMAs per cycle (see the type's
+    /// comment); on a tie, the larger tile (its bias loads and stores amortise better).
+    static func vectorTile(blocks: Int, width: Int, budget: Int, fmaCost: Int) -> VectorTile {
+        var best = VectorTile(blocks: 1, pixels: 1), bestRate = 0.0
+        for rb in 1...blocks where blocks % rb == 0 && rb <= budget {
+            for rw in 1...min(width, budget / rb) {
+                let fmas = Double(rb * rw * fmaCost), loads = Double(rb * fmaCost + rw)
+                // An accumulator is updated once per step: a step takes at least the FMA latency.
+                let cycles = max(max(fmas, loads) / 2, fmaLatency)
+                let tiles = (width + rw - 1) / rw
+                let useful = Double(rb * rw * fmaCost) * Double(width) / Double(tiles * rw)
+                let rate = useful / cycles
+                let tie = abs(rate - bestRate) <= 1e-9 && rb * rw > best.blocks * best.pixels
+                if rate > bestRate + 1e-9 || tie {
+                    best = VectorTile(blocks: rb, pixels: rw)
+                    bestRate = rate
+                }
+            }
+        }
+        return best
     }
 
     /// Outputs per register tile: the widest of 16/8/4/2/1 that fits a row.

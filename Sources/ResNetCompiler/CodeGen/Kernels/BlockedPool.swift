@@ -1,0 +1,49 @@
+/// Pooling in the blocked layout (templates/pool_blocked.c.mustache): max
+/// pool blocked → blocked, one channel block per vector; the global average
+/// pool reads blocked and writes NCHW (C×1×1), which is where the layout
+/// converts back for the classifier.
+struct BlockedPool: KernelFamily {
+    enum Kind: Hashable {
+        case max(kernel: Int, stride: Int, padding: Int)
+        case globalAverage
+    }
+    var kind: Kind
+    var input: Shape
+    var output: Shape
+    var block: Int
+
+    var template: String { "pool_blocked.c" }
+
+    var name: String {
+        let dims = "\(input.c)x\(input.h)x\(input.w)_b\(block)"
+        switch kind {
+        case let .max(k, s, p): return "k_maxpool\(k)s\(s)p\(p)_\(dims)"
+        case .globalAverage: return "k_avgpool_\(dims)"
+        }
+    }
+
+    var values: [String: Any] {
+        var v: [String: Any] = [
+            "inShape": "\(input)", "outShape": "\(output)", "c": input.c, "cb": (input.c + block - 1) / block,
+            "h": input.h, "w": input.w, "oc": output.c, "oh": output.h, "ow": output.w, "hw": input.h * input.w,
+        ]
+        switch kind {
+        case let .max(k, s, p):
+            v["maxPool"] = true
+            v["k"] = k
+            v["s"] = s
+            v["p"] = p
+        case .globalAverage:
+            v["globalAvgPool"] = true
+        }
+        return v
+    }
+
+    static func make(_ node: Node, _ g: Graph) -> CEmitter.KernelView {
+        let a = node.attrs
+        let kind: Kind = node.op == .maxPool ? .max(kernel: a.kernel!, stride: a.stride!, padding: a.padding!) : .globalAverage
+        let family = BlockedPool(kind: kind, input: g.shape(node.inputs[0]), output: node.shape!,
+                                 block: g.layout(node.inputs[0]).block)
+        return family.view([.buffer(node.inputs[0])])
+    }
+}

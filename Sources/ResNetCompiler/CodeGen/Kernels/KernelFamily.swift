@@ -1,0 +1,71 @@
+/// A kernel family: a key holding everything that determines a kernel's code
+/// (op, shapes, layouts, algorithm, tiles, epilogue), from which its C name
+/// and its template values both derive, so two kernels with equal names are
+/// equal code by construction. The call site (which buffers it reads) is not
+/// part of the key.
+protocol KernelFamily: Hashable {
+    /// The template the family fills (`templates/NAME.mustache`).
+    var template: String { get }
+    /// A C identifier spelling out the key.
+    var name: String { get }
+    /// The values the template places; a function of the key only.
+    var values: [String: Any] { get }
+}
+
+extension KernelFamily {
+    /// The view the emitter renders: the key's name and values, plus the call's arguments.
+    func view(_ args: [CEmitter.Argument]) -> CEmitter.KernelView {
+        var v = values
+        v["fn"] = name
+        return CEmitter.KernelView(template: template, fn: name, values: v, args: args)
+    }
+}
+
+/// An epilogue shared by the conv families: bias (always present in a vector
+/// conv: zero when the layer has none), the shortcut added, and ReLU.
+struct Epilogue: Hashable {
+    enum Shortcut: Hashable {
+        /// The shortcut tensor, in the output's layout.
+        case tensor
+        /// Option A read in place: every `stride`th pixel of a `source`-shaped
+        /// blocked tensor; output blocks beyond its channels add nothing.
+        case zeroPad(stride: Int, source: Shape)
+    }
+    var shortcut: Shortcut?
+    var relu: Bool
+
+    /// `_add`, `_addzp<C>x<H>x<W>s<stride>`, then `_relu`.
+    var suffix: String {
+        var s = ""
+        switch shortcut {
+        case .tensor?: s += "_add"
+        case let .zeroPad(stride, source)?: s += "_addzp\(source.c)x\(source.h)x\(source.w)s\(stride)"
+        case nil: break
+        }
+        return s + (relu ? "_relu" : "")
+    }
+
+    /// Parts of the kernel's comment, after the conv's own.
+    var parts: [String] {
+        (shortcut == nil ? [] : ["add"]) + (relu ? ["relu"] : [])
+    }
+
+    func addValues(to v: inout [String: Any], block: Int) {
+        switch shortcut {
+        case .tensor?:
+            v["hasShortcut"] = true
+            v["tensorShortcut"] = true
+        case let .zeroPad(stride, source)?:
+            v["hasShortcut"] = true
+            v["zeroPadShortcut"] = true
+            v["scC"] = source.c
+            v["scBlocks"] = (source.c + block - 1) / block
+            v["scH"] = source.h
+            v["scW"] = source.w
+            v["scStride"] = stride
+        case nil:
+            break
+        }
+        v["relu"] = relu
+    }
+}
