@@ -50,11 +50,18 @@ test: deps
 	$(SWIFT) build
 	$(SWIFT) test
 
-# Speed of the generated C beside onnxruntime and PyTorch (one run, same
-# threads), then the compiler's own speed; figures go into BENCHMARKS.md.
+# Speed of the generated C beside onnxruntime, OpenVINO and PyTorch (eager,
+# frozen TorchScript, torch.compile): one run, the same threads for all (1 and
+# all cores), ResNet-20/56/110 and ResNet-18/50; then the compiler's own speed.
+# bench/setup_venv.sh first installs the Python packages into .venv (or
+# $BENCH_VENV) when missing. The tables, with date, machine and command, go to
+# out/bench/results.md for BENCHMARKS.md. Options for bench.py go in BENCH_ARGS,
+# e.g. make bench BENCH_ARGS="--models resnet20 --batches 1 --min-time 0.1".
 bench:
 	$(SWIFT) build -c release
-	python3 bench/bench.py --compiler .build/release/resnet-compile
+	bash bench/setup_venv.sh
+	"$${BENCH_VENV:-.venv}/bin/python" bench/bench.py --compiler .build/release/resnet-compile \
+	    --markdown out/bench/results.md --json out/bench/results.json $(BENCH_ARGS)
 	bash bench/compile_speed.sh
 
 clean:

@@ -2,10 +2,12 @@
 
 - NETS: the networks the benchmark knows, how to get them from resnet-compile
   and how to build the same network in PyTorch.
+- FRAMEWORKS: the runtimes timed beside the generated C, their names in
+  tables and on the command line.
 - CModel: the generated C library (NAME_create/load/infer/train_step/...)
   called through ctypes.
-- machine_info / fp32_peak: the CPU and its FP32 peak, with the assumption
-  stated.
+- machine_info / fp32_peak: the CPU, its vector ISA and its FP32 peak, with
+  the assumption stated.
 - time_calls: warmup, then timed repetitions (median is what is reported).
 
 Nothing here imports torch at module level: the "ours" timing worker must not
@@ -80,6 +82,34 @@ class Net:
 
 NETS = {f"resnet{d}": Net(f"resnet{d}", "cifar", d) for d in (20, 32, 44, 56, 110)}
 NETS.update({f"resnet{d}": Net(f"resnet{d}", "imagenet", d) for d in (18, 34, 50, 101, 152)})
+
+
+# --------------------------------------------------------------------------
+# Frameworks
+# --------------------------------------------------------------------------
+
+class Framework:
+    def __init__(self, key, title, aliases, trains):
+        self.key, self.title, self.aliases, self.trains = key, title, aliases, trains
+
+
+FRAMEWORKS = {f.key: f for f in (
+    Framework("ours", "ours", (), True),
+    Framework("onnxruntime", "onnxruntime", ("ort",), False),
+    Framework("openvino", "OpenVINO", ("ov",), False),
+    Framework("pytorch", "PyTorch eager", ("eager", "torch"), True),
+    Framework("torchscript", "TorchScript (frozen)", ("ts", "jit"), False),
+    Framework("torch.compile", "torch.compile", ("compile", "inductor"), True),
+)}
+
+
+def framework_key(name):
+    """'ort' → 'onnxruntime', ...; None if unknown."""
+    n = name.strip().lower()
+    for f in FRAMEWORKS.values():
+        if n == f.key or n in f.aliases:
+            return f.key
+    return None
 
 
 def softmax_model(net_module):
@@ -272,15 +302,31 @@ def _lscpu_max_mhz():
     return float(m.group(1)) if m else None
 
 
+def _lscpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"^Model name:\s*(.+)$", out, re.M)
+    return m.group(1).strip() if m else None
+
+
+# vector ISA features worth naming in a benchmark's header, widest first
+ISA_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_bf16", "amx_int8", "avx2", "fma", "avx_vnni", "asimd", "sve")
+
+
 def machine_info():
     info = _cpuinfo()
     model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", info, re.M)
     mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
     return {
         "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model.group(1).strip() if model else "unknown",
-        "flags": set(flags.group(1).split()) if flags else set(),
+        "cpu_model": _lscpu_model() or (model.group(1).strip() if model else "unknown"),
+        "flags": flags,
+        "isa": [f for f in ISA_FLAGS if f in flags],
         "cpuinfo_mhz": max(float(v) for v in mhz) if mhz else None,
         "lscpu_max_mhz": _lscpu_max_mhz(),
     }
@@ -353,21 +399,22 @@ def fp32_peak(info, threads):
     else:
         return None, "clock unknown: no peak"
     peak = threads * mhz / 1000.0 * per_cycle
-    text = (f"{threads} cores × {mhz / 1000:.2f} GHz ({src}) × {per_cycle} FLOPs/cycle "
+    text = (f"{threads} core{'s' if threads != 1 else ''} × {mhz / 1000:.2f} GHz ({src}) × {per_cycle} FLOPs/cycle "
             f"({why}) = {peak:.1f} GFLOP/s FP32")
     return peak, text
 
 
-def measured_fma_peak(cc, work, threads):
+def measured_fma_peak(cc, work, threads, seconds=0.5):
     """Builds and runs bench/fma_peak.c (independent FMAs on every thread,
-    widest vectors of -march=native, best of 5). Returns (GFLOP/s, isa) or
-    None if it cannot be built or run."""
+    widest vectors of -march=native, best of 5 runs of about `seconds`).
+    Returns (GFLOP/s, isa) or None if it cannot be built or run."""
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
     exe = os.path.join(work, "fma_peak")
     try:
-        subprocess.run([cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe],
-                       check=True, capture_output=True)
-        out = subprocess.run([exe, "0.5"], check=True, capture_output=True, text=True,
+        if not os.path.exists(exe):
+            subprocess.run([cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe],
+                           check=True, capture_output=True)
+        out = subprocess.run([exe, str(seconds)], check=True, capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout.split()
         return float(out[0]), out[3]
     except (OSError, subprocess.CalledProcessError, IndexError, ValueError):

@@ -61,11 +61,13 @@ public struct Pipeline: Sendable {
     /// Pass names, in order, for `--dump-after`.
     public var names: [String] { passes.map(\.name) }
 
-    /// Runs every pass; `observe` sees the graph after each one (for `--dump-after`).
+    /// Runs every pass, verifying the IR after each; `observe` sees the graph
+    /// after each one (for `--dump-after`).
     public func run(_ graph: Graph, observe: (String, Graph) -> Void = { _, _ in }) throws -> Graph {
         var g = graph
         for pass in passes {
             g = try pass.run(g)
+            try Verify.check(g, after: pass.name)   // the IR's invariants hold after every pass
             observe(pass.name, g)
         }
         return g

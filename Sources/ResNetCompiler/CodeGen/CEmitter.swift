@@ -26,7 +26,8 @@ public struct CEmitter {
     /// same network into one C file.
     public func emit(_ graph: Graph, training: Graph? = nil) throws -> Output {
         guard let plan = graph.memory else { throw CompileError("C emitter needs a memory plan (run PlanMemory)") }
-        let layout = ParameterLayout(graph)
+        var layout = ParameterLayout(graph)
+        if let training { layout.addTrainingPacks(training) }
         let name = graph.name
         let uname = name.uppercased()
         let input = graph.shape(0)
@@ -104,6 +105,11 @@ public struct CEmitter {
             "foldedFloats": layout.foldedFloats,
             "packCount": layout.packs.count, "hasPacks": !layout.packs.isEmpty, "packs": packs,
             "packedFloats": layout.packedFloats, "block": Schedule.block,
+            "trainPackCount": layout.trainPacks.count, "hasTrainPacks": !layout.trainPacks.isEmpty,
+            "trainPackedFloats": layout.trainPackedFloats,
+            "trainPacks": layout.trainPacks.map { p -> [String: Any] in
+                ["w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb, "transpose": p.transpose ? 1 : 0]
+            },
             "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
             "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
             "hasTraining": training != nil, "trainingCalls": trainingCalls,
@@ -263,7 +269,14 @@ public struct CEmitter {
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
         // The vector families (blocked layout) carry their own keys.
         if node.attrs.wideTile != nil { return BlockedConv.make(node, g, layout) }
-        if [.maxPool, .globalAvgPool].contains(node.op), g.layout(node.inputs[0]) != .plain { return BlockedPool.make(node, g) }
+        if g.layout(node.id) != .plain || g.layout(node.inputs[0]) != .plain {
+            switch node.op {
+            case .maxPool, .globalAvgPool, .maxPoolGrad, .globalAvgPoolGrad: return BlockedPool.make(node, g)
+            case .batchNormAct, .batchNormGrad: return BlockedBatchNorm.make(node, g, layout)
+            case .convGradWeight: return BlockedConvGradWeight.make(node, g, layout)
+            default: break
+            }
+        }
         let inShape = g.shape(node.inputs[0])
         let out = node.shape ?? inShape
         let fn = Self.functionName(node, g)

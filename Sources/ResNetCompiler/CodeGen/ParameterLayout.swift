@@ -41,6 +41,35 @@ struct ParameterLayout {
         var folded: Bool, w: Int, b: Int
         var oc: Int, c: Int, k: Int, ib: Int
         var pw: Int, pb: Int
+        /// Packed for the data gradient: input and output channels swapped, taps flipped.
+        var transpose = false
+    }
+
+    /// The training step's packs (into `m->tpacked`, from `m->params`, every
+    /// step): each blocked forward conv by its name, and each blocked data
+    /// gradient's transposed kernel by the forward conv's name + "#T".
+    var trainPacks: [Pack] = []
+    var trainPackOf: [String: Pack] = [:]
+    var trainPackedFloats = 0
+
+    /// Adds the packs of the training graph's blocked convs and data gradients.
+    mutating func addTrainingPacks(_ t: Graph) {
+        for node in t.nodes where node.attrs.wideTile != nil {
+            let forward = node.op == .convGradData ? t.nodes[node.attrs.forward!] : node
+            let x = t.shape(forward.inputs[0]), y = forward.shape!, k = forward.attrs.kernel!
+            let transpose = node.op == .convGradData
+            // The kernel's own input block and output channels.
+            let ib = transpose ? t.layout(forward.id).block : t.layout(forward.inputs[0]).block
+            let (inC, outC) = transpose ? (y.c, x.c) : (x.c, y.c)
+            let ocp = (outC + 15) / 16 * 16, cp = (inC + ib - 1) / ib * ib
+            let pack = Pack(folded: false, w: offset[forward.name + ".weight"]!,
+                            b: transpose ? -1 : (offset[forward.name + ".bias"] ?? -1),
+                            oc: y.c, c: x.c, k: k, ib: ib, pw: trainPackedFloats, pb: trainPackedFloats + ocp * cp * k * k,
+                            transpose: transpose)
+            trainPackedFloats += (ocp * cp * k * k + ocp + 15) / 16 * 16
+            trainPacks.append(pack)
+            trainPackOf[forward.name + (transpose ? "#T" : "")] = pack
+        }
     }
 
     init(_ graph: Graph) {

@@ -10,7 +10,12 @@
 /// directly (input block 1), and the global average pool writes NCHW again for
 /// the classifier, so the layout changes only at the network's edges. Any
 /// other graph (the training step, `--no-fuse`, a net with an op outside that
-/// set) stays NCHW with the scalar register-tiled kernels below.
+/// set) stays NCHW with the scalar register-tiled kernels below. The training
+/// step is blocked the same way: the forward convs, train-mode batch norm and
+/// its gradient, both conv gradients (the data gradient is the forward family
+/// on ∂y spread by the stride; the weight gradient keeps per-image partials)
+/// and the pooling gradients; the classifier, the loss and their gradients
+/// stay NCHW.
 ///
 /// Vector tiles. A blocked conv accumulates `pixels` outputs of a row × `blocks`
 /// output blocks in vector registers; each step loads `blocks` weight vectors
@@ -77,23 +82,36 @@ public struct Schedule: Pass {
         return g
     }
 
-    /// Ops whose output can be blocked, and ops that read blocked inputs.
+    /// Ops whose output is blocked in a blocked graph (inference, training).
     static let blockedWriters: Set<Op> = [.conv, .fusedConv, .maxPool, .relu, .add]
+    static let trainingBlockedWriters: Set<Op> = [.conv, .batchNormAct, .maxPool, .globalAvgPoolGrad, .batchNormGrad,
+                                                  .secondOutput, .convGradData, .maxPoolGrad]
 
-    /// True when the whole inference graph can run in the blocked layout: every
-    /// op has a blocked kernel, blocked tensors are read only by blocked readers,
-    /// and what leaves the network (the classifier's input, the output) is NCHW.
+    /// True when the whole graph can run in the blocked layout: every op has a
+    /// blocked kernel, blocked tensors are read only where a blocked kernel
+    /// expects them, and what leaves the network (the classifier's input, the
+    /// output) is NCHW. The data input of a conv (and of its weight gradient)
+    /// may be NCHW: the network input.
     static func canBlock(_ g: Graph) -> Bool {
-        guard !g.training, !blockedWriters.contains(g.output.op) else { return false }
+        let writers = g.training ? trainingBlockedWriters : blockedWriters
+        func blocked(_ id: Int) -> Bool { writers.contains(g.nodes[id].op) }
+        if !g.training && blocked(g.output.id) { return false }
         for node in g.nodes {
+            let ins = node.inputs
             switch node.op {
-            case .input, .dense, .softmax:
-                if node.inputs.contains(where: { blockedWriters.contains(g.nodes[$0].op) }) { return false }
+            case .input, .sgdUpdate:
+                continue
+            case .dense, .softmax, .loss, .denseGrad, .globalAvgPoolGrad:
+                if ins.contains(where: blocked) { return false }
             case .conv, .fusedConv:
-                // The data input may be NCHW (the network input); a shortcut must be blocked.
-                if node.inputs.dropFirst().contains(where: { !blockedWriters.contains(g.nodes[$0].op) }) { return false }
-            case .maxPool, .relu, .add, .globalAvgPool:
-                if node.inputs.contains(where: { !blockedWriters.contains(g.nodes[$0].op) }) { return false }
+                if ins.dropFirst().contains(where: { !blocked($0) }) { return false }
+            case .convGradWeight:
+                if !blocked(ins[0]) { return false }
+            case .convGradData:
+                let f = g.nodes[node.attrs.forward!].attrs
+                if ins.contains(where: { !blocked($0) }) || f.kernel! - 1 - f.padding! < 0 { return false }
+            case .maxPool, .relu, .add, .globalAvgPool, .batchNormAct, .batchNormGrad, .secondOutput, .maxPoolGrad:
+                if ins.contains(where: { !blocked($0) }) { return false }
             default:
                 return false
             }
@@ -103,16 +121,44 @@ public struct Schedule: Pass {
 
     static func scheduleBlocked(_ input: Graph) -> Graph {
         var g = input
-        for i in g.nodes.indices where blockedWriters.contains(g.nodes[i].op) {
+        let writers = g.training ? trainingBlockedWriters : blockedWriters
+        for i in g.nodes.indices where writers.contains(g.nodes[i].op) || g.nodes[i].op == .convGradWeight {
             g.nodes[i].attrs.layout = .blocked(block)
         }
-        for i in g.nodes.indices where [.conv, .fusedConv].contains(g.nodes[i].op) {
-            let node = g.nodes[i], out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
-            let blocks = (out.c + block - 1) / block
-            g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks, width: out.w, budget: 24, fmaCost: 1)
-            g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2)
-            g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
-            if p > 0 { g.nodes[i].attrs.scratch = g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) }
+        for i in g.nodes.indices {
+            let node = g.nodes[i]
+            func blocks(_ c: Int) -> Int { (c + block - 1) / block }
+            switch node.op {
+            case .conv, .fusedConv:
+                let out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
+                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 24, fmaCost: 1)
+                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 6, fmaCost: 2)
+                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+                if p > 0 { g.nodes[i].attrs.scratch = g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) }
+            case .convGradData:
+                // A stride-1 3×3 conv of ∂y, spread by the stride (zeros between
+                // its pixels) and bordered by K−1−P, with the transposed, flipped
+                // kernel: the forward kernel family on a padded copy.
+                let f = g.nodes[node.attrs.forward!], dx = node.shape!, dy = f.shape!, k = f.attrs.kernel!
+                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 24, fmaCost: 1)
+                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 6, fmaCost: 2)
+                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
+                g.nodes[i].attrs.scratch = blocks(dy.c) * block * (dx.h + k - 1) * (dx.w + k - 1)
+            case .convGradWeight:
+                // The padded input copy, then one partial ∂W per image (summed in image order).
+                let f = g.nodes[node.attrs.forward!], x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, k = f.attrs.kernel!
+                let xc = g.layout(f.inputs[0]).padded(x.c)
+                let copy = p > 0 ? xc * (x.h + 2 * p) * (x.w + 2 * p) : 0
+                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+                g.nodes[i].attrs.scratch = copy + blocks(y.c) * block * xc * k * k
+            case .batchNormAct:
+                // Per-image partial sums in double.
+                g.nodes[i].attrs.scratch = blocks(node.shape!.c) * block * 2
+            case .batchNormGrad:
+                g.nodes[i].attrs.scratch = blocks(node.shape!.c) * block * 4
+            default:
+                continue
+            }
         }
         return g
     }

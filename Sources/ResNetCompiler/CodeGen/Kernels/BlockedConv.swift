@@ -3,8 +3,16 @@
 /// output pixels × output-channel blocks, input values broadcast, weights
 /// streamed from the packed copy ([OB][CB][K][K][IB][16], see ParameterLayout).
 /// The input is either blocked too or, for the network's first conv, the
-/// caller's NCHW (input block 1).
+/// caller's NCHW (input block 1). The same family computes a conv's data
+/// gradient: a stride-1 conv of ∂y spread by the stride, bordered by K−1−P,
+/// with the transposed, flipped kernel (`role: .dataGradient`).
 struct BlockedConv: KernelFamily {
+    enum Role: Hashable {
+        case forward
+        /// ∂x of a conv with this stride and padding; `input` is ∂y, `output` is ∂x.
+        case dataGradient(stride: Int, padding: Int)
+    }
+    var role: Role
     var input: Shape
     /// Channels per input block: 16 (blocked) or 1 (NCHW).
     var inputBlock: Int
@@ -18,8 +26,36 @@ struct BlockedConv: KernelFamily {
 
     var template: String { "conv_blocked.c" }
 
+    /// The padded copy's geometry: input pixel (r, q) at (top + r·dilation, …) of a
+    /// paddedH × paddedW buffer, and the stride the kernel then steps by.
+    var padTop: Int, dilation: Int, paddedH: Int, paddedW: Int, step: Int
+    var padded: Bool { role != .forward || padding > 0 }
+
+    init(role: Role, input: Shape, inputBlock: Int, output: Shape, block: Int, kernel: Int, stride: Int, padding: Int,
+         wide: VectorTile, narrow: VectorTile, epilogue: Epilogue, parts: [String]) {
+        self.role = role
+        self.input = input
+        self.inputBlock = inputBlock
+        self.output = output
+        self.block = block
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.wide = wide
+        self.narrow = narrow
+        self.epilogue = epilogue
+        self.parts = parts
+        switch role {
+        case .forward:
+            (padTop, dilation, paddedH, paddedW, step) = (padding, 1, input.h + 2 * padding, input.w + 2 * padding, stride)
+        case let .dataGradient(s, p):
+            (padTop, dilation, paddedH, paddedW, step) = (kernel - 1 - p, s, output.h + kernel - 1, output.w + kernel - 1, 1)
+        }
+    }
+
     var name: String {
-        "k_conv\(kernel)x\(kernel)s\(stride)p\(padding)_\(input.c)x\(input.h)x\(input.w)"
+        (role == .forward ? "k_conv" : "k_convgd")
+            + "\(kernel)x\(kernel)s\(stride)p\(padding)_\(input.c)x\(input.h)x\(input.w)"
             + (inputBlock == 1 ? "_nchw" : "_b\(inputBlock)") + "_\(output.c)_b\(block)"
             + epilogue.suffix
             + "_w\(wide.blocks)x\(wide.pixels)n\(narrow.blocks)x\(narrow.pixels)"
@@ -33,7 +69,10 @@ struct BlockedConv: KernelFamily {
             "c": input.c, "ib": inputBlock, "cb": (input.c + inputBlock - 1) / inputBlock,
             "h": input.h, "w": input.w,
             "oc": output.c, "ob": (output.c + block - 1) / block, "oh": output.h, "ow": output.w,
-            "k": kernel, "s": stride, "p": padding, "paddedInput": padding > 0,
+            "k": kernel, "s": step, "p": padding, "paddedInput": padded,
+            "padTop": padTop, "dilation": dilation, "hp": paddedH, "wp": paddedW,
+            "what": role == .forward ? "\(kernel)×\(kernel)/\(stride) pad \(padding)"
+                : "∂x of \(kernel)×\(kernel)/\(stride) pad \(padding) (∂y spread ×\(dilation), border \(padTop))",
             "wideBlocks": wide.blocks, "widePixels": wide.pixels,
             "narrowBlocks": narrow.blocks, "narrowPixels": narrow.pixels,
         ]
@@ -45,22 +84,27 @@ struct BlockedConv: KernelFamily {
     /// (input, scratch, packed weights and bias, shortcut).
     static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
         let a = node.attrs
+        let gradient = node.op == .convGradData
+        let f = gradient ? g.nodes[a.forward!].attrs : a
         var shortcut: Epilogue.Shortcut?
-        switch a.shortcut {
+        switch gradient ? a.gradShortcut : a.shortcut {
         case .tensor?: shortcut = .tensor
+        case let .zeroPad(stride, _)? where gradient: shortcut = .zeroPadAdjoint(stride: stride, source: g.shape(node.inputs[1]))
         case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
         case nil: shortcut = nil
         }
-        let family = BlockedConv(input: g.shape(node.inputs[0]), inputBlock: g.layout(node.inputs[0]).block,
+        let family = BlockedConv(role: gradient ? .dataGradient(stride: f.stride!, padding: f.padding!) : .forward,
+                                 input: g.shape(node.inputs[0]), inputBlock: g.layout(node.inputs[0]).block,
                                  output: node.shape!, block: g.layout(node.id).block,
-                                 kernel: a.kernel!, stride: a.stride!, padding: a.padding!,
+                                 kernel: f.kernel!, stride: f.stride!, padding: f.padding!,
                                  wide: a.wideTile!, narrow: a.narrowTile!,
                                  epilogue: Epilogue(shortcut: shortcut, relu: a.relu == true),
-                                 parts: a.fused ?? ["conv"])
-        let pack = layout.packOf[node.name]!
+                                 parts: a.fused ?? [gradient ? "convGradData" : "conv"])
+        let packName = gradient ? g.nodes[a.forward!].name + "#T" : node.name
+        let (pack, buffer) = g.training ? (layout.trainPackOf[packName]!, "m->tpacked") : (layout.packOf[node.name]!, "m->packed")
         var args: [CEmitter.Argument] = [.buffer(node.inputs[0])]
-        if a.padding! > 0 { args.append(.scratch(node.id)) }
-        args += [.pointer("m->packed + \(pack.pw)"), .pointer("m->packed + \(pack.pb)")]
+        if family.padded { args.append(.scratch(node.id)) }
+        args += [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
         if shortcut != nil { args.append(.buffer(node.inputs[1])) }
         return family.view(args)
     }

@@ -6,6 +6,10 @@ struct BlockedPool: KernelFamily {
     enum Kind: Hashable {
         case max(kernel: Int, stride: Int, padding: Int)
         case globalAverage
+        /// ∂ of max pool: dy (output-shaped) routed to each window's first maximum of x.
+        case maxGradient(kernel: Int, stride: Int, padding: Int)
+        /// ∂ of global average pool: NCHW C×1×1 → blocked.
+        case globalAverageGradient
     }
     var kind: Kind
     var input: Shape
@@ -19,6 +23,8 @@ struct BlockedPool: KernelFamily {
         switch kind {
         case let .max(k, s, p): return "k_maxpool\(k)s\(s)p\(p)_\(dims)"
         case .globalAverage: return "k_avgpool_\(dims)"
+        case let .maxGradient(k, s, p): return "k_maxpoolgrad\(k)s\(s)p\(p)_\(dims)"
+        case .globalAverageGradient: return "k_avgpoolgrad_\(dims)"
         }
     }
 
@@ -35,15 +41,33 @@ struct BlockedPool: KernelFamily {
             v["p"] = p
         case .globalAverage:
             v["globalAvgPool"] = true
+        case let .maxGradient(k, s, p):
+            v["maxPoolGrad"] = true
+            v["k"] = k
+            v["s"] = s
+            v["p"] = p
+        case .globalAverageGradient:
+            v["globalAvgPoolGrad"] = true
+            v["oc"] = input.c
         }
         return v
     }
 
+    /// Forward kernels are keyed by their input; gradients by the forward's input (their output).
     static func make(_ node: Node, _ g: Graph) -> CEmitter.KernelView {
-        let a = node.attrs
-        let kind: Kind = node.op == .maxPool ? .max(kernel: a.kernel!, stride: a.stride!, padding: a.padding!) : .globalAverage
-        let family = BlockedPool(kind: kind, input: g.shape(node.inputs[0]), output: node.shape!,
-                                 block: g.layout(node.inputs[0]).block)
-        return family.view([.buffer(node.inputs[0])])
+        switch node.op {
+        case .maxPool, .globalAvgPool:
+            let a = node.attrs
+            let kind: Kind = node.op == .maxPool ? .max(kernel: a.kernel!, stride: a.stride!, padding: a.padding!) : .globalAverage
+            let family = BlockedPool(kind: kind, input: g.shape(node.inputs[0]), output: node.shape!,
+                                     block: g.layout(node.inputs[0]).block)
+            return family.view([.buffer(node.inputs[0])])
+        default:
+            let f = g.nodes[node.attrs.forward!], a = f.attrs
+            let kind: Kind = node.op == .maxPoolGrad ? .maxGradient(kernel: a.kernel!, stride: a.stride!, padding: a.padding!)
+                : .globalAverageGradient
+            let family = BlockedPool(kind: kind, input: node.shape!, output: f.shape!, block: g.layout(node.id).block)
+            return family.view(node.inputs.map(CEmitter.Argument.buffer))
+        }
     }
 }

@@ -30,6 +30,9 @@ struct Epilogue: Hashable {
         /// Option A read in place: every `stride`th pixel of a `source`-shaped
         /// blocked tensor; output blocks beyond its channels add nothing.
         case zeroPad(stride: Int, source: Shape)
+        /// A data gradient's option-A adjoint: every `stride`th pixel receives the
+        /// gradient of the block output (`source`-shaped, blocked).
+        case zeroPadAdjoint(stride: Int, source: Shape)
     }
     var shortcut: Shortcut?
     var relu: Bool
@@ -40,6 +43,7 @@ struct Epilogue: Hashable {
         switch shortcut {
         case .tensor?: s += "_add"
         case let .zeroPad(stride, source)?: s += "_addzp\(source.c)x\(source.h)x\(source.w)s\(stride)"
+        case let .zeroPadAdjoint(stride, source)?: s += "_addzpT\(source.c)x\(source.h)x\(source.w)s\(stride)"
         case nil: break
         }
         return s + (relu ? "_relu" : "")
@@ -55,9 +59,9 @@ struct Epilogue: Hashable {
         case .tensor?:
             v["hasShortcut"] = true
             v["tensorShortcut"] = true
-        case let .zeroPad(stride, source)?:
+        case let .zeroPad(stride, source)?, let .zeroPadAdjoint(stride, source)?:
             v["hasShortcut"] = true
-            v["zeroPadShortcut"] = true
+            if case .zeroPad = shortcut! { v["zeroPadShortcut"] = true } else { v["zeroPadAdjoint"] = true }
             v["scC"] = source.c
             v["scBlocks"] = (source.c + block - 1) / block
             v["scH"] = source.h

@@ -1,0 +1,69 @@
+/// Train-mode batch norm in the blocked layout (templates/bn_blocked.c.mustache):
+/// the forward pass with its epilogue (shortcut add, ReLU) and the gradient
+/// with its ReLU mask and second output. Sums are per image, then in image
+/// order, so results do not depend on the thread count.
+struct BlockedBatchNorm: KernelFamily {
+    enum Kind: Hashable {
+        case forward(Epilogue)
+        /// reluMask: g = dy where the forward output was positive; second: g is also written out.
+        case gradient(reluMask: Bool, second: Bool)
+    }
+    var kind: Kind
+    var shape: Shape
+    var block: Int
+
+    var template: String { "bn_blocked.c" }
+
+    var name: String {
+        let dims = "\(shape.c)x\(shape.h)x\(shape.w)_b\(block)"
+        switch kind {
+        case let .forward(e): return "k_bntrain_\(dims)" + e.suffix
+        case let .gradient(mask, second): return "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
+        }
+    }
+
+    var values: [String: Any] {
+        var v: [String: Any] = ["outShape": "\(shape)", "oc": shape.c, "cb": (shape.c + block - 1) / block,
+                                "oh": shape.h, "ow": shape.w]
+        switch kind {
+        case let .forward(e):
+            v["batchNormTrain"] = true
+            v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
+            e.addValues(to: &v, block: block)
+        case let .gradient(mask, second):
+            v["batchNormGrad"] = true
+            v["reluMask"] = mask
+            v["hasSecond"] = second
+            v["parts"] = mask ? "BN + ReLU" : "BN"
+        }
+        return v
+    }
+
+    static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
+        let a = node.attrs
+        func p(_ name: String) -> CEmitter.Argument { .pointer("m->params + \(layout.offset[name]!)") }
+        func grad(_ name: String) -> CEmitter.Argument { .pointer("m->grads + \(layout.offset[name]!)") }
+        if node.op == .batchNormAct {
+            var shortcut: Epilogue.Shortcut?
+            switch a.shortcut {
+            case .tensor?: shortcut = .tensor
+            case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
+            case nil: shortcut = nil
+            }
+            let family = BlockedBatchNorm(kind: .forward(Epilogue(shortcut: shortcut, relu: a.relu == true)),
+                                          shape: node.shape!, block: g.layout(node.id).block)
+            return family.view(node.inputs.map(CEmitter.Argument.buffer)
+                + [p(node.name + ".weight"), p(node.name + ".bias"),
+                   .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id)])
+        }
+        let f = g.nodes[a.forward!]
+        let second = g.secondOutput(of: node.id)
+        let family = BlockedBatchNorm(kind: .gradient(reluMask: a.reluMask == true, second: second != nil),
+                                      shape: node.shape!, block: g.layout(node.id).block)
+        var args = node.inputs.map(CEmitter.Argument.buffer)
+        args += [p(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
+                 grad(f.name + ".weight"), grad(f.name + ".bias"), .scratch(node.id)]
+        if let second { args.append(.buffer(second.id)) }
+        return family.view(args)
+    }
+}
