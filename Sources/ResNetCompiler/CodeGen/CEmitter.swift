@@ -88,7 +88,8 @@ public struct CEmitter {
                     "trainable": p.trainable ? 1 : 0]
         }
         let packs: [[String: Any]] = layout.packs.map { p in
-            ["folded": p.folded ? 1 : 0, "w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb]
+            ["folded": p.folded ? 1 : 0, "w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb,
+             "winograd": p.winograd ? 1 : 0]
         }
         let folds: [[String: Any]] = layout.folds.map { f in
             ["w": f.w, "cb": f.cb, "g": f.g, "b": f.b, "mu": f.mu, "variance": f.variance,
@@ -108,7 +109,8 @@ public struct CEmitter {
             "trainPackCount": layout.trainPacks.count, "hasTrainPacks": !layout.trainPacks.isEmpty,
             "trainPackedFloats": layout.trainPackedFloats,
             "trainPacks": layout.trainPacks.map { p -> [String: Any] in
-                ["w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb, "transpose": p.transpose ? 1 : 0]
+                ["w": p.w, "b": p.b, "oc": p.oc, "c": p.c, "k": p.k, "ib": p.ib, "pw": p.pw, "pb": p.pb, "transpose": p.transpose ? 1 : 0,
+                 "winograd": p.winograd ? 1 : 0]
             },
             "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
             "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
@@ -268,6 +270,7 @@ public struct CEmitter {
 
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
         // The vector families (blocked layout) carry their own keys.
+        if case .winograd? = node.attrs.algorithm { return WinogradConv.make(node, g, layout) }
         if node.attrs.wideTile != nil { return BlockedConv.make(node, g, layout) }
         if g.layout(node.id) != .plain || g.layout(node.inputs[0]) != .plain {
             switch node.op {

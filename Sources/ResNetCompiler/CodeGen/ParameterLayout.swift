@@ -43,6 +43,14 @@ struct ParameterLayout {
         var pw: Int, pb: Int
         /// Packed for the data gradient: input and output channels swapped, taps flipped.
         var transpose = false
+        /// Winograd: U = G g Gᵀ, [36][OB][CP][16].
+        var winograd = false
+
+        /// Floats the packed weights take (before the bias), for `oc` output and `c` input channels.
+        static func weightFloats(outC: Int, inC: Int, k: Int, ib: Int, winograd: Bool) -> Int {
+            let ocp = (outC + 15) / 16 * 16, cp = (inC + ib - 1) / ib * ib
+            return winograd ? 36 * ocp * cp : ocp * cp * k * k
+        }
     }
 
     /// The training step's packs (into `m->tpacked`, from `m->params`, every
@@ -61,12 +69,14 @@ struct ParameterLayout {
             // The kernel's own input block and output channels.
             let ib = transpose ? t.layout(forward.id).block : t.layout(forward.inputs[0]).block
             let (inC, outC) = transpose ? (y.c, x.c) : (x.c, y.c)
-            let ocp = (outC + 15) / 16 * 16, cp = (inC + ib - 1) / ib * ib
+            let winograd = node.attrs.algorithm != nil && node.attrs.algorithm != .direct
+            let ocp = (outC + 15) / 16 * 16
+            let floats = Pack.weightFloats(outC: outC, inC: inC, k: k, ib: ib, winograd: winograd)
             let pack = Pack(folded: false, w: offset[forward.name + ".weight"]!,
                             b: transpose ? -1 : (offset[forward.name + ".bias"] ?? -1),
-                            oc: y.c, c: x.c, k: k, ib: ib, pw: trainPackedFloats, pb: trainPackedFloats + ocp * cp * k * k,
-                            transpose: transpose)
-            trainPackedFloats += (ocp * cp * k * k + ocp + 15) / 16 * 16
+                            oc: y.c, c: x.c, k: k, ib: ib, pw: trainPackedFloats, pb: trainPackedFloats + floats,
+                            transpose: transpose, winograd: winograd)
+            trainPackedFloats += (floats + ocp + 15) / 16 * 16
             trainPacks.append(pack)
             trainPackOf[forward.name + (transpose ? "#T" : "")] = pack
         }
@@ -100,16 +110,18 @@ struct ParameterLayout {
         for node in graph.nodes where node.attrs.wideTile != nil {
             let ib = graph.layout(node.inputs[0]).block, block = graph.layout(node.id).block
             let x = graph.shape(node.inputs[0]), out = node.shape!, k = node.attrs.kernel!
-            let ocp = (out.c + block - 1) / block * block, cp = (x.c + ib - 1) / ib * ib
+            let ocp = (out.c + block - 1) / block * block
+            let winograd = node.attrs.algorithm != nil && node.attrs.algorithm != .direct
+            let floats = Pack.weightFloats(outC: out.c, inC: x.c, k: k, ib: ib, winograd: winograd)
             let pack: Pack
             if let fold = foldOf[node.name] {
                 pack = Pack(folded: true, w: fold.fw, b: fold.fb, oc: out.c, c: x.c, k: k, ib: ib,
-                            pw: packedFloats, pb: packedFloats + ocp * cp * k * k)
+                            pw: packedFloats, pb: packedFloats + floats, winograd: winograd)
             } else {
                 pack = Pack(folded: false, w: offset[node.name + ".weight"]!, b: offset[node.name + ".bias"] ?? -1,
-                            oc: out.c, c: x.c, k: k, ib: ib, pw: packedFloats, pb: packedFloats + ocp * cp * k * k)
+                            oc: out.c, c: x.c, k: k, ib: ib, pw: packedFloats, pb: packedFloats + floats, winograd: winograd)
             }
-            packedFloats += (ocp * cp * k * k + ocp + 15) / 16 * 16
+            packedFloats += (floats + ocp + 15) / 16 * 16
             packs.append(pack)
             packOf[node.name] = pack
         }

@@ -82,6 +82,21 @@ public struct VectorTile: Hashable, Codable, Sendable, CustomStringConvertible {
     public var description: String { "\(pixels)px×\(blocks)blk" }
 }
 
+/// How a convolution is computed (chosen by Schedule).
+public enum Algorithm: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// Direct: each output accumulated from its K×K window.
+    case direct
+    /// Winograd F(4×4, 3×3) (stride-1 3×3 only): 4×4 output tiles, `rows`
+    /// tile rows of an image per work item.
+    case winograd(rows: Int)
+    public var description: String {
+        switch self {
+        case .direct: "direct"
+        case let .winograd(rows): "winograd F(4x4,3x3) rows=\(rows)"
+        }
+    }
+}
+
 /// How a fused conv's epilogue reads the shortcut it adds.
 public enum ShortcutRead: Hashable, Codable, Sendable {
     /// Add inputs[1] element by element (same shape as the output).
@@ -136,6 +151,8 @@ public struct Attributes: Hashable, Codable, Sendable {
     /// (AVX-512) and for the others (AVX2, NEON, portable C), chosen by Schedule.
     public var wideTile: VectorTile?
     public var narrowTile: VectorTile?
+    /// Vector convolutions: direct or Winograd (nil: direct).
+    public var algorithm: Algorithm?
 
     public init() {}
 }

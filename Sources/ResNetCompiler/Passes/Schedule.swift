@@ -26,7 +26,9 @@
 /// accumulators must fit: 24 vectors with 32 registers (AVX-512), 6 with 16
 /// (AVX2, where a 16-float vector is two registers and costs two FMAs); and a
 /// step takes at least the FMA latency, since each accumulator depends on the
-/// previous step.
+/// previous step; when the weights a tile streams do not fit in L1, their
+/// loads come from L2 at about half a line per cycle, which favours more
+/// pixels and fewer blocks on deep layers.
 ///
 /// Scalar tiles (NCHW kernels). A direct convolution computes
 /// `outChannels` output channels at a time (each input pixel loaded once is
@@ -131,8 +133,9 @@ public struct Schedule: Pass {
             switch node.op {
             case .conv, .fusedConv:
                 let out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
-                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 24, fmaCost: 1)
-                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 6, fmaCost: 2)
+                let steps = g.layout(node.inputs[0]).padded(x.c) * node.attrs.kernel! * node.attrs.kernel!
+                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
+                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
                 g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
                 if p > 0 { g.nodes[i].attrs.scratch = g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) }
             case .convGradData:
@@ -140,8 +143,9 @@ public struct Schedule: Pass {
                 // its pixels) and bordered by K−1−P, with the transposed, flipped
                 // kernel: the forward kernel family on a padded copy.
                 let f = g.nodes[node.attrs.forward!], dx = node.shape!, dy = f.shape!, k = f.attrs.kernel!
-                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 24, fmaCost: 1)
-                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 6, fmaCost: 2)
+                let steps = blocks(dy.c) * block * k * k
+                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
+                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
                 g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
                 g.nodes[i].attrs.scratch = blocks(dy.c) * block * (dx.h + k - 1) * (dx.w + k - 1)
             case .convGradWeight:
@@ -160,26 +164,71 @@ public struct Schedule: Pass {
                 continue
             }
         }
+        for i in g.nodes.indices where g.nodes[i].attrs.wideTile != nil {
+            if let rows = winogradRows(g.nodes[i], g) { useWinograd(&g.nodes[i], g, rows: rows) }
+        }
         return g
     }
+
+    /// Winograd F(4×4, 3×3) for a stride-1 3×3 vector conv (or the data
+    /// gradient of one) whose input is blocked and whose output is at least one
+    /// 4×4 tile: it does 36 multiply-adds per 16 outputs and channel pair where
+    /// the direct conv does 144, and its transforms (about 100 cycles per tile
+    /// and block each way, against 72·C/16 cycles of the direct conv's FMAs
+    /// per tile) cost less from 16 channels up, so the cost model takes it
+    /// wherever it applies. Returns the tile rows per work item: the fewest
+    /// that divide the tile rows and give at least 6 tiles (a register tile's
+    /// worth), so that the item's transformed tiles stay in cache.
+    static func winogradRows(_ node: Node, _ g: Graph) -> Int? {
+        let f = node.op == .convGradData ? g.nodes[node.attrs.forward!] : node
+        let out = node.shape!
+        guard f.attrs.kernel == 3, f.attrs.stride == 1, g.layout(node.inputs[0]) != .plain, out.h >= 4, out.w >= 4 else { return nil }
+        let th = (out.h + 3) / 4, tw = (out.w + 3) / 4
+        return (1...th).first { th % $0 == 0 && $0 * tw >= 6 } ?? th
+    }
+
+    static func useWinograd(_ node: inout Node, _ g: Graph, rows: Int) {
+        let out = node.shape!, x = g.shape(node.inputs[0])
+        let cb = (x.c + block - 1) / block, ob = (out.c + block - 1) / block
+        let th = (out.h + 3) / 4, tw = (out.w + 3) / 4, chunks = (th + rows - 1) / rows, tiles = rows * tw
+        node.attrs.algorithm = .winograd(rows: rows)
+        node.attrs.wideTile = vectorTile(blocks: ob, width: tiles, budget: 24, fmaCost: 1, stepsPerTile: cb * block)
+        node.attrs.narrowTile = vectorTile(blocks: ob, width: tiles, budget: 6, fmaCost: 2, stepsPerTile: cb * block)
+        node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
+        let copy = cb * block * (chunks * rows * 4 + 2) * (tw * 4 + 2)
+        node.attrs.scratch = copy + chunks * 36 * (cb + ob) * tiles * block
+    }
+
+    /// L1 data cache a tile's weights may use (of 48 KiB on Sapphire Rapids, 32 KiB
+    /// on Zen 3), and the L2 → L1 lines per cycle sustained when they do not fit
+    /// (about half the 64 B/cycle peak; Intel's optimisation manual, Zen 3's is similar).
+    static let l1Bytes = 32 * 1024
+    static let l2LinesPerCycle = 0.5
 
     /// Cycles from an FMA's issue to its result on current x86 cores (4 on Intel
     /// since Skylake and on AMD Zen 3; Agner Fog's instruction tables).
     static let fmaLatency = 4.0
 
     /// The register tile with the most useful FMAs per cycle (see the type's
-    /// comment); on a tie, the larger tile (its bias loads and stores amortise better).
-    static func vectorTile(blocks: Int, width: Int, budget: Int, fmaCost: Int) -> VectorTile {
+    /// comment); on a tie, the one with fewer output blocks (fewer weight loads
+    /// per FMA), then the wider one (its bias loads and stores amortise better).
+    /// `stepsPerTile`: the weight vectors one output block streams per tile
+    /// (input blocks × K × K × input block).
+    static func vectorTile(blocks: Int, width: Int, budget: Int, fmaCost: Int, stepsPerTile: Int) -> VectorTile {
         var best = VectorTile(blocks: 1, pixels: 1), bestRate = 0.0
         for rb in 1...blocks where blocks % rb == 0 && rb <= budget {
             for rw in 1...min(width, budget / rb) {
                 let fmas = Double(rb * rw * fmaCost), loads = Double(rb * fmaCost + rw)
                 // An accumulator is updated once per step: a step takes at least the FMA latency.
-                let cycles = max(max(fmas, loads) / 2, fmaLatency)
+                var cycles = max(max(fmas, loads) / 2, fmaLatency)
+                // Weights a tile streams that do not stay in L1 come from L2, a cache line per vector.
+                if rb * stepsPerTile * 64 > l1Bytes { cycles = max(cycles, Double(rb) / l2LinesPerCycle) }
                 let tiles = (width + rw - 1) / rw
                 let useful = Double(rb * rw * fmaCost) * Double(width) / Double(tiles * rw)
                 let rate = useful / cycles
-                let tie = abs(rate - bestRate) <= 1e-9 && rb * rw > best.blocks * best.pixels
+                // On a tie: fewer weight vectors per FMA (less L2 traffic), then the larger tile.
+                let tie = abs(rate - bestRate) <= 1e-9
+                    && (rb < best.blocks || (rb == best.blocks && rw > best.pixels))
                 if rate > bestRate + 1e-9 || tie {
                     best = VectorTile(blocks: rb, pixels: rw)
                     bestRate = rate
