@@ -172,20 +172,35 @@ public struct Schedule: Pass {
 
     /// Winograd F(4×4, 3×3) for a stride-1 3×3 vector conv (or the data
     /// gradient of one) whose input is blocked and whose output is at least one
-    /// 4×4 tile: it does 36 multiply-adds per 16 outputs and channel pair where
-    /// the direct conv does 144, and its transforms (about 100 cycles per tile
-    /// and block each way, against 72·C/16 cycles of the direct conv's FMAs
-    /// per tile) cost less from 16 channels up, so the cost model takes it
-    /// wherever it applies. Returns the tile rows per work item: the fewest
-    /// that divide the tile rows and give at least 6 tiles (a register tile's
-    /// worth), so that the item's transformed tiles stay in cache.
+    /// 4×4 tile, where the cost model (per image, so the same at any batch)
+    /// finds it faster than the direct conv. Winograd does 36 multiply-adds per
+    /// 4×4 outputs and channel pair where the direct conv does 144; its
+    /// transforms cost about 100 cycles per tile and channel block each way;
+    /// and its transformed weights (4× the direct conv's) are streamed once per
+    /// work item, from memory (8 bytes per cycle per core) when they exceed
+    /// half the L2: on deep layers with small maps (512 channels at 7×7) that
+    /// makes the direct conv faster. Returns the tile rows per work item: the
+    /// fewest that divide the tile rows and give at least 6 tiles (a register
+    /// tile's worth), so that an item's transformed tiles stay in cache.
     static func winogradRows(_ node: Node, _ g: Graph) -> Int? {
         let f = node.op == .convGradData ? g.nodes[node.attrs.forward!] : node
-        let out = node.shape!
+        let out = node.shape!, x = g.shape(node.inputs[0])
         guard f.attrs.kernel == 3, f.attrs.stride == 1, g.layout(node.inputs[0]) != .plain, out.h >= 4, out.w >= 4 else { return nil }
         let th = (out.h + 3) / 4, tw = (out.w + 3) / 4
-        return (1...th).first { th % $0 == 0 && $0 * tw >= 6 } ?? th
+        let rows = (1...th).first { th % $0 == 0 && $0 * tw >= 6 } ?? th
+        let cp = Double((x.c + block - 1) / block * block), ocp = Double((out.c + block - 1) / block * block)
+        let direct = Double(out.h * out.w) * ocp / 16 * cp * 9 / 2 / 0.9
+        let tiles = Double(th * tw)
+        var winograd = tiles * ocp / 16 * cp * 36 / 2 / 0.8 + tiles * (cp + ocp) / 16 * 100
+        let weightBytes = 36 * cp * ocp * 4
+        if weightBytes > Double(l2Bytes) / 2 { winograd += Double(th / rows) * weightBytes / memoryBytesPerCycle }
+        return winograd < direct ? rows : nil
     }
+
+    /// L2 per core (2 MiB on Sapphire Rapids; 512 KiB on Zen 3, where the L3 is near),
+    /// and what one core streams from L3 or memory per cycle.
+    static let l2Bytes = 2 * 1024 * 1024
+    static let memoryBytesPerCycle = 8.0
 
     static func useWinograd(_ node: inout Node, _ g: Graph, rows: Int) {
         let out = node.shape!, x = g.shape(node.inputs[0])
