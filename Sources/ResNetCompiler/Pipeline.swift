@@ -8,7 +8,12 @@ public struct Pipeline: Sendable {
     public struct Options: Sendable {
         /// Fold BN and fuse epilogues (off: one kernel per op, for checking fusion).
         public var fuse = true
-        public init(fuse: Bool = true) { self.fuse = fuse }
+        /// Schedules measured by `--tune`, by conv key (Schedule.tuneKey); empty: the cost model's.
+        public var choices: [String: TuneCache.Choice] = [:]
+        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:]) {
+            self.fuse = fuse
+            self.choices = choices
+        }
     }
 
     /// The front both pipelines share: a checked graph with every shape known
@@ -25,7 +30,7 @@ public struct Pipeline: Sendable {
             passes.append(FoldBatchNorm())   // eval-mode BN is affine: fold it into the conv
             passes.append(FuseEpilogues())   // shortcut add and ReLU ride in the conv's epilogue
         }
-        passes.append(Schedule())            // register tiles for the convolutions
+        passes.append(Schedule(choices: options.choices)) // layout, algorithm and register tiles per kernel
         passes.append(PlanMemory())          // one arena, buffers shared by liveness
         return Pipeline(passes: passes)
     }
@@ -38,7 +43,7 @@ public struct Pipeline: Sendable {
         if options.fuse {
             passes.append(FuseTraining())    // BN+add+ReLU one kernel; its backward fused to match
         }
-        passes.append(Schedule())
+        passes.append(Schedule(choices: options.choices))
         passes.append(PlanMemory())          // activations live until their gradient is computed
         return Pipeline(passes: passes)
     }

@@ -67,6 +67,16 @@ struct Compile: ParsableCommand {
     @Flag(help: "Skip FoldBatchNorm, FuseEpilogues and FuseTraining: one kernel per op (for checking fusion).")
     var noFuse = false
 
+    @Flag(help: ArgumentHelp("Measure the candidate schedules (direct or Winograd, register tiles) of each distinct conv on this machine and record the fastest in the tune cache; this and later compiles use them.",
+                             discussion: "Keyed by layer shape, the ISA the C compiler targets and the thread count (OMP_NUM_THREADS, else every core)."))
+    var tune = false
+
+    @Option(help: "The tune cache to write (--tune) and read. Default: $XDG_CACHE_HOME/resnet-compile/tune.json (~/.cache/…); read only if it exists.")
+    var tuneCache: String?
+
+    @Option(help: "The C compiler --tune builds its measurements with (default: $CC, else cc).")
+    var cc: String?
+
     @Flag(name: .shortAndLong, help: "Print progress to stderr.")
     var verbose = false
 
@@ -93,7 +103,8 @@ struct Compile: ParsableCommand {
         log("network \(spec.name)")
         let clock = ContinuousClock()
         let start = clock.now
-        let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse))
+        let choices = try tuneChoices(spec, log: log)
+        let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse, choices: choices))
         var dumped = ""
         let artifacts = try compiler.compile(spec, dumpAfter: dumpAfter) { dumped = $0 }
         let elapsed = clock.now - start
@@ -111,6 +122,31 @@ struct Compile: ParsableCommand {
         case .summary:
             print(Summary.table(try Pipeline.analyse(spec)), terminator: "")
         }
+    }
+
+    /// The measured schedules for this machine: `--tune` measures what the
+    /// cache lacks and saves it; otherwise an existing cache is read. Without
+    /// either, the cost model decides (no probe is built).
+    func tuneChoices(_ spec: NetworkSpec, log: @escaping (String) -> Void) throws -> [String: TuneCache.Choice] {
+        let path = tuneCache ?? TuneCache.defaultPath
+        guard tune || FileManager.default.fileExists(atPath: path) else { return [:] }
+        var cache = try TuneCache.load(path)
+        if !tune && cache.entries.isEmpty { return [:] }
+        let env = ProcessInfo.processInfo.environment
+        let compilerName = cc ?? env["CC"].flatMap { $0.isEmpty ? nil : $0 } ?? "cc"
+        guard HostTools.which(compilerName) != nil else { throw CompileError("--tune: C compiler '\(compilerName)' not found (set --cc or CC)") }
+        let threads = env["OMP_NUM_THREADS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        var tuner = Tuner(cc: compilerName, threads: threads, templates: try Templates())
+        tuner.log = tune ? { FileHandle.standardError.write(Data("resnet-compile: \($0)\n".utf8)) } : log
+        let target = try tuner.target()
+        if tune {
+            let measured = try tuner.tune(spec, options: Pipeline.Options(fuse: !noFuse), cache: &cache, target: target)
+            try cache.save(path)
+            FileHandle.standardError.write(Data("resnet-compile: tune cache \(path): \(measured) conv shape(s) measured for \(target), \(cache.entries.count) entries\n".utf8))
+        }
+        let choices = cache.choices(for: target)
+        log("tune cache \(path): \(choices.count) entries for \(target)")
+        return choices
     }
 
     static func pick(_ networks: [NetworkSpec], _ name: String?) throws -> NetworkSpec {

@@ -12,9 +12,13 @@ import Testing
         return CBuild.root + "/.build/debug/resnet-compile"
     }
 
-    func run(_ args: [String]) throws -> (status: Int32, output: String) {
-        try CBuild.run(Self.tool, args)
+    /// Runs the tool with an empty cache directory, so that a tune cache a
+    /// developer made (~/.cache/resnet-compile) does not change what it writes.
+    func run(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        try HostTools.run(Self.tool, args, environment: ["XDG_CACHE_HOME": Self.emptyCache].merging(environment) { $1 })
     }
+
+    static let emptyCache = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-compile-cli-cache-\(UUID().uuidString)").path
 
     func writeModel(_ source: String, name: String = "model.swift") throws -> (dir: String, path: String) {
         let dir = try CBuild.temporaryDirectory("cli")
@@ -153,5 +157,41 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: dir + "/out/fromjson.h"))
         let bad = try run([dir + "/nothere.json"])
         #expect(bad.status == 1 && bad.output.contains("no such model file"))
+    }
+
+    /// --tune measures each conv shape, writes the cache, and a later compile
+    /// with that cache writes the same C without measuring; a malformed cache
+    /// is an error that names the file.
+    @Test func tuneRecordsChoicesThatLaterCompilesReuse() throws {
+        let (dir, path) = try writeModel("""
+            import ResNetDSL
+            let net = Network("tiny", input: .image(channels: 16, height: 8, width: 8)) {
+                Conv2D(16, kernel: 3, padding: 1, name: "conv1")
+                BatchNorm(name: "bn1")
+                ReLU()
+                Conv2D(16, kernel: 3, padding: 1, name: "conv2")
+                BatchNorm(name: "bn2")
+                ReLU()
+                GlobalAvgPool()
+                Dense(3, name: "fc")
+                Softmax()
+            }
+            """)
+        let cache = dir + "/tune.json"
+        let env = ["OMP_NUM_THREADS": "2"]
+        let first = try run([path, "--tune", "--tune-cache", cache, "-o", dir + "/a"], environment: env)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.output.contains("tune cache \(cache): 2 conv shape(s) measured"), "\(first.output)")
+        let recorded = try TuneCache.load(cache)
+        #expect(recorded.entries.count == 2)
+        #expect(recorded.entries.keys.allSatisfy { $0.hasSuffix("|2t") && $0.hasPrefix("conv3x3s1p1 16x8x8") })
+        #expect(recorded.entries.values.allSatisfy { ($0.seconds ?? 0) > 0 })
+        let again = try run([path, "--tune-cache", cache, "-o", dir + "/b"], environment: env)
+        #expect(again.status == 0 && !again.output.contains("measured"), "\(again.output)")
+        #expect(try String(contentsOfFile: dir + "/a/tiny.c", encoding: .utf8) == String(contentsOfFile: dir + "/b/tiny.c", encoding: .utf8))
+        try "not json".write(toFile: cache, atomically: true, encoding: .utf8)
+        let bad = try run([path, "--tune-cache", cache, "-o", dir + "/c"], environment: env)
+        #expect(bad.status == 1 && bad.output.contains("tune cache \(cache) is not a resnet-compile tune cache"), "\(bad.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/c"))
     }
 }

@@ -43,14 +43,19 @@
 /// blocks) are the parallel ones.
 public struct Schedule: Pass {
     public var name: String { "Schedule" }
-    public init() {}
+    /// Measured choices (`--tune`), by `tuneKey`; the cost model decides the rest.
+    public var choices: [String: TuneCache.Choice]
+
+    public init(choices: [String: TuneCache.Choice] = [:]) {
+        self.choices = choices
+    }
 
     /// Channels per block of the blocked layout.
     public static let block = 16
 
     public func run(_ input: Graph) throws -> Graph {
         var g = input
-        if Self.canBlock(g) { return Self.scheduleBlocked(g) }
+        if Self.canBlock(g) { return Self.scheduleBlocked(g, choices: choices) }
         for i in g.nodes.indices {
             let node = g.nodes[i]
             switch node.op {
@@ -121,7 +126,7 @@ public struct Schedule: Pass {
         return true
     }
 
-    static func scheduleBlocked(_ input: Graph) -> Graph {
+    static func scheduleBlocked(_ input: Graph, choices: [String: TuneCache.Choice] = [:]) -> Graph {
         var g = input
         let writers = g.training ? trainingBlockedWriters : blockedWriters
         for i in g.nodes.indices where writers.contains(g.nodes[i].op) || g.nodes[i].op == .convGradWeight {
@@ -165,15 +170,78 @@ public struct Schedule: Pass {
             }
         }
         for i in g.nodes.indices where g.nodes[i].attrs.wideTile != nil {
-            if let rows = winogradRows(g.nodes[i], g) { useWinograd(&g.nodes[i], g, rows: rows) }
+            if let rows = winogradRows(g.nodes[i], g), winogradPays(g.nodes[i], g, rows: rows) {
+                useWinograd(&g.nodes[i], g, rows: rows)
+            }
+            if let key = tuneKey(g.nodes[i], g), let choice = choices[key] { apply(choice, to: &g.nodes[i], g) }
         }
         return g
     }
 
-    /// Winograd F(4×4, 3×3) for a stride-1 3×3 vector conv (or the data
+    /// A vector conv's key for `--tune`: what its speed depends on (shapes,
+    /// kernel, stride, padding, input layout, forward or data gradient).
+    public static func tuneKey(_ node: Node, _ g: Graph) -> String? {
+        guard node.attrs.wideTile != nil, let out = node.shape else { return nil }
+        let f = node.op == .convGradData ? g.nodes[node.attrs.forward!] : node
+        let x = g.shape(node.inputs[0]), a = f.attrs
+        return (node.op == .convGradData ? "convgd" : "conv") + "\(a.kernel!)x\(a.kernel!)s\(a.stride!)p\(a.padding!) "
+            + "\(x.c)x\(x.h)x\(x.w) \(g.layout(node.inputs[0])) -> \(out.c)x\(out.h)x\(out.w)"
+    }
+
+    /// The schedules `--tune` measures for a vector conv: the cost model's
+    /// direct tile and the runner-up, and Winograd where it applies.
+    public static func candidates(_ node: Node, _ g: Graph) -> [TuneCache.Choice] {
+        var base = node
+        let x = g.shape(node.inputs[0]), out = node.shape!
+        let k = (node.op == .convGradData ? g.nodes[node.attrs.forward!] : node).attrs.kernel!
+        let steps = node.op == .convGradData ? (x.c + block - 1) / block * block * k * k
+            : g.layout(node.inputs[0]).padded(x.c) * k * k
+        let blocks = (out.c + block - 1) / block
+        var result: [TuneCache.Choice] = []
+        for wide in rankedTiles(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps).prefix(2) {
+            let narrow = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
+            result.append(TuneCache.Choice(algorithm: .direct, wide: wide, narrow: narrow))
+        }
+        if let rows = winogradRows(node, g) {
+            useWinograd(&base, g, rows: rows)
+            result.append(TuneCache.Choice(algorithm: .winograd(rows: rows), wide: base.attrs.wideTile!, narrow: base.attrs.narrowTile!))
+        }
+        return result
+    }
+
+    /// Applies a measured choice, if it fits the node (a stale or foreign cache entry is ignored).
+    static func apply(_ choice: TuneCache.Choice, to node: inout Node, _ g: Graph) {
+        let out = node.shape!, blocks = (out.c + block - 1) / block
+        switch choice.algorithm {
+        case let .winograd(rows):
+            guard let fit = winogradRows(node, g), fit == rows else { return }
+            useWinograd(&node, g, rows: rows)
+            let tiles = rows * ((out.w + 3) / 4)
+            guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= tiles }) else { return }
+        case .direct:
+            guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= out.w }) else { return }
+            if node.attrs.algorithm != nil && node.attrs.algorithm != .direct {
+                // Back to the direct schedule the first loop set (its scratch is the padded copy).
+                node.attrs.algorithm = nil
+                let x = g.shape(node.inputs[0])
+                if node.op == .convGradData {
+                    let f = g.nodes[node.attrs.forward!], k = f.attrs.kernel!, dy = f.shape!
+                    node.attrs.scratch = (dy.c + block - 1) / block * block * (out.h + k - 1) * (out.w + k - 1)
+                } else {
+                    let p = node.attrs.padding!
+                    node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+                    node.attrs.scratch = p > 0 ? g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) : nil
+                }
+            }
+        }
+        node.attrs.wideTile = choice.wide
+        node.attrs.narrowTile = choice.narrow
+    }
+
+    /// Winograd F(4×4, 3×3) applies to a stride-1 3×3 vector conv (or the data
     /// gradient of one) whose input is blocked and whose output is at least one
-    /// 4×4 tile, where the cost model (per image, so the same at any batch)
-    /// finds it faster than the direct conv. Winograd does 36 multiply-adds per
+    /// 4×4 tile; it is used where the cost model (`winogradPays`, per image, so
+    /// the same at any batch) finds it faster than the direct conv. Winograd does 36 multiply-adds per
     /// 4×4 outputs and channel pair where the direct conv does 144; its
     /// transforms cost about 100 cycles per tile and channel block each way;
     /// and its transformed weights (4× the direct conv's) are streamed once per
@@ -184,17 +252,23 @@ public struct Schedule: Pass {
     /// tile's worth), so that an item's transformed tiles stay in cache.
     static func winogradRows(_ node: Node, _ g: Graph) -> Int? {
         let f = node.op == .convGradData ? g.nodes[node.attrs.forward!] : node
-        let out = node.shape!, x = g.shape(node.inputs[0])
+        let out = node.shape!
         guard f.attrs.kernel == 3, f.attrs.stride == 1, g.layout(node.inputs[0]) != .plain, out.h >= 4, out.w >= 4 else { return nil }
         let th = (out.h + 3) / 4, tw = (out.w + 3) / 4
-        let rows = (1...th).first { th % $0 == 0 && $0 * tw >= 6 } ?? th
+        return (1...th).first { th % $0 == 0 && $0 * tw >= 6 } ?? th
+    }
+
+    /// The cost model's verdict on Winograd with `rows` tile rows per item (see `winogradRows`).
+    static func winogradPays(_ node: Node, _ g: Graph, rows: Int) -> Bool {
+        let out = node.shape!, x = g.shape(node.inputs[0])
+        let th = (out.h + 3) / 4, tw = (out.w + 3) / 4
         let cp = Double((x.c + block - 1) / block * block), ocp = Double((out.c + block - 1) / block * block)
         let direct = Double(out.h * out.w) * ocp / 16 * cp * 9 / 2 / 0.9
         let tiles = Double(th * tw)
         var winograd = tiles * ocp / 16 * cp * 36 / 2 / 0.8 + tiles * (cp + ocp) / 16 * 100
         let weightBytes = 36 * cp * ocp * 4
         if weightBytes > Double(l2Bytes) / 2 { winograd += Double(th / rows) * weightBytes / memoryBytesPerCycle }
-        return winograd < direct ? rows : nil
+        return winograd < direct
     }
 
     /// L2 per core (2 MiB on Sapphire Rapids; 512 KiB on Zen 3, where the L3 is near),
@@ -230,7 +304,12 @@ public struct Schedule: Pass {
     /// `stepsPerTile`: the weight vectors one output block streams per tile
     /// (input blocks × K × K × input block).
     static func vectorTile(blocks: Int, width: Int, budget: Int, fmaCost: Int, stepsPerTile: Int) -> VectorTile {
-        var best = VectorTile(blocks: 1, pixels: 1), bestRate = 0.0
+        rankedTiles(blocks: blocks, width: width, budget: budget, fmaCost: fmaCost, stepsPerTile: stepsPerTile)[0]
+    }
+
+    /// Every tile that fits, best first by the cost model (ties as `vectorTile` breaks them).
+    static func rankedTiles(blocks: Int, width: Int, budget: Int, fmaCost: Int, stepsPerTile: Int) -> [VectorTile] {
+        var scored: [(tile: VectorTile, rate: Double)] = []
         for rb in 1...blocks where blocks % rb == 0 && rb <= budget {
             for rw in 1...min(width, budget / rb) {
                 let fmas = Double(rb * rw * fmaCost), loads = Double(rb * fmaCost + rw)
@@ -240,17 +319,15 @@ public struct Schedule: Pass {
                 if rb * stepsPerTile * 64 > l1Bytes { cycles = max(cycles, Double(rb) / l2LinesPerCycle) }
                 let tiles = (width + rw - 1) / rw
                 let useful = Double(rb * rw * fmaCost) * Double(width) / Double(tiles * rw)
-                let rate = useful / cycles
-                // On a tie: fewer weight vectors per FMA (less L2 traffic), then the larger tile.
-                let tie = abs(rate - bestRate) <= 1e-9
-                    && (rb < best.blocks || (rb == best.blocks && rw > best.pixels))
-                if rate > bestRate + 1e-9 || tie {
-                    best = VectorTile(blocks: rb, pixels: rw)
-                    bestRate = rate
-                }
+                scored.append((VectorTile(blocks: rb, pixels: rw), useful / cycles))
             }
         }
-        return best
+        // Best rate first; on a tie, fewer weight vectors per FMA (less L2 traffic), then the wider tile.
+        return scored.sorted {
+            if abs($0.rate - $1.rate) > 1e-9 { return $0.rate > $1.rate }
+            if $0.tile.blocks != $1.tile.blocks { return $0.tile.blocks < $1.tile.blocks }
+            return $0.tile.pixels > $1.tile.pixels
+        }.map(\.tile)
     }
 
     /// Outputs per register tile: the widest of 16/8/4/2/1 that fits a row.
