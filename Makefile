@@ -24,7 +24,7 @@ help:
 	@echo "make demo   - install deps if missing, build, compile ResNet-20 to C, build and run it"
 	@echo "make test   - run the whole test suite"
 	@echo "make build  - build the compiler (swift build)"
-	@echo "make bench  - ResNet-20 vs onnxruntime and PyTorch, and compiler speed (needs torch, onnxruntime)"
+	@echo "make bench  - ours vs onnxruntime, OpenVINO and PyTorch (installs them into .venv), and compiler speed"
 	@echo "make clean  - remove build outputs"
 
 # Installs clang's OpenMP runtime (and clang/gcc if absent) when missing, and
