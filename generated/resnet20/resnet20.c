@@ -4014,17 +4014,21 @@ static void k_convgw3x3s1p1_64x8x8_b16_64_b16(const float *RC_RESTRICT dy, const
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -4364,17 +4368,21 @@ static void k_convgw3x3s2p1_32x16x16_b16_64_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -4588,17 +4596,21 @@ static void k_convgw3x3s1p1_32x16x16_b16_32_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -4938,17 +4950,21 @@ static void k_convgw3x3s2p1_16x32x32_b16_32_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -5162,17 +5178,21 @@ static void k_convgw3x3s1p1_16x32x32_b16_16_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -5512,17 +5532,21 @@ static void k_convgw3x3s1p1_3x32x32_nchw_16_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }

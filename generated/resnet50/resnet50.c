@@ -6000,17 +6000,21 @@ static void k_convgw1x1s1p0_512x7x7_b16_2048_b16(const float *RC_RESTRICT dy, co
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -6216,17 +6220,21 @@ static void k_convgw3x3s1p1_512x7x7_b16_512_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -6345,17 +6353,21 @@ static void k_convgw1x1s1p0_2048x7x7_b16_512_b16(const float *RC_RESTRICT dy, co
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -6562,17 +6574,21 @@ static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16(const float *RC_RESTRICT dy,
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -6691,17 +6707,21 @@ static void k_convgw1x1s2p0_1024x14x14_b16_512_b16(const float *RC_RESTRICT dy, 
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -6909,17 +6929,21 @@ static void k_convgw1x1s1p0_256x14x14_b16_1024_b16(const float *RC_RESTRICT dy, 
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -7125,17 +7149,21 @@ static void k_convgw3x3s1p1_256x14x14_b16_256_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -7286,17 +7314,21 @@ static void k_convgw1x1s1p0_1024x14x14_b16_256_b16(const float *RC_RESTRICT dy, 
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -7503,17 +7535,21 @@ static void k_convgw1x1s2p0_512x28x28_b16_1024_b16(const float *RC_RESTRICT dy, 
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -7632,17 +7668,21 @@ static void k_convgw1x1s2p0_512x28x28_b16_256_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -7850,17 +7890,21 @@ static void k_convgw1x1s1p0_128x28x28_b16_512_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -8066,17 +8110,21 @@ static void k_convgw3x3s1p1_128x28x28_b16_128_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -8227,17 +8275,21 @@ static void k_convgw1x1s1p0_512x28x28_b16_128_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -8444,17 +8496,21 @@ static void k_convgw1x1s2p0_256x56x56_b16_512_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -8573,17 +8629,21 @@ static void k_convgw1x1s2p0_256x56x56_b16_128_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -8791,17 +8851,21 @@ static void k_convgw1x1s1p0_64x56x56_b16_256_b16(const float *RC_RESTRICT dy, co
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -9007,17 +9071,21 @@ static void k_convgw3x3s1p1_64x56x56_b16_64_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -9168,17 +9236,21 @@ static void k_convgw1x1s1p0_256x56x56_b16_64_b16(const float *RC_RESTRICT dy, co
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -9385,17 +9457,21 @@ static void k_convgw1x1s1p0_64x56x56_b16_64_b16(const float *RC_RESTRICT dy, con
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
@@ -9638,17 +9714,21 @@ static void k_convgw7x7s2p3_3x224x224_nchw_64_b16(const float *RC_RESTRICT dy, c
             }
         }
     }
+    /* Per (output block, input block, tap): the images' partials added in
+     * image order, reading each image's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
+        double s[IB * 16];
+        for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+            for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
+        }
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o >= OC || c >= C) continue;
-                const size_t j = ((size_t)g * IB + (size_t)l) * 16 + (size_t)lane;
-                double s = 0.0;
-                for (int i = 0; i < n; i++) s += (double)part[(size_t)i * WSIZE + j];
-                dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s;
+                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
             }
         }
     }
