@@ -46,6 +46,25 @@ struct ParameterLayout {
         /// Winograd: U = G g Gᵀ, [36][OB][CP][16].
         var winograd = false
 
+        /// The pack of vector conv (or data gradient) `node` of `g`, whose
+        /// weights (and bias `b`, −1: none; a data gradient has none) are at `w`
+        /// in `m->folded` (`folded`) or `m->params`, placed at `at`, which
+        /// moves past it to the next cache line.
+        static func of(_ node: Node, _ g: Graph, folded: Bool, w: Int, b: Int, at: inout Int) -> Pack {
+            let transpose = node.op == .convGradData
+            let forward = transpose ? g.nodes[node.attrs.forward!] : node
+            let x = g.shape(forward.inputs[0]), y = forward.shape!, k = forward.attrs.kernel!
+            // The kernel's own input (∂y for a data gradient) and output channels.
+            let ib = g.layout(node.inputs[0]).block
+            let (inC, outC) = transpose ? (y.c, x.c) : (x.c, y.c)
+            let winograd = node.attrs.algorithm != nil && node.attrs.algorithm != .direct
+            let floats = weightFloats(outC: outC, inC: inC, k: k, ib: ib, winograd: winograd)
+            let pack = Pack(folded: folded, w: w, b: transpose ? -1 : b, oc: y.c, c: x.c, k: k, ib: ib,
+                            pw: at, pb: at + floats, transpose: transpose, winograd: winograd)
+            at += (floats + (outC + 15) / 16 * 16 + 15) / 16 * 16
+            return pack
+        }
+
         /// Floats the packed weights take (before the bias), for `oc` output and `c` input channels.
         static func weightFloats(outC: Int, inC: Int, k: Int, ib: Int, winograd: Bool) -> Int {
             let ocp = (outC + 15) / 16 * 16, cp = (inC + ib - 1) / ib * ib
@@ -64,21 +83,10 @@ struct ParameterLayout {
     mutating func addTrainingPacks(_ t: Graph) {
         for node in t.nodes where node.attrs.wideTile != nil {
             let forward = node.op == .convGradData ? t.nodes[node.attrs.forward!] : node
-            let x = t.shape(forward.inputs[0]), y = forward.shape!, k = forward.attrs.kernel!
-            let transpose = node.op == .convGradData
-            // The kernel's own input block and output channels.
-            let ib = transpose ? t.layout(forward.id).block : t.layout(forward.inputs[0]).block
-            let (inC, outC) = transpose ? (y.c, x.c) : (x.c, y.c)
-            let winograd = node.attrs.algorithm != nil && node.attrs.algorithm != .direct
-            let ocp = (outC + 15) / 16 * 16
-            let floats = Pack.weightFloats(outC: outC, inC: inC, k: k, ib: ib, winograd: winograd)
-            let pack = Pack(folded: false, w: offset[forward.name + ".weight"]!,
-                            b: transpose ? -1 : (offset[forward.name + ".bias"] ?? -1),
-                            oc: y.c, c: x.c, k: k, ib: ib, pw: trainPackedFloats, pb: trainPackedFloats + floats,
-                            transpose: transpose, winograd: winograd)
-            trainPackedFloats += (floats + ocp + 15) / 16 * 16
+            let pack = Pack.of(node, t, folded: false, w: offset[forward.name + ".weight"]!,
+                               b: offset[forward.name + ".bias"] ?? -1, at: &trainPackedFloats)
             trainPacks.append(pack)
-            trainPackOf[forward.name + (transpose ? "#T" : "")] = pack
+            trainPackOf[forward.name + (pack.transpose ? "#T" : "")] = pack
         }
     }
 
@@ -108,20 +116,9 @@ struct ParameterLayout {
             foldOf[node.name] = fold
         }
         for node in graph.nodes where node.attrs.wideTile != nil {
-            let ib = graph.layout(node.inputs[0]).block, block = graph.layout(node.id).block
-            let x = graph.shape(node.inputs[0]), out = node.shape!, k = node.attrs.kernel!
-            let ocp = (out.c + block - 1) / block * block
-            let winograd = node.attrs.algorithm != nil && node.attrs.algorithm != .direct
-            let floats = Pack.weightFloats(outC: out.c, inC: x.c, k: k, ib: ib, winograd: winograd)
-            let pack: Pack
-            if let fold = foldOf[node.name] {
-                pack = Pack(folded: true, w: fold.fw, b: fold.fb, oc: out.c, c: x.c, k: k, ib: ib,
-                            pw: packedFloats, pb: packedFloats + floats, winograd: winograd)
-            } else {
-                pack = Pack(folded: false, w: offset[node.name + ".weight"]!, b: offset[node.name + ".bias"] ?? -1,
-                            oc: out.c, c: x.c, k: k, ib: ib, pw: packedFloats, pb: packedFloats + floats, winograd: winograd)
-            }
-            packedFloats += (floats + ocp + 15) / 16 * 16
+            let fold = foldOf[node.name]
+            let pack = Pack.of(node, graph, folded: fold != nil, w: fold?.fw ?? offset[node.name + ".weight"]!,
+                               b: fold?.fb ?? offset[node.name + ".bias"] ?? -1, at: &packedFloats)
             packs.append(pack)
             packOf[node.name] = pack
         }

@@ -136,23 +136,8 @@ public struct Schedule: Pass {
             let node = g.nodes[i]
             func blocks(_ c: Int) -> Int { (c + block - 1) / block }
             switch node.op {
-            case .conv, .fusedConv:
-                let out = node.shape!, x = g.shape(node.inputs[0]), p = node.attrs.padding!
-                let steps = g.layout(node.inputs[0]).padded(x.c) * node.attrs.kernel! * node.attrs.kernel!
-                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
-                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(out.c), width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
-                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
-                if p > 0 { g.nodes[i].attrs.scratch = g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) }
-            case .convGradData:
-                // A stride-1 3×3 conv of ∂y, spread by the stride (zeros between
-                // its pixels) and bordered by K−1−P, with the transposed, flipped
-                // kernel: the forward kernel family on a padded copy.
-                let f = g.nodes[node.attrs.forward!], dx = node.shape!, dy = f.shape!, k = f.attrs.kernel!
-                let steps = blocks(dy.c) * block * k * k
-                g.nodes[i].attrs.wideTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
-                g.nodes[i].attrs.narrowTile = vectorTile(blocks: blocks(dx.c), width: dx.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
-                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
-                g.nodes[i].attrs.scratch = blocks(dy.c) * block * (dx.h + k - 1) * (dx.w + k - 1)
+            case .conv, .fusedConv, .convGradData:
+                useDirect(&g.nodes[i], g)
             case .convGradWeight:
                 // The padded input copy, then one partial ∂W per image (summed in image order).
                 let f = g.nodes[node.attrs.forward!], x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, k = f.attrs.kernel!
@@ -192,10 +177,7 @@ public struct Schedule: Pass {
     /// direct tile and the runner-up, and Winograd where it applies.
     public static func candidates(_ node: Node, _ g: Graph) -> [TuneCache.Choice] {
         var base = node
-        let x = g.shape(node.inputs[0]), out = node.shape!
-        let k = (node.op == .convGradData ? g.nodes[node.attrs.forward!] : node).attrs.kernel!
-        let steps = node.op == .convGradData ? (x.c + block - 1) / block * block * k * k
-            : g.layout(node.inputs[0]).padded(x.c) * k * k
+        let out = node.shape!, steps = directSteps(node, g)
         let blocks = (out.c + block - 1) / block
         var result: [TuneCache.Choice] = []
         for wide in rankedTiles(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps).prefix(2) {
@@ -209,30 +191,48 @@ public struct Schedule: Pass {
         return result
     }
 
+    /// The weight vectors one output block streams per direct register tile:
+    /// input channels (as stored) × K × K.
+    static func directSteps(_ node: Node, _ g: Graph) -> Int {
+        let k = (node.op == .convGradData ? g.nodes[node.attrs.forward!] : node).attrs.kernel!
+        return g.layout(node.inputs[0]).padded(g.shape(node.inputs[0]).c) * k * k
+    }
+
+    /// The direct schedule of a vector conv or data gradient: the cost model's
+    /// tiles for both ISA classes and the padded input copy in scratch. A data
+    /// gradient is a stride-1 conv of ∂y, spread by the stride (zeros between
+    /// its pixels) and bordered by K−1−P, with the transposed, flipped kernel:
+    /// the forward kernel family on that padded copy.
+    static func useDirect(_ node: inout Node, _ g: Graph) {
+        let out = node.shape!, x = g.shape(node.inputs[0]), steps = directSteps(node, g)
+        let blocks = (out.c + block - 1) / block
+        node.attrs.algorithm = nil
+        node.attrs.wideTile = vectorTile(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
+        node.attrs.narrowTile = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
+        let xc = g.layout(node.inputs[0]).padded(x.c)
+        if node.op == .convGradData {
+            let k = g.nodes[node.attrs.forward!].attrs.kernel!
+            node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
+            node.attrs.scratch = xc * (out.h + k - 1) * (out.w + k - 1)
+        } else {
+            let p = node.attrs.padding!
+            node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+            node.attrs.scratch = p > 0 ? xc * (x.h + 2 * p) * (x.w + 2 * p) : nil
+        }
+    }
+
     /// Applies a measured choice, if it fits the node (a stale or foreign cache entry is ignored).
     static func apply(_ choice: TuneCache.Choice, to node: inout Node, _ g: Graph) {
         let out = node.shape!, blocks = (out.c + block - 1) / block
         switch choice.algorithm {
         case let .winograd(rows):
-            guard let fit = winogradRows(node, g), fit == rows else { return }
-            useWinograd(&node, g, rows: rows)
             let tiles = rows * ((out.w + 3) / 4)
-            guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= tiles }) else { return }
+            guard let fit = winogradRows(node, g), fit == rows,
+                  [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= tiles }) else { return }
+            useWinograd(&node, g, rows: rows)
         case .direct:
             guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= out.w }) else { return }
-            if node.attrs.algorithm != nil && node.attrs.algorithm != .direct {
-                // Back to the direct schedule the first loop set (its scratch is the padded copy).
-                node.attrs.algorithm = nil
-                let x = g.shape(node.inputs[0])
-                if node.op == .convGradData {
-                    let f = g.nodes[node.attrs.forward!], k = f.attrs.kernel!, dy = f.shape!
-                    node.attrs.scratch = (dy.c + block - 1) / block * block * (out.h + k - 1) * (out.w + k - 1)
-                } else {
-                    let p = node.attrs.padding!
-                    node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
-                    node.attrs.scratch = p > 0 ? g.layout(node.inputs[0]).padded(x.c) * (x.h + 2 * p) * (x.w + 2 * p) : nil
-                }
-            }
+            useDirect(&node, g)
         }
         node.attrs.wideTile = choice.wide
         node.attrs.narrowTile = choice.narrow

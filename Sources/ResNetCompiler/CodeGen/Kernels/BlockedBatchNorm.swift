@@ -44,13 +44,7 @@ struct BlockedBatchNorm: KernelFamily {
         func p(_ name: String) -> CEmitter.Argument { .pointer("m->params + \(layout.offset[name]!)") }
         func grad(_ name: String) -> CEmitter.Argument { .pointer("m->grads + \(layout.offset[name]!)") }
         if node.op == .batchNormAct {
-            var shortcut: Epilogue.Shortcut?
-            switch a.shortcut {
-            case .tensor?: shortcut = .tensor
-            case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
-            case nil: shortcut = nil
-            }
-            let family = BlockedBatchNorm(kind: .forward(Epilogue(shortcut: shortcut, relu: a.relu == true)),
+            let family = BlockedBatchNorm(kind: .forward(Epilogue.of(node, g)),
                                           shape: node.shape!, block: g.layout(node.id).block)
             return family.view(node.inputs.map(CEmitter.Argument.buffer)
                 + [p(node.name + ".weight"), p(node.name + ".bias"),

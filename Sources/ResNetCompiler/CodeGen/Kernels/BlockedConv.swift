@@ -86,26 +86,18 @@ struct BlockedConv: KernelFamily {
         let a = node.attrs
         let gradient = node.op == .convGradData
         let f = gradient ? g.nodes[a.forward!].attrs : a
-        var shortcut: Epilogue.Shortcut?
-        switch gradient ? a.gradShortcut : a.shortcut {
-        case .tensor?: shortcut = .tensor
-        case let .zeroPad(stride, _)? where gradient: shortcut = .zeroPadAdjoint(stride: stride, source: g.shape(node.inputs[1]))
-        case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
-        case nil: shortcut = nil
-        }
+        let epilogue = Epilogue.of(node, g)
         let family = BlockedConv(role: gradient ? .dataGradient(stride: f.stride!, padding: f.padding!) : .forward,
                                  input: g.shape(node.inputs[0]), inputBlock: g.layout(node.inputs[0]).block,
                                  output: node.shape!, block: g.layout(node.id).block,
                                  kernel: f.kernel!, stride: f.stride!, padding: f.padding!,
                                  wide: a.wideTile!, narrow: a.narrowTile!,
-                                 epilogue: Epilogue(shortcut: shortcut, relu: a.relu == true),
+                                 epilogue: epilogue,
                                  parts: a.fused ?? [gradient ? "convGradData" : "conv"])
-        let packName = gradient ? g.nodes[a.forward!].name + "#T" : node.name
-        let (pack, buffer) = g.training ? (layout.trainPackOf[packName]!, "m->tpacked") : (layout.packOf[node.name]!, "m->packed")
         var args: [CEmitter.Argument] = [.buffer(node.inputs[0])]
         if family.padded { args.append(.scratch(node.id)) }
-        args += [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
-        if shortcut != nil { args.append(.buffer(node.inputs[1])) }
+        args += packedWeights(node, g, layout)
+        if epilogue.shortcut != nil { args.append(.buffer(node.inputs[1])) }
         return family.view(args)
     }
 }

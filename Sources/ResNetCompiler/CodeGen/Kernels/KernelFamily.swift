@@ -12,6 +12,15 @@ protocol KernelFamily: Hashable {
     var values: [String: Any] { get }
 }
 
+/// Where a vector conv's packed weights and padded bias are: `m->packed`
+/// (inference, by the conv's name) or `m->tpacked` (the training step; a data
+/// gradient's transposed kernel by the forward conv's name + "#T").
+func packedWeights(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> [CEmitter.Argument] {
+    let name = node.op == .convGradData ? g.nodes[node.attrs.forward!].name + "#T" : node.name
+    let (pack, buffer) = g.training ? (layout.trainPackOf[name]!, "m->tpacked") : (layout.packOf[name]!, "m->packed")
+    return [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
+}
+
 extension KernelFamily {
     /// The view the emitter renders: the key's name and values, plus the call's arguments.
     func view(_ args: [CEmitter.Argument]) -> CEmitter.KernelView {
@@ -36,6 +45,20 @@ struct Epilogue: Hashable {
     }
     var shortcut: Shortcut?
     var relu: Bool
+
+    /// A node's epilogue: its shortcut (the data gradient's `gradShortcut`,
+    /// read as the option-A adjoint) and its ReLU.
+    static func of(_ node: Node, _ g: Graph) -> Epilogue {
+        let gradient = node.op == .convGradData
+        var shortcut: Shortcut?
+        switch gradient ? node.attrs.gradShortcut : node.attrs.shortcut {
+        case .tensor?: shortcut = .tensor
+        case let .zeroPad(stride, _)? where gradient: shortcut = .zeroPadAdjoint(stride: stride, source: g.shape(node.inputs[1]))
+        case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
+        case nil: shortcut = nil
+        }
+        return Epilogue(shortcut: shortcut, relu: node.attrs.relu == true)
+    }
 
     /// `_add`, `_addzp<C>x<H>x<W>s<stride>`, then `_relu`.
     var suffix: String {

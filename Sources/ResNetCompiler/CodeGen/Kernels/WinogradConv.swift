@@ -43,23 +43,14 @@ struct WinogradConv: KernelFamily {
         let gradient = node.op == .convGradData
         let f = gradient ? g.nodes[a.forward!] : node
         guard case let .winograd(rows)? = a.algorithm else { preconditionFailure("not a Winograd conv") }
-        var shortcut: Epilogue.Shortcut?
-        switch gradient ? a.gradShortcut : a.shortcut {
-        case .tensor?: shortcut = .tensor
-        case let .zeroPad(stride, _)? where gradient: shortcut = .zeroPadAdjoint(stride: stride, source: g.shape(node.inputs[1]))
-        case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
-        case nil: shortcut = nil
-        }
+        let epilogue = Epilogue.of(node, g)
         let family = WinogradConv(gradient: gradient, input: g.shape(node.inputs[0]), output: node.shape!,
                                   block: g.layout(node.id).block, padding: f.attrs.padding!, rows: rows,
                                   wide: a.wideTile!, narrow: a.narrowTile!,
-                                  epilogue: Epilogue(shortcut: shortcut, relu: a.relu == true),
+                                  epilogue: epilogue,
                                   parts: a.fused ?? [gradient ? "convGradData" : "conv"])
-        let packName = gradient ? f.name + "#T" : node.name
-        let (pack, buffer) = g.training ? (layout.trainPackOf[packName]!, "m->tpacked") : (layout.packOf[node.name]!, "m->packed")
-        var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .scratch(node.id),
-                                         .pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
-        if shortcut != nil { args.append(.buffer(node.inputs[1])) }
+        var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .scratch(node.id)] + packedWeights(node, g, layout)
+        if epilogue.shortcut != nil { args.append(.buffer(node.inputs[1])) }
         return family.view(args)
     }
 }
