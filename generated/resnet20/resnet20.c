@@ -1126,15 +1126,21 @@ RC_VEC_FN void rc_pad_blocked(float *RC_RESTRICT dst, const float *RC_RESTRICT s
         for (int b = 0; b < cb; b++) {
             for (int r = 0; r < hp; r++) {
                 float *row = dst + (((size_t)i * (size_t)cb + (size_t)b) * (size_t)hp + (size_t)r) * (size_t)(wp * ib);
-                for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
                 const int rr = r - t;
-                if (rr < 0 || rr % d != 0 || rr / d >= h) continue;
+                if (rr < 0 || rr % d != 0 || rr / d >= h) {
+                    for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
+                    continue;
+                }
                 const float *srow = src + (((size_t)i * (size_t)cb + (size_t)b) * (size_t)h + (size_t)(rr / d)) * (size_t)(w * ib);
                 if (d == 1) {
-                    /* a contiguous row (a strided store here is what gcc 12 -O3 mis-vectorised) */
-                    float *to = row + (size_t)(t * ib);
+                    /* zeros on both sides, the row between (each a contiguous
+                     * run: a strided store here is what gcc 12 -O3 mis-vectorised) */
+                    float *to = row + (size_t)(t * ib), *after = to + (size_t)(w * ib);
+                    for (int j = 0; j < t * ib; j++) row[j] = 0.0f;
                     for (int j = 0; j < w * ib; j++) to[j] = srow[j];
+                    for (int j = 0; j < (wp - t - w) * ib; j++) after[j] = 0.0f;
                 } else {
+                    for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
                     for (int q = 0; q < w; q++) {
                         float *to = row + (size_t)((t + q * d) * ib);
                         const float *from = srow + (size_t)(q * ib);
@@ -1259,6 +1265,15 @@ RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_REST
 #else
 #define RC_UNROLL
 #endif
+
+/* Images whose weight-gradient contributions share one partial sum: a
+ * function of n only, so the bits do not depend on the thread count; up to 8
+ * (fewer partials to add), while n / G ≥ 16 leaves work items for the threads. */
+RC_VEC_FN int rc_images_per_partial(int n)
+{
+    const int g = n / 16;
+    return g < 1 ? 1 : (g > 8 ? 8 : g);
+}
 
 enum {
     NUM_PARAMS = 97,    /* tensors in the state dict, num_batches_tracked aside */
@@ -3971,58 +3986,77 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
 
 /* ∂W of conv 3×3/1 pad 1: 64×8×8 NCHW16c → 64×8×8 NCHW16c
  * used by layer3.2.conv2.grad_weight, layer3.2.conv1.grad_weight, layer3.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_64x8x8_b16_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 64, IB = 16, CB = 4, H = 8, W = 8, OC = 64, OB = 4, OH = 8, OW = 8,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 8,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -4325,58 +4359,77 @@ static void k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(const float *
 
 /* ∂W of conv 3×3/2 pad 1: 32×16×16 NCHW16c → 64×8×8 NCHW16c
  * used by layer3.0.conv1.grad_weight */
-static void k_convgw3x3s2p1_32x16x16_b16_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 32, IB = 16, CB = 2, H = 16, W = 16, OC = 64, OB = 4, OH = 8, OW = 8,
            K = 3, S = 2, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 8,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -4553,58 +4606,77 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
 
 /* ∂W of conv 3×3/1 pad 1: 32×16×16 NCHW16c → 32×16×16 NCHW16c
  * used by layer2.2.conv2.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_32x16x16_b16_32_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 32, IB = 16, CB = 2, H = 16, W = 16, OC = 32, OB = 2, OH = 16, OW = 16,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 10,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -4907,58 +4979,77 @@ static void k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(const float
 
 /* ∂W of conv 3×3/2 pad 1: 16×32×32 NCHW16c → 32×16×16 NCHW16c
  * used by layer2.0.conv1.grad_weight */
-static void k_convgw3x3s2p1_16x32x32_b16_32_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 16, IB = 16, CB = 1, H = 32, W = 32, OC = 32, OB = 2, OH = 16, OW = 16,
            K = 3, S = 2, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 4,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -5135,58 +5226,77 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
 
 /* ∂W of conv 3×3/1 pad 1: 16×32×32 NCHW16c → 16×32×32 NCHW16c
  * used by layer1.2.conv2.grad_weight, layer1.2.conv1.grad_weight, layer1.1.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_16x32x32_b16_16_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 16, IB = 16, CB = 1, H = 32, W = 32, OC = 16, OB = 1, OH = 32, OW = 32,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 4,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -5489,58 +5599,77 @@ static void k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(const float
 
 /* ∂W of conv 3×3/1 pad 1: 3×32×32 NCHW → 16×32×32 NCHW16c
  * used by conv1.grad_weight */
-static void k_convgw3x3s1p1_3x32x32_nchw_16_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 3, IB = 1, CB = 3, H = 32, W = 32, OC = 16, OB = 1, OH = 32, OW = 32,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 11,
+#if RC_VEC_WIDE
+           LC = 1
+#else
+           LC = 1
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -5778,61 +5907,61 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_densegrad_64_10(arena + (size_t)4176 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, arena + (size_t)432192 * mb, n); /* fc.grad */
     k_avgpoolgrad_64x8x8_b16(arena + (size_t)432192 * mb, arena + (size_t)4096 * mb, n); /* avgpool1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)4096 * mb, arena + (size_t)24832 * mb, arena + (size_t)0 * mb, m->params + 270192, m->bn_stats + 1248, m->grads + 270192, m->grads + 270256, arena + (size_t)8192 * mb, arena + (size_t)424000 * mb, arena + (size_t)419904 * mb, n); /* layer3.2.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16(arena + (size_t)419904 * mb, arena + (size_t)415808 * mb, arena + (size_t)0 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)419904 * mb, arena + (size_t)415808 * mb, arena + (size_t)0 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)419904 * mb, arena + (size_t)0 * mb, m->tpacked + 1001056, m->tpacked + 1148512, arena + (size_t)24832 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)24832 * mb, arena + (size_t)411712 * mb, arena + (size_t)415808 * mb, m->params + 233072, m->bn_stats + 1120, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, arena + (size_t)428096 * mb, n); /* layer3.2.bn1.grad */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16(arena + (size_t)428096 * mb, arena + (size_t)407616 * mb, arena + (size_t)0 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)428096 * mb, arena + (size_t)407616 * mb, arena + (size_t)0 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)428096 * mb, arena + (size_t)0 * mb, m->tpacked + 1148576, m->tpacked + 1296032, arena + (size_t)424000 * mb, arena + (size_t)24832 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)24832 * mb, arena + (size_t)403520 * mb, arena + (size_t)407616 * mb, m->params + 195952, m->bn_stats + 992, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, arena + (size_t)415808 * mb, arena + (size_t)411712 * mb, n); /* layer3.1.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16(arena + (size_t)411712 * mb, arena + (size_t)399424 * mb, arena + (size_t)0 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)411712 * mb, arena + (size_t)399424 * mb, arena + (size_t)0 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)411712 * mb, arena + (size_t)0 * mb, m->tpacked + 1296096, m->tpacked + 1443552, arena + (size_t)24832 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)24832 * mb, arena + (size_t)395328 * mb, arena + (size_t)399424 * mb, m->params + 158832, m->bn_stats + 864, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, arena + (size_t)403520 * mb, n); /* layer3.1.bn1.grad */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16(arena + (size_t)403520 * mb, arena + (size_t)391232 * mb, arena + (size_t)0 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)403520 * mb, arena + (size_t)391232 * mb, arena + (size_t)0 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)403520 * mb, arena + (size_t)0 * mb, m->tpacked + 1443616, m->tpacked + 1591072, arena + (size_t)415808 * mb, arena + (size_t)24832 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)24832 * mb, arena + (size_t)387136 * mb, arena + (size_t)391232 * mb, m->params + 121712, m->bn_stats + 736, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, arena + (size_t)395328 * mb, arena + (size_t)407616 * mb, n); /* layer3.0.bn2.grad */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16(arena + (size_t)407616 * mb, arena + (size_t)383040 * mb, arena + (size_t)0 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)407616 * mb, arena + (size_t)383040 * mb, arena + (size_t)0 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)407616 * mb, arena + (size_t)0 * mb, m->tpacked + 1591136, m->tpacked + 1738592, arena + (size_t)24832 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)24832 * mb, arena + (size_t)378944 * mb, arena + (size_t)383040 * mb, m->params + 84592, m->bn_stats + 608, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, arena + (size_t)415808 * mb, n); /* layer3.0.bn1.grad */
-    k_convgw3x3s2p1_32x16x16_b16_64_b16(arena + (size_t)415808 * mb, arena + (size_t)370752 * mb, arena + (size_t)0 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
+    k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)415808 * mb, arena + (size_t)370752 * mb, arena + (size_t)0 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(arena + (size_t)415808 * mb, arena + (size_t)0 * mb, m->tpacked + 1738656, m->tpacked + 1757088, arena + (size_t)395328 * mb, arena + (size_t)20736 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)20736 * mb, arena + (size_t)362560 * mb, arena + (size_t)370752 * mb, m->params + 66032, m->bn_stats + 544, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, arena + (size_t)387136 * mb, arena + (size_t)378944 * mb, n); /* layer2.2.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16(arena + (size_t)378944 * mb, arena + (size_t)354368 * mb, arena + (size_t)0 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(arena + (size_t)378944 * mb, arena + (size_t)354368 * mb, arena + (size_t)0 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)378944 * mb, arena + (size_t)0 * mb, m->tpacked + 1757120, m->tpacked + 1793984, arena + (size_t)362560 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)362560 * mb, arena + (size_t)346176 * mb, arena + (size_t)354368 * mb, m->params + 56688, m->bn_stats + 480, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, arena + (size_t)370752 * mb, n); /* layer2.2.bn1.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16(arena + (size_t)370752 * mb, arena + (size_t)337984 * mb, arena + (size_t)0 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(arena + (size_t)370752 * mb, arena + (size_t)337984 * mb, arena + (size_t)0 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)370752 * mb, arena + (size_t)0 * mb, m->tpacked + 1794016, m->tpacked + 1830880, arena + (size_t)387136 * mb, arena + (size_t)346176 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)346176 * mb, arena + (size_t)329792 * mb, arena + (size_t)337984 * mb, m->params + 47344, m->bn_stats + 416, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, arena + (size_t)362560 * mb, arena + (size_t)354368 * mb, n); /* layer2.1.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16(arena + (size_t)354368 * mb, arena + (size_t)321600 * mb, arena + (size_t)0 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(arena + (size_t)354368 * mb, arena + (size_t)321600 * mb, arena + (size_t)0 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)354368 * mb, arena + (size_t)0 * mb, m->tpacked + 1830912, m->tpacked + 1867776, arena + (size_t)329792 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)329792 * mb, arena + (size_t)313408 * mb, arena + (size_t)321600 * mb, m->params + 38000, m->bn_stats + 352, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, arena + (size_t)387136 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16(arena + (size_t)387136 * mb, arena + (size_t)305216 * mb, arena + (size_t)0 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(arena + (size_t)387136 * mb, arena + (size_t)305216 * mb, arena + (size_t)0 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)387136 * mb, arena + (size_t)0 * mb, m->tpacked + 1867808, m->tpacked + 1904672, arena + (size_t)362560 * mb, arena + (size_t)313408 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)313408 * mb, arena + (size_t)80000 * mb, arena + (size_t)305216 * mb, m->params + 28656, m->bn_stats + 288, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, arena + (size_t)321600 * mb, arena + (size_t)362560 * mb, n); /* layer2.0.bn2.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16(arena + (size_t)362560 * mb, arena + (size_t)71808 * mb, arena + (size_t)0 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r10(arena + (size_t)362560 * mb, arena + (size_t)71808 * mb, arena + (size_t)0 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)362560 * mb, arena + (size_t)0 * mb, m->tpacked + 1904704, m->tpacked + 1941568, arena + (size_t)80000 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)80000 * mb, arena + (size_t)63616 * mb, arena + (size_t)71808 * mb, m->params + 19312, m->bn_stats + 224, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, arena + (size_t)395328 * mb, n); /* layer2.0.bn1.grad */
-    k_convgw3x3s2p1_16x32x32_b16_32_b16(arena + (size_t)395328 * mb, arena + (size_t)47232 * mb, arena + (size_t)0 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
+    k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)395328 * mb, arena + (size_t)47232 * mb, arena + (size_t)0 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(arena + (size_t)395328 * mb, arena + (size_t)0 * mb, m->tpacked + 1941600, m->tpacked + 1946208, arena + (size_t)321600 * mb, arena + (size_t)63616 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)63616 * mb, arena + (size_t)288832 * mb, arena + (size_t)47232 * mb, m->params + 14640, m->bn_stats + 192, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, arena + (size_t)321600 * mb, arena + (size_t)305216 * mb, n); /* layer1.2.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)305216 * mb, arena + (size_t)272448 * mb, arena + (size_t)0 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)305216 * mb, arena + (size_t)272448 * mb, arena + (size_t)0 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)305216 * mb, arena + (size_t)0 * mb, m->tpacked + 1946224, m->tpacked + 1955440, arena + (size_t)288832 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)288832 * mb, arena + (size_t)256064 * mb, arena + (size_t)272448 * mb, m->params + 12272, m->bn_stats + 160, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, arena + (size_t)337984 * mb, n); /* layer1.2.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)337984 * mb, arena + (size_t)239680 * mb, arena + (size_t)0 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)337984 * mb, arena + (size_t)239680 * mb, arena + (size_t)0 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)337984 * mb, arena + (size_t)0 * mb, m->tpacked + 1955456, m->tpacked + 1964672, arena + (size_t)321600 * mb, arena + (size_t)256064 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)256064 * mb, arena + (size_t)223296 * mb, arena + (size_t)239680 * mb, m->params + 9904, m->bn_stats + 128, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, arena + (size_t)288832 * mb, arena + (size_t)272448 * mb, n); /* layer1.1.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)272448 * mb, arena + (size_t)206912 * mb, arena + (size_t)0 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)272448 * mb, arena + (size_t)206912 * mb, arena + (size_t)0 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)272448 * mb, arena + (size_t)0 * mb, m->tpacked + 1964688, m->tpacked + 1973904, arena + (size_t)223296 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)223296 * mb, arena + (size_t)190528 * mb, arena + (size_t)206912 * mb, m->params + 7536, m->bn_stats + 96, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, arena + (size_t)239680 * mb, n); /* layer1.1.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)239680 * mb, arena + (size_t)174144 * mb, arena + (size_t)0 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)239680 * mb, arena + (size_t)174144 * mb, arena + (size_t)0 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)239680 * mb, arena + (size_t)0 * mb, m->tpacked + 1973920, m->tpacked + 1983136, arena + (size_t)288832 * mb, arena + (size_t)190528 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)190528 * mb, arena + (size_t)157760 * mb, arena + (size_t)174144 * mb, m->params + 5168, m->bn_stats + 64, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, arena + (size_t)223296 * mb, arena + (size_t)206912 * mb, n); /* layer1.0.bn2.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)206912 * mb, arena + (size_t)141376 * mb, arena + (size_t)0 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)206912 * mb, arena + (size_t)141376 * mb, arena + (size_t)0 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)206912 * mb, arena + (size_t)0 * mb, m->tpacked + 1983152, m->tpacked + 1992368, arena + (size_t)157760 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)157760 * mb, arena + (size_t)124992 * mb, arena + (size_t)141376 * mb, m->params + 2800, m->bn_stats + 32, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, arena + (size_t)174144 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16(arena + (size_t)174144 * mb, arena + (size_t)108608 * mb, arena + (size_t)0 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r4(arena + (size_t)174144 * mb, arena + (size_t)108608 * mb, arena + (size_t)0 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)174144 * mb, arena + (size_t)0 * mb, m->tpacked + 1992384, m->tpacked + 2001600, arena + (size_t)223296 * mb, arena + (size_t)124992 * mb, n); /* layer1.0.conv1.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)124992 * mb, arena + (size_t)92224 * mb, arena + (size_t)108608 * mb, m->params + 432, m->bn_stats + 0, m->grads + 432, m->grads + 448, arena + (size_t)16384 * mb, arena + (size_t)0 * mb, n); /* bn1.grad */
-    k_convgw3x3s1p1_3x32x32_nchw_16_b16(arena + (size_t)0 * mb, x, arena + (size_t)16384 * mb, m->grads + 0, n); /* conv1.grad_weight */
+    k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(arena + (size_t)0 * mb, x, arena + (size_t)16384 * mb, m->grads + 0, n); /* conv1.grad_weight */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,

@@ -1126,15 +1126,21 @@ RC_VEC_FN void rc_pad_blocked(float *RC_RESTRICT dst, const float *RC_RESTRICT s
         for (int b = 0; b < cb; b++) {
             for (int r = 0; r < hp; r++) {
                 float *row = dst + (((size_t)i * (size_t)cb + (size_t)b) * (size_t)hp + (size_t)r) * (size_t)(wp * ib);
-                for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
                 const int rr = r - t;
-                if (rr < 0 || rr % d != 0 || rr / d >= h) continue;
+                if (rr < 0 || rr % d != 0 || rr / d >= h) {
+                    for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
+                    continue;
+                }
                 const float *srow = src + (((size_t)i * (size_t)cb + (size_t)b) * (size_t)h + (size_t)(rr / d)) * (size_t)(w * ib);
                 if (d == 1) {
-                    /* a contiguous row (a strided store here is what gcc 12 -O3 mis-vectorised) */
-                    float *to = row + (size_t)(t * ib);
+                    /* zeros on both sides, the row between (each a contiguous
+                     * run: a strided store here is what gcc 12 -O3 mis-vectorised) */
+                    float *to = row + (size_t)(t * ib), *after = to + (size_t)(w * ib);
+                    for (int j = 0; j < t * ib; j++) row[j] = 0.0f;
                     for (int j = 0; j < w * ib; j++) to[j] = srow[j];
+                    for (int j = 0; j < (wp - t - w) * ib; j++) after[j] = 0.0f;
                 } else {
+                    for (int j = 0; j < wp * ib; j++) row[j] = 0.0f;
                     for (int q = 0; q < w; q++) {
                         float *to = row + (size_t)((t + q * d) * ib);
                         const float *from = srow + (size_t)(q * ib);
@@ -1259,6 +1265,15 @@ RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_REST
 #else
 #define RC_UNROLL
 #endif
+
+/* Images whose weight-gradient contributions share one partial sum: a
+ * function of n only, so the bits do not depend on the thread count; up to 8
+ * (fewer partials to add), while n / G ≥ 16 leaves work items for the threads. */
+RC_VEC_FN int rc_images_per_partial(int n)
+{
+    const int g = n / 16;
+    return g < 1 ? 1 : (g > 8 ? 8 : g);
+}
 
 enum {
     NUM_PARAMS = 267,    /* tensors in the state dict, num_batches_tracked aside */
@@ -5958,57 +5973,76 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
 
 /* ∂W of conv 1×1/1 pad 0: 512×7×7 NCHW16c → 2048×7×7 NCHW16c
  * used by layer4.2.conv3.grad_weight, layer4.1.conv3.grad_weight, layer4.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_512x7x7_b16_2048_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 2048, OB = 128, OH = 7, OW = 7,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 7,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -6177,58 +6211,77 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
 
 /* ∂W of conv 3×3/1 pad 1: 512×7×7 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.2.conv2.grad_weight, layer4.1.conv2.grad_weight, layer4.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_512x7x7_b16_512_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 7,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -6311,57 +6364,76 @@ static void k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRIC
 
 /* ∂W of conv 1×1/1 pad 0: 2048×7×7 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.2.conv1.grad_weight, layer4.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_2048x7x7_b16_512_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 2048, IB = 16, CB = 128, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 7,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -6532,57 +6604,76 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
 
 /* ∂W of conv 1×1/2 pad 0: 1024×14×14 NCHW16c → 2048×7×7 NCHW16c
  * used by layer4.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 2048, OB = 128, OH = 7, OW = 7,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 7,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -6665,57 +6756,76 @@ static void k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(const float *RC_RESTR
 
 /* ∂W of conv 1×1/2 pad 0: 1024×14×14 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_1024x14x14_b16_512_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 512, OB = 32, OH = 7, OW = 7,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 7,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -6887,57 +6997,76 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
 
 /* ∂W of conv 1×1/1 pad 0: 256×14×14 NCHW16c → 1024×14×14 NCHW16c
  * used by layer3.5.conv3.grad_weight, layer3.4.conv3.grad_weight, layer3.3.conv3.grad_weight and 3 more */
-static void k_convgw1x1s1p0_256x14x14_b16_1024_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 1024, OB = 64, OH = 14, OW = 14,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 13,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -7106,58 +7235,77 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 256×14×14 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.5.conv2.grad_weight, layer3.4.conv2.grad_weight, layer3.3.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_256x14x14_b16_256_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 11,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -7272,57 +7420,76 @@ static void k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(const float *
 
 /* ∂W of conv 1×1/1 pad 0: 1024×14×14 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.5.conv1.grad_weight, layer3.4.conv1.grad_weight, layer3.3.conv1.grad_weight and 2 more */
-static void k_convgw1x1s1p0_1024x14x14_b16_256_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 13,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -7493,57 +7660,76 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
 
 /* ∂W of conv 1×1/2 pad 0: 512×28×28 NCHW16c → 1024×14×14 NCHW16c
  * used by layer3.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_512x28x28_b16_1024_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 1024, OB = 64, OH = 14, OW = 14,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 5,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -7626,57 +7812,76 @@ static void k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(const float *RC_REST
 
 /* ∂W of conv 1×1/2 pad 0: 512×28×28 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_512x28x28_b16_256_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 256, OB = 16, OH = 14, OW = 14,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 5,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -7848,57 +8053,76 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
 
 /* ∂W of conv 1×1/1 pad 0: 128×28×28 NCHW16c → 512×28×28 NCHW16c
  * used by layer2.3.conv3.grad_weight, layer2.2.conv3.grad_weight, layer2.1.conv3.grad_weight, layer2.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_128x28x28_b16_512_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 128, IB = 16, CB = 8, H = 28, W = 28, OC = 512, OB = 32, OH = 28, OW = 28,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 6,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -8067,58 +8291,77 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 128×28×28 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.3.conv2.grad_weight, layer2.2.conv2.grad_weight, layer2.1.conv2.grad_weight, layer2.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_128x28x28_b16_128_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 128, IB = 16, CB = 8, H = 28, W = 28, OC = 128, OB = 8, OH = 28, OW = 28,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 5,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -8233,57 +8476,76 @@ static void k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(const float *
 
 /* ∂W of conv 1×1/1 pad 0: 512×28×28 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.3.conv1.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_512x28x28_b16_128_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 128, OB = 8, OH = 28, OW = 28,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 6,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -8454,57 +8716,76 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂W of conv 1×1/2 pad 0: 256×56×56 NCHW16c → 512×28×28 NCHW16c
  * used by layer2.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_256x56x56_b16_512_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 512, OB = 32, OH = 28, OW = 28,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 3,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -8587,57 +8868,76 @@ static void k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(const float *RC_RESTR
 
 /* ∂W of conv 1×1/2 pad 0: 256×56×56 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_256x56x56_b16_128_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 128, OB = 8, OH = 28, OW = 28,
            K = 1, S = 2, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 3,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -8809,57 +9109,76 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 NCHW16c → 256×56×56 NCHW16c
  * used by layer1.2.conv3.grad_weight, layer1.1.conv3.grad_weight, layer1.0.downsample.0.grad_weight, layer1.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_b16_256_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 256, OB = 16, OH = 56, OW = 56,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 3,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -9028,58 +9347,77 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
 
 /* ∂W of conv 3×3/1 pad 1: 64×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.2.conv2.grad_weight, layer1.1.conv2.grad_weight, layer1.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_64x56x56_b16_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
            K = 3, S = 1, P = 1, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 2,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -9194,57 +9532,76 @@ static void k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(const float *RC
 
 /* ∂W of conv 1×1/1 pad 0: 256×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.2.conv1.grad_weight, layer1.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_256x56x56_b16_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 3,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -9415,57 +9772,76 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.0.conv1.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_b16_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
            K = 1, S = 1, P = 0, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 3,
+#if RC_VEC_WIDE
+           LC = 16
+#else
+           LC = 4
+#endif
+    };
     const float *RC_RESTRICT input = x;
     float *RC_RESTRICT part = scratch;
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -9671,58 +10047,77 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
 
 /* ∂W of conv 7×7/2 pad 3: 3×224×224 NCHW → 64×112×112 NCHW16c
  * used by conv1.grad_weight */
-static void k_convgw7x7s2p3_3x224x224_nchw_64_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
 {
-    /* For one image, one output block and one input block, each tap (ky, kx)
-     * keeps IB vector accumulators (16 output channels each) over the image's
-     * pixels: one ∂y vector loaded, one input value broadcast per input
-     * channel. Every image writes its own partial sums (scratch, after the
-     * padded input copy); they are added in image order, so the result has the
-     * same bits at any thread count, and unpacked into the state-dict layout. */
+    /* Work item: a group of G images × one output block × one input block.
+     * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
+     * scratch after the padded input copy) is built band by band: BR output
+     * rows of ∂y and the input rows they read stay in L1 while every tap and
+     * every group of LC input channels passes over them, LC vector
+     * accumulators each (one ∂y vector loaded, one input value broadcast per
+     * channel): all IB channels with 32 vector registers, 4 with 16. G depends
+     * on n only and every sum runs in a fixed order (images, bands, pixels),
+     * so the result has the same bits at any thread count. */
     enum { C = 3, IB = 1, CB = 3, H = 224, W = 224, OC = 64, OB = 4, OH = 112, OW = 112,
            K = 7, S = 2, P = 3, HP = H + 2 * P, WP = W + 2 * P, KK = K * K,
-           WSIZE = OB * CB * KK * IB * 16 };
+           WSIZE = OB * CB * KK * IB * 16, BR = 2,
+#if RC_VEC_WIDE
+           LC = 1
+#else
+           LC = 1
+#endif
+    };
     rc_pad_blocked(scratch, x, n, CB, H, W, IB, P, 1, HP, WP);
     const float *RC_RESTRICT input = scratch;
     float *RC_RESTRICT part = scratch + (size_t)n * ((size_t)CB * HP * WP * IB);
+    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
+    for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
             for (int cb = 0; cb < CB; cb++) {
-                const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
-                const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
-                float *RC_RESTRICT pp = part + (size_t)i * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
-                for (int ky = 0; ky < K; ky++) {
-                    for (int kx = 0; kx < K; kx++) {
-                        rc_v16 acc[IB];
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) acc[l] = rc_v16_zero();
-                        for (int oy = 0; oy < OH; oy++) {
-                            const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB;
-                            const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
-                            for (int ox = 0; ox < OW; ox++) {
-                                const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
-                                const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + ((size_t)ob * CB + (size_t)cb) * (KK * IB * 16);
+                for (int e = 0; e < KK * IB * 16; e++) pp[e] = 0.0f;
+                const int iend = gi * G + G < n ? gi * G + G : n;
+                for (int i = gi * G; i < iend; i++) {
+                    const float *RC_RESTRICT dyi = dy + ((size_t)i * OB + (size_t)ob) * (OH * OW * 16);
+                    const float *RC_RESTRICT xi = input + ((size_t)i * CB + (size_t)cb) * ((size_t)HP * WP * IB);
+                    for (int oy0 = 0; oy0 < OH; oy0 += BR) {
+                        const int oy1 = oy0 + BR < OH ? oy0 + BR : OH;
+                        for (int q = 0; q < KK; q++) {
+                            const int ky = q / K, kx = q % K;
+                            for (int l0 = 0; l0 < IB; l0 += LC) {
+                                float *RC_RESTRICT pq = pp + (size_t)(q * IB + l0) * 16;
+                                rc_v16 acc[LC];
                                 RC_UNROLL
-                                for (int l = 0; l < IB; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                for (int l = 0; l < LC; l++) acc[l] = rc_v16_load(pq + l * 16);
+                                for (int oy = oy0; oy < oy1; oy++) {
+                                    const float *RC_RESTRICT xr = xi + ((size_t)(oy * S + ky) * WP + (size_t)kx) * IB + l0;
+                                    const float *RC_RESTRICT dr = dyi + (size_t)oy * (OW * 16);
+                                    for (int ox = 0; ox < OW; ox++) {
+                                        const rc_v16 d = rc_v16_load(dr + (size_t)ox * 16);
+                                        const float *RC_RESTRICT xp = xr + (size_t)(ox * S) * IB;
+                                        RC_UNROLL
+                                        for (int l = 0; l < LC; l++) acc[l] = rc_v16_fma(rc_v16_set1(xp[l]), d, acc[l]);
+                                    }
+                                }
+                                RC_UNROLL
+                                for (int l = 0; l < LC; l++) rc_v16_store(pq + l * 16, acc[l]);
                             }
                         }
-                        RC_UNROLL
-                        for (int l = 0; l < IB; l++) rc_v16_store(pp + (size_t)((ky * K + kx) * IB + l) * 16, acc[l]);
                     }
                 }
             }
         }
     }
-    /* Per (output block, input block, tap): the images' partials added in
-     * image order, reading each image's IB·16 floats contiguously. */
+    /* Per (output block, input block, tap): the groups' partials added in
+     * order, reading each group's IB·16 floats contiguously. */
     RC_OMP(omp parallel for schedule(static))
     for (int g = 0; g < OB * CB * KK; g++) {
         const int q = g % KK, cb = (g / KK) % CB, ob = g / (KK * CB);
         double s[IB * 16];
         for (int e = 0; e < IB * 16; e++) s[e] = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *RC_RESTRICT pp = part + (size_t)i * WSIZE + (size_t)g * (IB * 16);
+        for (int gi = 0; gi < NP; gi++) {
+            const float *RC_RESTRICT pp = part + (size_t)gi * WSIZE + (size_t)g * (IB * 16);
             for (int e = 0; e < IB * 16; e++) s[e] += (double)pp[e];
         }
         for (int l = 0; l < IB; l++) {
@@ -10064,164 +10459,164 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_densegrad_2048_1000(arena + (size_t)203760 * mb, arena + (size_t)200704 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, arena + (size_t)22320640 * mb, n); /* fc.grad */
     k_avgpoolgrad_2048x7x7_b16(arena + (size_t)22320640 * mb, arena + (size_t)200704 * mb, n); /* avgpool1.grad */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 23552960, m->bn_stats + 49024, m->grads + 23552960, m->grads + 23555008, arena + (size_t)301056 * mb, arena + (size_t)20664832 * mb, arena + (size_t)20564480 * mb, n); /* layer4.2.bn3.grad */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16(arena + (size_t)20564480 * mb, arena + (size_t)1073664 * mb, arena + (size_t)0 * mb, m->grads + 22504384, n); /* layer4.2.conv3.grad_weight */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20564480 * mb, arena + (size_t)1073664 * mb, arena + (size_t)0 * mb, m->grads + 22504384, n); /* layer4.2.conv3.grad_weight */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20564480 * mb, arena + (size_t)0 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)100352 * mb, n); /* layer4.2.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)1048576 * mb, arena + (size_t)1073664 * mb, m->params + 22502336, m->bn_stats + 48000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)0 * mb, arena + (size_t)22270464 * mb, n); /* layer4.2.bn2.grad */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16(arena + (size_t)22270464 * mb, arena + (size_t)20790272 * mb, arena + (size_t)0 * mb, m->grads + 20143040, n); /* layer4.2.conv2.grad_weight */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)22270464 * mb, arena + (size_t)20790272 * mb, arena + (size_t)0 * mb, m->grads + 20143040, n); /* layer4.2.conv2.grad_weight */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22270464 * mb, arena + (size_t)0 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)41472 * mb, n); /* layer4.2.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)20765184 * mb, arena + (size_t)20790272 * mb, m->params + 20140992, m->bn_stats + 46976, m->grads + 20140992, m->grads + 20141504, arena + (size_t)0 * mb, arena + (size_t)22295552 * mb, n); /* layer4.2.bn1.grad */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16(arena + (size_t)22295552 * mb, arena + (size_t)20464128 * mb, arena + (size_t)0 * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)22295552 * mb, arena + (size_t)20464128 * mb, arena + (size_t)0 * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)22295552 * mb, arena + (size_t)100352 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)20664832 * mb, arena + (size_t)0 * mb, n); /* layer4.2.conv1.grad */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)20363776 * mb, arena + (size_t)20464128 * mb, m->params + 19084224, m->bn_stats + 42880, m->grads + 19084224, m->grads + 19086272, arena + (size_t)100352 * mb, arena + (size_t)20765184 * mb, arena + (size_t)20664832 * mb, n); /* layer4.1.bn3.grad */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16(arena + (size_t)20664832 * mb, arena + (size_t)22245376 * mb, arena + (size_t)0 * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20664832 * mb, arena + (size_t)22245376 * mb, arena + (size_t)0 * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20664832 * mb, arena + (size_t)0 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)100352 * mb, n); /* layer4.1.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22220288 * mb, arena + (size_t)22245376 * mb, m->params + 18033600, m->bn_stats + 41856, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, arena + (size_t)20464128 * mb, n); /* layer4.1.bn2.grad */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16(arena + (size_t)20464128 * mb, arena + (size_t)22195200 * mb, arena + (size_t)0 * mb, m->grads + 15674304, n); /* layer4.1.conv2.grad_weight */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)20464128 * mb, arena + (size_t)22195200 * mb, arena + (size_t)0 * mb, m->grads + 15674304, n); /* layer4.1.conv2.grad_weight */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20464128 * mb, arena + (size_t)0 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)41472 * mb, n); /* layer4.1.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22170112 * mb, arena + (size_t)22195200 * mb, m->params + 15672256, m->bn_stats + 40832, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, arena + (size_t)20489216 * mb, n); /* layer4.1.bn1.grad */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16(arena + (size_t)20489216 * mb, arena + (size_t)20263424 * mb, arena + (size_t)0 * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)20489216 * mb, arena + (size_t)20263424 * mb, arena + (size_t)0 * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)20489216 * mb, arena + (size_t)100352 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)20765184 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18457088 * mb, arena + (size_t)20263424 * mb, m->params + 12510144, m->bn_stats + 32640, m->grads + 12510144, m->grads + 12512192, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, arena + (size_t)20363776 * mb, n); /* layer4.0.bn3.grad */
     k_bngrad_2048x7x7_b16(arena + (size_t)100352 * mb, arena + (size_t)18557440 * mb, m->params + 14615488, m->bn_stats + 36736, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, arena + (size_t)20263424 * mb, n); /* layer4.0.downsample.1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_2048_b16(arena + (size_t)20263424 * mb, arena + (size_t)18256384 * mb, arena + (size_t)0 * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */
+    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)20263424 * mb, arena + (size_t)18256384 * mb, arena + (size_t)0 * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)20263424 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)18457088 * mb, n); /* layer4.0.downsample.0.grad */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16(arena + (size_t)20363776 * mb, arena + (size_t)22145024 * mb, arena + (size_t)0 * mb, m->grads + 11461568, n); /* layer4.0.conv3.grad_weight */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20363776 * mb, arena + (size_t)22145024 * mb, arena + (size_t)0 * mb, m->grads + 11461568, n); /* layer4.0.conv3.grad_weight */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20363776 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)100352 * mb, n); /* layer4.0.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22119936 * mb, arena + (size_t)22145024 * mb, m->params + 11459520, m->bn_stats + 31616, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, arena + (size_t)20514304 * mb, n); /* layer4.0.bn2.grad */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16(arena + (size_t)20514304 * mb, arena + (size_t)22094848 * mb, arena + (size_t)0 * mb, m->grads + 9100224, n); /* layer4.0.conv2.grad_weight */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)20514304 * mb, arena + (size_t)22094848 * mb, arena + (size_t)0 * mb, m->grads + 9100224, n); /* layer4.0.conv2.grad_weight */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20514304 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)41472 * mb, n); /* layer4.0.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22069760 * mb, arena + (size_t)22094848 * mb, m->params + 9098176, m->bn_stats + 30592, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, arena + (size_t)2372864 * mb, n); /* layer4.0.bn1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_512_b16(arena + (size_t)2372864 * mb, arena + (size_t)18256384 * mb, arena + (size_t)0 * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
+    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)2372864 * mb, arena + (size_t)18256384 * mb, arena + (size_t)0 * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
     k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)2372864 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)18457088 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18055680 * mb, arena + (size_t)18256384 * mb, m->params + 8569792, m->bn_stats + 28544, m->grads + 8569792, m->grads + 8570816, arena + (size_t)200704 * mb, arena + (size_t)655360 * mb, arena + (size_t)18457088 * mb, n); /* layer3.5.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)18457088 * mb, arena + (size_t)22019584 * mb, arena + (size_t)0 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)18457088 * mb, arena + (size_t)22019584 * mb, arena + (size_t)0 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)18457088 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)200704 * mb, n); /* layer3.5.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21969408 * mb, arena + (size_t)22019584 * mb, m->params + 8306624, m->bn_stats + 28032, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, arena + (size_t)2322688 * mb, n); /* layer3.5.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)2322688 * mb, arena + (size_t)21919232 * mb, arena + (size_t)0 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)2322688 * mb, arena + (size_t)21919232 * mb, arena + (size_t)0 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)2322688 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)377856 * mb, n); /* layer3.5.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)21869056 * mb, arena + (size_t)21919232 * mb, m->params + 7715776, m->bn_stats + 27520, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, arena + (size_t)18256384 * mb, n); /* layer3.5.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16(arena + (size_t)18256384 * mb, arena + (size_t)17854976 * mb, arena + (size_t)0 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)18256384 * mb, arena + (size_t)17854976 * mb, arena + (size_t)0 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)18256384 * mb, arena + (size_t)200704 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)655360 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17654272 * mb, arena + (size_t)17854976 * mb, m->params + 7449536, m->bn_stats + 25472, m->grads + 7449536, m->grads + 7450560, arena + (size_t)200704 * mb, arena + (size_t)655360 * mb, arena + (size_t)18055680 * mb, n); /* layer3.4.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)18055680 * mb, arena + (size_t)21818880 * mb, arena + (size_t)0 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)18055680 * mb, arena + (size_t)21818880 * mb, arena + (size_t)0 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)18055680 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)200704 * mb, n); /* layer3.4.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21768704 * mb, arena + (size_t)21818880 * mb, m->params + 7186368, m->bn_stats + 24960, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, arena + (size_t)17854976 * mb, n); /* layer3.4.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)17854976 * mb, arena + (size_t)21718528 * mb, arena + (size_t)0 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)17854976 * mb, arena + (size_t)21718528 * mb, arena + (size_t)0 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17854976 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)377856 * mb, n); /* layer3.4.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)21668352 * mb, arena + (size_t)21718528 * mb, m->params + 6595520, m->bn_stats + 24448, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, arena + (size_t)17905152 * mb, n); /* layer3.4.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16(arena + (size_t)17905152 * mb, arena + (size_t)17453568 * mb, arena + (size_t)0 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17905152 * mb, arena + (size_t)17453568 * mb, arena + (size_t)0 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17905152 * mb, arena + (size_t)200704 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)655360 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17252864 * mb, arena + (size_t)17453568 * mb, m->params + 6329280, m->bn_stats + 22400, m->grads + 6329280, m->grads + 6330304, arena + (size_t)200704 * mb, arena + (size_t)655360 * mb, arena + (size_t)17654272 * mb, n); /* layer3.3.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)17654272 * mb, arena + (size_t)21618176 * mb, arena + (size_t)0 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)17654272 * mb, arena + (size_t)21618176 * mb, arena + (size_t)0 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17654272 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)200704 * mb, n); /* layer3.3.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21568000 * mb, arena + (size_t)21618176 * mb, m->params + 6066112, m->bn_stats + 21888, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, arena + (size_t)17453568 * mb, n); /* layer3.3.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)17453568 * mb, arena + (size_t)21517824 * mb, arena + (size_t)0 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)17453568 * mb, arena + (size_t)21517824 * mb, arena + (size_t)0 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17453568 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)377856 * mb, n); /* layer3.3.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)21467648 * mb, arena + (size_t)21517824 * mb, m->params + 5475264, m->bn_stats + 21376, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, arena + (size_t)17503744 * mb, n); /* layer3.3.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16(arena + (size_t)17503744 * mb, arena + (size_t)17052160 * mb, arena + (size_t)0 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17503744 * mb, arena + (size_t)17052160 * mb, arena + (size_t)0 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17503744 * mb, arena + (size_t)200704 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)655360 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16851456 * mb, arena + (size_t)17052160 * mb, m->params + 5209024, m->bn_stats + 19328, m->grads + 5209024, m->grads + 5210048, arena + (size_t)200704 * mb, arena + (size_t)655360 * mb, arena + (size_t)17252864 * mb, n); /* layer3.2.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)17252864 * mb, arena + (size_t)21417472 * mb, arena + (size_t)0 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)17252864 * mb, arena + (size_t)21417472 * mb, arena + (size_t)0 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17252864 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)200704 * mb, n); /* layer3.2.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21367296 * mb, arena + (size_t)21417472 * mb, m->params + 4945856, m->bn_stats + 18816, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, arena + (size_t)17052160 * mb, n); /* layer3.2.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)17052160 * mb, arena + (size_t)21317120 * mb, arena + (size_t)0 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)17052160 * mb, arena + (size_t)21317120 * mb, arena + (size_t)0 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17052160 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)377856 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)21266944 * mb, arena + (size_t)21317120 * mb, m->params + 4355008, m->bn_stats + 18304, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, arena + (size_t)17102336 * mb, n); /* layer3.2.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16(arena + (size_t)17102336 * mb, arena + (size_t)16650752 * mb, arena + (size_t)0 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17102336 * mb, arena + (size_t)16650752 * mb, arena + (size_t)0 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17102336 * mb, arena + (size_t)200704 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)655360 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16450048 * mb, arena + (size_t)16650752 * mb, m->params + 4088768, m->bn_stats + 16256, m->grads + 4088768, m->grads + 4089792, arena + (size_t)200704 * mb, arena + (size_t)655360 * mb, arena + (size_t)16851456 * mb, n); /* layer3.1.bn3.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)16851456 * mb, arena + (size_t)21216768 * mb, arena + (size_t)0 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)16851456 * mb, arena + (size_t)21216768 * mb, arena + (size_t)0 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16851456 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)200704 * mb, n); /* layer3.1.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21166592 * mb, arena + (size_t)21216768 * mb, m->params + 3825600, m->bn_stats + 15744, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, arena + (size_t)16650752 * mb, n); /* layer3.1.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)16650752 * mb, arena + (size_t)21116416 * mb, arena + (size_t)0 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)16650752 * mb, arena + (size_t)21116416 * mb, arena + (size_t)0 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)16650752 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)377856 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)21066240 * mb, arena + (size_t)21116416 * mb, m->params + 3234752, m->bn_stats + 15232, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, arena + (size_t)16700928 * mb, n); /* layer3.1.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16(arena + (size_t)16700928 * mb, arena + (size_t)16249344 * mb, arena + (size_t)0 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)16700928 * mb, arena + (size_t)16249344 * mb, arena + (size_t)0 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)16700928 * mb, arena + (size_t)200704 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)655360 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)15847936 * mb, arena + (size_t)16249344 * mb, m->params + 2440128, m->bn_stats + 11136, m->grads + 2440128, m->grads + 2441152, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, arena + (size_t)16450048 * mb, n); /* layer3.0.bn3.grad */
     k_bngrad_1024x14x14_b16(arena + (size_t)200704 * mb, arena + (size_t)16048640 * mb, m->params + 2968512, m->bn_stats + 13184, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, arena + (size_t)15847936 * mb, n); /* layer3.0.downsample.1.grad */
-    k_convgw1x1s2p0_512x28x28_b16_1024_b16(arena + (size_t)15847936 * mb, arena + (size_t)12837376 * mb, arena + (size_t)0 * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
+    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)15847936 * mb, arena + (size_t)12837376 * mb, arena + (size_t)0 * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)15847936 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)802816 * mb, n); /* layer3.0.downsample.0.grad */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16(arena + (size_t)16450048 * mb, arena + (size_t)21016064 * mb, arena + (size_t)0 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)16450048 * mb, arena + (size_t)21016064 * mb, arena + (size_t)0 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16450048 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)200704 * mb, n); /* layer3.0.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)20965888 * mb, arena + (size_t)21016064 * mb, m->params + 2176960, m->bn_stats + 10624, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, arena + (size_t)16048640 * mb, n); /* layer3.0.bn2.grad */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16(arena + (size_t)16048640 * mb, arena + (size_t)20915712 * mb, arena + (size_t)0 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r11(arena + (size_t)16048640 * mb, arena + (size_t)20915712 * mb, arena + (size_t)0 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)16048640 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)377856 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)377856 * mb, arena + (size_t)20865536 * mb, arena + (size_t)20915712 * mb, m->params + 1586112, m->bn_stats + 10112, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, arena + (size_t)16098816 * mb, n); /* layer3.0.bn1.grad */
-    k_convgw1x1s2p0_512x28x28_b16_256_b16(arena + (size_t)16098816 * mb, arena + (size_t)12837376 * mb, arena + (size_t)0 * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
+    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)16098816 * mb, arena + (size_t)12837376 * mb, arena + (size_t)0 * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
     k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)16098816 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)802816 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)12435968 * mb, arena + (size_t)12837376 * mb, m->params + 1452992, m->bn_stats + 9088, m->grads + 1452992, m->grads + 1453504, arena + (size_t)401408 * mb, arena + (size_t)566784 * mb, arena + (size_t)1921280 * mb, n); /* layer2.3.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16(arena + (size_t)1921280 * mb, arena + (size_t)20163072 * mb, arena + (size_t)0 * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)1921280 * mb, arena + (size_t)20163072 * mb, arena + (size_t)0 * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)1921280 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)401408 * mb, n); /* layer2.3.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)20062720 * mb, arena + (size_t)20163072 * mb, m->params + 1386944, m->bn_stats + 8832, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, arena + (size_t)12837376 * mb, n); /* layer2.3.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16(arena + (size_t)12837376 * mb, arena + (size_t)19962368 * mb, arena + (size_t)0 * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12837376 * mb, arena + (size_t)19962368 * mb, arena + (size_t)0 * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12837376 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)968192 * mb, n); /* layer2.3.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)968192 * mb, arena + (size_t)19862016 * mb, arena + (size_t)19962368 * mb, m->params + 1238976, m->bn_stats + 8576, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, arena + (size_t)12937728 * mb, n); /* layer2.3.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16(arena + (size_t)12937728 * mb, arena + (size_t)12034560 * mb, arena + (size_t)0 * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12937728 * mb, arena + (size_t)12034560 * mb, arena + (size_t)0 * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12937728 * mb, arena + (size_t)401408 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)566784 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)11633152 * mb, arena + (size_t)12034560 * mb, m->params + 1171392, m->bn_stats + 7552, m->grads + 1171392, m->grads + 1171904, arena + (size_t)401408 * mb, arena + (size_t)566784 * mb, arena + (size_t)12435968 * mb, n); /* layer2.2.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16(arena + (size_t)12435968 * mb, arena + (size_t)19761664 * mb, arena + (size_t)0 * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)12435968 * mb, arena + (size_t)19761664 * mb, arena + (size_t)0 * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)12435968 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)401408 * mb, n); /* layer2.2.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)19661312 * mb, arena + (size_t)19761664 * mb, m->params + 1105344, m->bn_stats + 7296, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, arena + (size_t)12034560 * mb, n); /* layer2.2.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16(arena + (size_t)12034560 * mb, arena + (size_t)19560960 * mb, arena + (size_t)0 * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12034560 * mb, arena + (size_t)19560960 * mb, arena + (size_t)0 * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12034560 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)968192 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)968192 * mb, arena + (size_t)19460608 * mb, arena + (size_t)19560960 * mb, m->params + 957376, m->bn_stats + 7040, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, arena + (size_t)12134912 * mb, n); /* layer2.2.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16(arena + (size_t)12134912 * mb, arena + (size_t)11231744 * mb, arena + (size_t)0 * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12134912 * mb, arena + (size_t)11231744 * mb, arena + (size_t)0 * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12134912 * mb, arena + (size_t)401408 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)566784 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10830336 * mb, arena + (size_t)11231744 * mb, m->params + 889792, m->bn_stats + 6016, m->grads + 889792, m->grads + 890304, arena + (size_t)401408 * mb, arena + (size_t)566784 * mb, arena + (size_t)11633152 * mb, n); /* layer2.1.bn3.grad */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16(arena + (size_t)11633152 * mb, arena + (size_t)19360256 * mb, arena + (size_t)0 * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)11633152 * mb, arena + (size_t)19360256 * mb, arena + (size_t)0 * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)11633152 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)401408 * mb, n); /* layer2.1.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)19259904 * mb, arena + (size_t)19360256 * mb, m->params + 823744, m->bn_stats + 5760, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, arena + (size_t)12235264 * mb, n); /* layer2.1.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16(arena + (size_t)12235264 * mb, arena + (size_t)19159552 * mb, arena + (size_t)0 * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12235264 * mb, arena + (size_t)19159552 * mb, arena + (size_t)0 * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12235264 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)968192 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)968192 * mb, arena + (size_t)19059200 * mb, arena + (size_t)19159552 * mb, m->params + 675776, m->bn_stats + 5504, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, arena + (size_t)12335616 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16(arena + (size_t)12335616 * mb, arena + (size_t)10428928 * mb, arena + (size_t)0 * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12335616 * mb, arena + (size_t)10428928 * mb, arena + (size_t)0 * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12335616 * mb, arena + (size_t)401408 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)566784 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)9626112 * mb, arena + (size_t)10428928 * mb, m->params + 475072, m->bn_stats + 3456, m->grads + 475072, m->grads + 475584, arena + (size_t)802816 * mb, arena + (size_t)401408 * mb, arena + (size_t)10830336 * mb, n); /* layer2.0.bn3.grad */
     k_bngrad_512x28x28_b16(arena + (size_t)401408 * mb, arena + (size_t)10027520 * mb, m->params + 608192, m->bn_stats + 4480, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, arena + (size_t)10428928 * mb, n); /* layer2.0.downsample.1.grad */
-    k_convgw1x1s2p0_256x56x56_b16_512_b16(arena + (size_t)10428928 * mb, arena + (size_t)8823296 * mb, arena + (size_t)0 * mb, m->grads + 477120, n); /* layer2.0.downsample.0.grad_weight */
+    k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)10428928 * mb, arena + (size_t)8823296 * mb, arena + (size_t)0 * mb, m->grads + 477120, n); /* layer2.0.downsample.0.grad_weight */
     k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)10428928 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)9626112 * mb, n); /* layer2.0.downsample.0.grad */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16(arena + (size_t)10830336 * mb, arena + (size_t)18958848 * mb, arena + (size_t)0 * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)10830336 * mb, arena + (size_t)18958848 * mb, arena + (size_t)0 * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)10830336 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)401408 * mb, n); /* layer2.0.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)18858496 * mb, arena + (size_t)18958848 * mb, m->params + 409024, m->bn_stats + 3200, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, arena + (size_t)13038080 * mb, n); /* layer2.0.bn2.grad */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16(arena + (size_t)13038080 * mb, arena + (size_t)18758144 * mb, arena + (size_t)0 * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)13038080 * mb, arena + (size_t)18758144 * mb, arena + (size_t)0 * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)13038080 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)566784 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)566784 * mb, arena + (size_t)18657792 * mb, arena + (size_t)18758144 * mb, m->params + 261056, m->bn_stats + 2944, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, arena + (size_t)13138432 * mb, n); /* layer2.0.bn1.grad */
-    k_convgw1x1s2p0_256x56x56_b16_128_b16(arena + (size_t)13138432 * mb, arena + (size_t)8823296 * mb, arena + (size_t)0 * mb, m->grads + 228288, n); /* layer2.0.conv1.grad_weight */
+    k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)13138432 * mb, arena + (size_t)8823296 * mb, arena + (size_t)0 * mb, m->grads + 228288, n); /* layer2.0.conv1.grad_weight */
     k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)13138432 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)9626112 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)8020480 * mb, arena + (size_t)8823296 * mb, m->params + 227264, m->bn_stats + 2432, m->grads + 227264, m->grads + 227520, arena + (size_t)802816 * mb, arena + (size_t)9626112 * mb, arena + (size_t)1118464 * mb, n); /* layer1.2.bn3.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16(arena + (size_t)1118464 * mb, arena + (size_t)15647232 * mb, arena + (size_t)0 * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)1118464 * mb, arena + (size_t)15647232 * mb, arena + (size_t)0 * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)1118464 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)802816 * mb, n); /* layer1.2.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)802816 * mb, arena + (size_t)15446528 * mb, arena + (size_t)15647232 * mb, m->params + 210624, m->bn_stats + 2304, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, arena + (size_t)11231744 * mb, n); /* layer1.2.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16(arena + (size_t)11231744 * mb, arena + (size_t)15245824 * mb, arena + (size_t)0 * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)11231744 * mb, arena + (size_t)15245824 * mb, arena + (size_t)0 * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)11231744 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)8020480 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)8020480 * mb, arena + (size_t)15045120 * mb, arena + (size_t)15245824 * mb, m->params + 173504, m->bn_stats + 2176, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, arena + (size_t)11432448 * mb, n); /* layer1.2.bn1.grad */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16(arena + (size_t)11432448 * mb, arena + (size_t)7217664 * mb, arena + (size_t)0 * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)11432448 * mb, arena + (size_t)7217664 * mb, arena + (size_t)0 * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)11432448 * mb, arena + (size_t)802816 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)9626112 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6414848 * mb, arena + (size_t)7217664 * mb, m->params + 156096, m->bn_stats + 1664, m->grads + 156096, m->grads + 156352, arena + (size_t)802816 * mb, arena + (size_t)8823296 * mb, arena + (size_t)8020480 * mb, n); /* layer1.1.bn3.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16(arena + (size_t)8020480 * mb, arena + (size_t)14844416 * mb, arena + (size_t)0 * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)8020480 * mb, arena + (size_t)14844416 * mb, arena + (size_t)0 * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)8020480 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)802816 * mb, n); /* layer1.1.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)802816 * mb, arena + (size_t)14643712 * mb, arena + (size_t)14844416 * mb, m->params + 139456, m->bn_stats + 1536, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, arena + (size_t)9626112 * mb, n); /* layer1.1.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16(arena + (size_t)9626112 * mb, arena + (size_t)14443008 * mb, arena + (size_t)0 * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)9626112 * mb, arena + (size_t)14443008 * mb, arena + (size_t)0 * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)9626112 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)6414848 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)6414848 * mb, arena + (size_t)14242304 * mb, arena + (size_t)14443008 * mb, m->params + 102336, m->bn_stats + 1408, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, arena + (size_t)9826816 * mb, n); /* layer1.1.bn1.grad */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16(arena + (size_t)9826816 * mb, arena + (size_t)5612032 * mb, arena + (size_t)0 * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)9826816 * mb, arena + (size_t)5612032 * mb, arena + (size_t)0 * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)9826816 * mb, arena + (size_t)802816 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)8823296 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4006400 * mb, arena + (size_t)5612032 * mb, m->params + 67520, m->bn_stats + 384, m->grads + 67520, m->grads + 67776, arena + (size_t)802816 * mb, arena + (size_t)7217664 * mb, arena + (size_t)6414848 * mb, n); /* layer1.0.bn3.grad */
     k_bngrad_256x56x56_b16(arena + (size_t)7217664 * mb, arena + (size_t)4809216 * mb, m->params + 84928, m->bn_stats + 896, m->grads + 84928, m->grads + 85184, arena + (size_t)0 * mb, arena + (size_t)4006400 * mb, n); /* layer1.0.downsample.1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16(arena + (size_t)4006400 * mb, arena + (size_t)13238784 * mb, arena + (size_t)0 * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4006400 * mb, arena + (size_t)13238784 * mb, arena + (size_t)0 * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4006400 * mb, arena + (size_t)0 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)4809216 * mb, n); /* layer1.0.downsample.0.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16(arena + (size_t)6414848 * mb, arena + (size_t)14041600 * mb, arena + (size_t)0 * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)6414848 * mb, arena + (size_t)14041600 * mb, arena + (size_t)0 * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)6414848 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)802816 * mb, n); /* layer1.0.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)802816 * mb, arena + (size_t)13840896 * mb, arena + (size_t)14041600 * mb, m->params + 50880, m->bn_stats + 256, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, arena + (size_t)5612032 * mb, n); /* layer1.0.bn2.grad */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16(arena + (size_t)5612032 * mb, arena + (size_t)13640192 * mb, arena + (size_t)0 * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)5612032 * mb, arena + (size_t)13640192 * mb, arena + (size_t)0 * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)5612032 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)5009920 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)5009920 * mb, arena + (size_t)13439488 * mb, arena + (size_t)13640192 * mb, m->params + 13760, m->bn_stats + 128, m->grads + 13760, m->grads + 13824, arena + (size_t)0 * mb, arena + (size_t)802816 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_64_b16(arena + (size_t)802816 * mb, arena + (size_t)13238784 * mb, arena + (size_t)0 * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)13238784 * mb, arena + (size_t)0 * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 72381504, m->tpacked + 72385600, arena + (size_t)4809216 * mb, arena + (size_t)5009920 * mb, n); /* layer1.0.conv1.grad */
     k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)5009920 * mb, arena + (size_t)3203584 * mb, arena + (size_t)0 * mb, n); /* maxpool1.grad */
     k_bngrad_64x112x112_b16_relu(arena + (size_t)0 * mb, arena + (size_t)2400768 * mb, arena + (size_t)3203584 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)1003520 * mb, arena + (size_t)4809216 * mb, n); /* bn1.grad */
-    k_convgw7x7s2p3_3x224x224_nchw_64_b16(arena + (size_t)4809216 * mb, x, arena + (size_t)0 * mb, m->grads + 0, n); /* conv1.grad_weight */
+    k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(arena + (size_t)4809216 * mb, x, arena + (size_t)0 * mb, m->grads + 0, n); /* conv1.grad_weight */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,

@@ -139,11 +139,14 @@ public struct Schedule: Pass {
             case .conv, .fusedConv, .convGradData:
                 useDirect(&g.nodes[i], g)
             case .convGradWeight:
-                // The padded input copy, then one partial ∂W per image (summed in image order).
+                // The padded input copy, then one partial ∂W per group of images
+                // (at most one per image); `width` is the rows of a band (see `bandRows`).
                 let f = g.nodes[node.attrs.forward!], x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, k = f.attrs.kernel!
                 let xc = g.layout(f.inputs[0]).padded(x.c)
                 let copy = p > 0 ? xc * (x.h + 2 * p) * (x.w + 2 * p) : 0
-                g.nodes[i].attrs.tile = Tile(outChannels: block, width: 0, paddedInput: p > 0)
+                let rows = bandRows(output: y, inputWidth: x.w + 2 * p, inputBlock: g.layout(f.inputs[0]).block,
+                                    kernel: k, stride: f.attrs.stride!)
+                g.nodes[i].attrs.tile = Tile(outChannels: block, width: rows, paddedInput: p > 0)
                 g.nodes[i].attrs.scratch = copy + blocks(y.c) * block * xc * k * k
             case .batchNormAct:
                 // Per-image partial sums in double.
@@ -163,6 +166,14 @@ public struct Schedule: Pass {
         return g
     }
 
+    /// The weight gradient's band: the most output rows (up to all) whose ∂y
+    /// rows and the input rows they read fit in 24 KiB, so that the K × K taps
+    /// and the input-channel groups re-read them from L1.
+    static func bandRows(output y: Shape, inputWidth wp: Int, inputBlock ib: Int, kernel k: Int, stride s: Int) -> Int {
+        func bytes(_ r: Int) -> Int { (r * y.w * block + ((r - 1) * s + k) * wp * ib) * 4 }
+        return (1...max(1, y.h)).last { $0 == 1 || bytes($0) <= 24 * 1024 } ?? 1
+    }
+
     /// A vector conv's key for `--tune`: what its speed depends on (shapes,
     /// kernel, stride, padding, input layout, forward or data gradient).
     public static func tuneKey(_ node: Node, _ g: Graph) -> String? {
@@ -174,15 +185,19 @@ public struct Schedule: Pass {
     }
 
     /// The schedules `--tune` measures for a vector conv: the cost model's
-    /// direct tile and the runner-up, and Winograd where it applies.
+    /// direct tiles and the runners-up, and Winograd where it applies.
     public static func candidates(_ node: Node, _ g: Graph) -> [TuneCache.Choice] {
         var base = node
         let out = node.shape!, steps = directSteps(node, g)
         let blocks = (out.c + block - 1) / block
         var result: [TuneCache.Choice] = []
-        for wide in rankedTiles(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps).prefix(2) {
-            let narrow = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
-            result.append(TuneCache.Choice(algorithm: .direct, wide: wide, narrow: narrow))
+        // The best and the runner-up of each ISA class, in pairs: a machine
+        // runs one class, so each run measures that class's tile.
+        let wides = rankedTiles(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
+        let narrows = rankedTiles(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
+        for r in 0..<min(2, max(wides.count, narrows.count)) {
+            result.append(TuneCache.Choice(algorithm: .direct, wide: wides[min(r, wides.count - 1)],
+                                           narrow: narrows[min(r, narrows.count - 1)]))
         }
         if let rows = winogradRows(node, g) {
             useWinograd(&base, g, rows: rows)
