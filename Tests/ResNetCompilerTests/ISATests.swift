@@ -125,6 +125,29 @@ struct KernelCase: Sendable, CustomStringConvertible {
                 Softmax()
             }.spec
         },
+        // A bottleneck on a 5×7 map: its stride-1 1×1 convs run as one row of 35
+        // pixels (Schedule.flattensRows), the last with the identity shortcut added.
+        KernelCase(name: "bottleneck") { net in
+            Network(net, input: .image(channels: 3, height: 5, width: 7)) {
+                Conv2D(20, kernel: 3, padding: 1, name: "conv1")
+                BatchNorm(name: "bn1")
+                ReLU()
+                Residual(name: "layer1.0", shortcut: .identity) {
+                    Conv2D(9, kernel: 1, name: "conv1")
+                    BatchNorm(name: "bn1")
+                    ReLU()
+                    Conv2D(9, kernel: 3, padding: 1, name: "conv2")
+                    BatchNorm(name: "bn2")
+                    ReLU()
+                    Conv2D(20, kernel: 1, name: "conv3")
+                    BatchNorm(name: "bn3")
+                }
+                ReLU()
+                GlobalAvgPool()
+                Dense(4, name: "fc")
+                Softmax()
+            }.spec
+        },
         // A projection block (1×1 stride-2 conv + BN on the shortcut), 12 → 20 channels.
         KernelCase(name: "projection") { net in
             Network(net, input: .image(channels: 3, height: 11, width: 7)) {
@@ -361,7 +384,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
     /// Part of the kernel matrix on the NEON path (4 lanes: 5, 7, 9 and 3 are all
     /// awkward there), against the interpreter at batch 1 and 3, and one training step.
     @Test(.enabled(if: armRuns, armSkip),
-          arguments: ["ch5to7", "width3", "map11x5", "stride2", "stem7", "zeropad", "projection"])
+          arguments: ["ch5to7", "width3", "map11x5", "stride2", "stem7", "zeropad", "projection", "bottleneck"])
     func armKernelMatchesInterpreter(kernel name: String) throws {
         let arm = try Self.armTarget()
         let kernel = KernelCase.named(name)

@@ -5701,6 +5701,8 @@ static void fold_params(resnet20_model *m)
                             + (cb - (double)m->params[FOLDS[f].mu + (size_t)o]) * s);
         }
     }
+    /* each pack writes its own part of m->packed: in parallel, the same bits */
+    RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_PACKS; p++) pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed);
     m->folded_valid = 1;
 }
@@ -5862,6 +5864,7 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb; (void)labels;
+    RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
     k_conv3x3s1p1_3x32x32_nchw_16_b16_w1x16n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 432, arena + (size_t)92224 * mb, n); /* conv1 */
     k_bntrain_16x32x32_b16_relu(arena + (size_t)92224 * mb, m->params + 432, m->params + 448, m->bn_stats + 0, arena + (size_t)0 * mb, arena + (size_t)108608 * mb, n); /* bn1 */

@@ -3065,9 +3065,9 @@ static void k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(const float *RC_RESTRI
     }
 }
 
-/* conv + bn + add + relu — 256×14×14 NCHW16c → 1024×14×14 NCHW16c, 1×1/1 pad 0, direct
+/* conv + bn + add + relu — 256×1×196 NCHW16c → 1024×1×196 NCHW16c, 1×1/1 pad 0, direct
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
-static void k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -3076,12 +3076,12 @@ static void k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(const float *
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 1024, OB = 64, OH = 14, OW = 14,
-           K = 1, S = 1, T = 0, D = 1, HP = 14, WP = 14 };
+    enum { C = 256, IB = 16, CB = 16, H = 1, W = 196, OC = 1024, OB = 64, OH = 1, OW = 196,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 196 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 2, RW = 2 };
+    enum { RB = 1, RW = 4 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -3137,9 +3137,9 @@ static void k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(const float *
     }
 }
 
-/* conv + bn + relu — 1024×14×14 NCHW16c → 256×14×14 NCHW16c, 1×1/1 pad 0, direct
+/* conv + bn + relu — 1024×1×196 NCHW16c → 256×1×196 NCHW16c, 1×1/1 pad 0, direct
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
-static void k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -3148,12 +3148,12 @@ static void k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(const float *RC_R
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
-           K = 1, S = 1, T = 0, D = 1, HP = 14, WP = 14 };
+    enum { C = 1024, IB = 16, CB = 64, H = 1, W = 196, OC = 256, OB = 16, OH = 1, OW = 196,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 196 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 2, RW = 2 };
+    enum { RB = 1, RW = 4 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -3416,9 +3416,9 @@ static void k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(const float *RC_RESTR
     }
 }
 
-/* conv + bn + add + relu — 512×7×7 NCHW16c → 2048×7×7 NCHW16c, 1×1/1 pad 0, direct
+/* conv + bn + add + relu — 512×1×49 NCHW16c → 2048×1×49 NCHW16c, 1×1/1 pad 0, direct
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
-static void k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_512x1x49_b16_2048_b16_add_relu_w2x7n1x5(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, const float *RC_RESTRICT sc, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -3427,12 +3427,12 @@ static void k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(const float *RC
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 2048, OB = 128, OH = 7, OW = 7,
-           K = 1, S = 1, T = 0, D = 1, HP = 7, WP = 7 };
+    enum { C = 512, IB = 16, CB = 32, H = 1, W = 49, OC = 2048, OB = 128, OH = 1, OW = 49,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 49 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 1, RW = 4 };
+    enum { RB = 1, RW = 5 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -3488,9 +3488,9 @@ static void k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(const float *RC
     }
 }
 
-/* conv + bn + relu — 2048×7×7 NCHW16c → 512×7×7 NCHW16c, 1×1/1 pad 0, direct
+/* conv + bn + relu — 2048×1×49 NCHW16c → 512×1×49 NCHW16c, 1×1/1 pad 0, direct
  * used by layer4.1.conv1, layer4.2.conv1 */
-static void k_conv1x1s1p0_2048x7x7_b16_512_b16_relu_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_2048x1x49_b16_512_b16_relu_w2x7n1x5(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -3499,12 +3499,12 @@ static void k_conv1x1s1p0_2048x7x7_b16_512_b16_relu_w2x7n1x4(const float *RC_RES
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 2048, IB = 16, CB = 128, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
-           K = 1, S = 1, T = 0, D = 1, HP = 7, WP = 7 };
+    enum { C = 2048, IB = 16, CB = 128, H = 1, W = 49, OC = 512, OB = 32, OH = 1, OW = 49,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 49 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 1, RW = 4 };
+    enum { RB = 1, RW = 5 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -5018,9 +5018,9 @@ static void k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(const float *RC
     }
 }
 
-/* conv — 256×14×14 NCHW16c → 1024×14×14 NCHW16c, 1×1/1 pad 0, direct
+/* conv — 256×1×196 NCHW16c → 1024×1×196 NCHW16c, 1×1/1 pad 0, direct
  * used by layer3.0.conv3, layer3.1.conv3, layer3.2.conv3 and 3 more */
-static void k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -5029,12 +5029,12 @@ static void k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(const float *RC_RESTRI
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 1024, OB = 64, OH = 14, OW = 14,
-           K = 1, S = 1, T = 0, D = 1, HP = 14, WP = 14 };
+    enum { C = 256, IB = 16, CB = 16, H = 1, W = 196, OC = 1024, OB = 64, OH = 1, OW = 196,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 196 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 2, RW = 2 };
+    enum { RB = 1, RW = 4 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -5242,9 +5242,9 @@ static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
     }
 }
 
-/* conv — 1024×14×14 NCHW16c → 256×14×14 NCHW16c, 1×1/1 pad 0, direct
+/* conv — 1024×1×196 NCHW16c → 256×1×196 NCHW16c, 1×1/1 pad 0, direct
  * used by layer3.1.conv1, layer3.2.conv1, layer3.3.conv1 and 2 more */
-static void k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -5253,12 +5253,12 @@ static void k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(const float *RC_RESTRI
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
-           K = 1, S = 1, T = 0, D = 1, HP = 14, WP = 14 };
+    enum { C = 1024, IB = 16, CB = 64, H = 1, W = 196, OC = 256, OB = 16, OH = 1, OW = 196,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 196 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 2, RW = 2 };
+    enum { RB = 1, RW = 4 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -5525,9 +5525,9 @@ static void k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRICT 
     }
 }
 
-/* conv — 512×7×7 NCHW16c → 2048×7×7 NCHW16c, 1×1/1 pad 0, direct
+/* conv — 512×1×49 NCHW16c → 2048×1×49 NCHW16c, 1×1/1 pad 0, direct
  * used by layer4.0.conv3, layer4.1.conv3, layer4.2.conv3 */
-static void k_conv1x1s1p0_512x7x7_b16_2048_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -5536,12 +5536,12 @@ static void k_conv1x1s1p0_512x7x7_b16_2048_b16_w2x7n1x4(const float *RC_RESTRICT
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 2048, OB = 128, OH = 7, OW = 7,
-           K = 1, S = 1, T = 0, D = 1, HP = 7, WP = 7 };
+    enum { C = 512, IB = 16, CB = 32, H = 1, W = 49, OC = 2048, OB = 128, OH = 1, OW = 49,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 49 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 1, RW = 4 };
+    enum { RB = 1, RW = 5 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -5749,9 +5749,9 @@ static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const fl
     }
 }
 
-/* conv — 2048×7×7 NCHW16c → 512×7×7 NCHW16c, 1×1/1 pad 0, direct
+/* conv — 2048×1×49 NCHW16c → 512×1×49 NCHW16c, 1×1/1 pad 0, direct
  * used by layer4.1.conv1, layer4.2.conv1 */
-static void k_conv1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
+static void k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
      * OB blocks of 16 channels (padded channels come out zero: their weights
@@ -5760,12 +5760,12 @@ static void k_conv1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRICT
      * weight vector per block (weights packed [OB][CB][K][K][IB][16]). A
      * padded conv first copies its input into a zero-bordered scratch buffer
      * of HP × WP pixels (input pixel (r, q) at (T + r·D, T + q·D)). */
-    enum { C = 2048, IB = 16, CB = 128, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
-           K = 1, S = 1, T = 0, D = 1, HP = 7, WP = 7 };
+    enum { C = 2048, IB = 16, CB = 128, H = 1, W = 49, OC = 512, OB = 32, OH = 1, OW = 49,
+           K = 1, S = 1, T = 0, D = 1, HP = 1, WP = 49 };
 #if RC_VEC_WIDE
     enum { RB = 2, RW = 7 };
 #else
-    enum { RB = 1, RW = 4 };
+    enum { RB = 1, RW = 5 };
 #endif
     const float *RC_RESTRICT input = x;
     RC_OMP(omp parallel for collapse(3) schedule(static))
@@ -10149,6 +10149,8 @@ static void fold_params(resnet50_model *m)
                             + (cb - (double)m->params[FOLDS[f].mu + (size_t)o]) * s);
         }
     }
+    /* each pack writes its own part of m->packed: in parallel, the same bits */
+    RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_PACKS; p++) pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed);
     m->folded_valid = 1;
 }
@@ -10187,32 +10189,32 @@ static void forward(resnet50_model *m, const float *x, int n, float *out)
     k_conv1x1s2p0_512x28x28_b16_256_b16_relu_w2x7n2x2(arena + (size_t)0 * mb, m->packed + 3541120, m->packed + 3672192, arena + (size_t)779264 * mb, n); /* layer3.0.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)779264 * mb, arena + (size_t)401408 * mb, m->packed + 3672448, m->packed + 6031744, arena + (size_t)829440 * mb, n); /* layer3.0.conv2 */
     k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)0 * mb, m->packed + 6032000, m->packed + 6556288, arena + (size_t)401408 * mb, n); /* layer3.0.downsample.0 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)829440 * mb, m->packed + 6557312, m->packed + 6819456, arena + (size_t)401408 * mb, arena + (size_t)602112 * mb, n); /* layer3.0.conv3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(arena + (size_t)602112 * mb, m->packed + 6820480, m->packed + 7082624, arena + (size_t)377856 * mb, n); /* layer3.1.conv1 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)829440 * mb, m->packed + 6557312, m->packed + 6819456, arena + (size_t)401408 * mb, arena + (size_t)602112 * mb, n); /* layer3.0.conv3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(arena + (size_t)602112 * mb, m->packed + 6820480, m->packed + 7082624, arena + (size_t)377856 * mb, n); /* layer3.1.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)377856 * mb, arena + (size_t)0 * mb, m->packed + 7082880, m->packed + 9442176, arena + (size_t)802816 * mb, n); /* layer3.1.conv2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)802816 * mb, m->packed + 9442432, m->packed + 9704576, arena + (size_t)602112 * mb, arena + (size_t)377856 * mb, n); /* layer3.1.conv3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(arena + (size_t)377856 * mb, m->packed + 9705600, m->packed + 9967744, arena + (size_t)578560 * mb, n); /* layer3.2.conv1 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)802816 * mb, m->packed + 9442432, m->packed + 9704576, arena + (size_t)602112 * mb, arena + (size_t)377856 * mb, n); /* layer3.1.conv3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(arena + (size_t)377856 * mb, m->packed + 9705600, m->packed + 9967744, arena + (size_t)578560 * mb, n); /* layer3.2.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)578560 * mb, arena + (size_t)0 * mb, m->packed + 9968000, m->packed + 12327296, arena + (size_t)779264 * mb, n); /* layer3.2.conv2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)779264 * mb, m->packed + 12327552, m->packed + 12589696, arena + (size_t)377856 * mb, arena + (size_t)578560 * mb, n); /* layer3.2.conv3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(arena + (size_t)578560 * mb, m->packed + 12590720, m->packed + 12852864, arena + (size_t)377856 * mb, n); /* layer3.3.conv1 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)779264 * mb, m->packed + 12327552, m->packed + 12589696, arena + (size_t)377856 * mb, arena + (size_t)578560 * mb, n); /* layer3.2.conv3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(arena + (size_t)578560 * mb, m->packed + 12590720, m->packed + 12852864, arena + (size_t)377856 * mb, n); /* layer3.3.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)377856 * mb, arena + (size_t)0 * mb, m->packed + 12853120, m->packed + 15212416, arena + (size_t)779264 * mb, n); /* layer3.3.conv2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)779264 * mb, m->packed + 15212672, m->packed + 15474816, arena + (size_t)578560 * mb, arena + (size_t)377856 * mb, n); /* layer3.3.conv3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(arena + (size_t)377856 * mb, m->packed + 15475840, m->packed + 15737984, arena + (size_t)578560 * mb, n); /* layer3.4.conv1 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)779264 * mb, m->packed + 15212672, m->packed + 15474816, arena + (size_t)578560 * mb, arena + (size_t)377856 * mb, n); /* layer3.3.conv3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(arena + (size_t)377856 * mb, m->packed + 15475840, m->packed + 15737984, arena + (size_t)578560 * mb, n); /* layer3.4.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)578560 * mb, arena + (size_t)0 * mb, m->packed + 15738240, m->packed + 18097536, arena + (size_t)779264 * mb, n); /* layer3.4.conv2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)779264 * mb, m->packed + 18097792, m->packed + 18359936, arena + (size_t)377856 * mb, arena + (size_t)578560 * mb, n); /* layer3.4.conv3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_relu_w2x7n2x2(arena + (size_t)578560 * mb, m->packed + 18360960, m->packed + 18623104, arena + (size_t)377856 * mb, n); /* layer3.5.conv1 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)779264 * mb, m->packed + 18097792, m->packed + 18359936, arena + (size_t)377856 * mb, arena + (size_t)578560 * mb, n); /* layer3.4.conv3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_relu_w2x7n1x4(arena + (size_t)578560 * mb, m->packed + 18360960, m->packed + 18623104, arena + (size_t)377856 * mb, n); /* layer3.5.conv1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_relu_wino4r2_w2x8n1x4(arena + (size_t)377856 * mb, arena + (size_t)0 * mb, m->packed + 18623360, m->packed + 20982656, arena + (size_t)428032 * mb, n); /* layer3.5.conv2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_add_relu_w2x7n2x2(arena + (size_t)428032 * mb, m->packed + 20982912, m->packed + 21245056, arena + (size_t)578560 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_add_relu_w2x7n1x4(arena + (size_t)428032 * mb, m->packed + 20982912, m->packed + 21245056, arena + (size_t)578560 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv3 */
     k_conv1x1s2p0_1024x14x14_b16_512_b16_relu_w2x7n1x4(arena + (size_t)0 * mb, m->packed + 21246080, m->packed + 21770368, arena + (size_t)242176 * mb, n); /* layer4.0.conv1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_relu_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->packed + 21770880, m->packed + 24130176, arena + (size_t)301056 * mb, n); /* layer4.0.conv2 */
     k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)0 * mb, m->packed + 24130688, m->packed + 26227840, arena + (size_t)200704 * mb, n); /* layer4.0.downsample.0 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(arena + (size_t)301056 * mb, m->packed + 26229888, m->packed + 27278464, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv3 */
-    k_conv1x1s1p0_2048x7x7_b16_512_b16_relu_w2x7n1x4(arena + (size_t)0 * mb, m->packed + 27280512, m->packed + 28329088, arena + (size_t)141824 * mb, n); /* layer4.1.conv1 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_add_relu_w2x7n1x5(arena + (size_t)301056 * mb, m->packed + 26229888, m->packed + 27278464, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_relu_w2x7n1x5(arena + (size_t)0 * mb, m->packed + 27280512, m->packed + 28329088, arena + (size_t)141824 * mb, n); /* layer4.1.conv1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_relu_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->packed + 28329600, m->packed + 30688896, arena + (size_t)200704 * mb, n); /* layer4.1.conv2 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(arena + (size_t)200704 * mb, m->packed + 30689408, m->packed + 31737984, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.1.conv3 */
-    k_conv1x1s1p0_2048x7x7_b16_512_b16_relu_w2x7n1x4(arena + (size_t)100352 * mb, m->packed + 31740032, m->packed + 32788608, arena + (size_t)41472 * mb, n); /* layer4.2.conv1 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_add_relu_w2x7n1x5(arena + (size_t)200704 * mb, m->packed + 30689408, m->packed + 31737984, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* layer4.1.conv3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_relu_w2x7n1x5(arena + (size_t)100352 * mb, m->packed + 31740032, m->packed + 32788608, arena + (size_t)41472 * mb, n); /* layer4.2.conv1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_relu_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->packed + 32789120, m->packed + 35148416, arena + (size_t)200704 * mb, n); /* layer4.2.conv2 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_add_relu_w2x7n1x4(arena + (size_t)200704 * mb, m->packed + 35148928, m->packed + 36197504, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.2.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_add_relu_w2x7n1x5(arena + (size_t)200704 * mb, m->packed + 35148928, m->packed + 36197504, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.2.conv3 */
     k_avgpool_2048x7x7_b16(arena + (size_t)0 * mb, arena + (size_t)100352 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)100352 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)0 * mb, n); /* fc */
     k_softmax_1000(arena + (size_t)0 * mb, out, n); /* softmax1 */
@@ -10345,6 +10347,7 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb; (void)labels;
+    RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
     k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)2400768 * mb, n); /* conv1 */
     k_bntrain_64x112x112_b16_relu(arena + (size_t)2400768 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)0 * mb, arena + (size_t)3203584 * mb, n); /* bn1 */
@@ -10399,59 +10402,59 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_bntrain_256x14x14_b16_relu(arena + (size_t)20865536 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 10112, arena + (size_t)0 * mb, arena + (size_t)20915712 * mb, n); /* layer3.0.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)20915712 * mb, arena + (size_t)0 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)20965888 * mb, n); /* layer3.0.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)20965888 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 10624, arena + (size_t)0 * mb, arena + (size_t)21016064 * mb, n); /* layer3.0.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)21016064 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)15847936 * mb, n); /* layer3.0.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21016064 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)15847936 * mb, n); /* layer3.0.conv3 */
     k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)12837376 * mb, m->tpacked + 6295168, m->tpacked + 6819456, arena + (size_t)16048640 * mb, n); /* layer3.0.downsample.0 */
     k_bntrain_1024x14x14_b16(arena + (size_t)16048640 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 13184, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)15847936 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 11136, arena + (size_t)200704 * mb, arena + (size_t)16249344 * mb, n); /* layer3.0.bn3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16249344 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)21066240 * mb, n); /* layer3.1.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)16249344 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)21066240 * mb, n); /* layer3.1.conv1 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21066240 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 15232, arena + (size_t)0 * mb, arena + (size_t)21116416 * mb, n); /* layer3.1.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21116416 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)21166592 * mb, n); /* layer3.1.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21166592 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 15744, arena + (size_t)0 * mb, arena + (size_t)21216768 * mb, n); /* layer3.1.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)21216768 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)16450048 * mb, n); /* layer3.1.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21216768 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)16450048 * mb, n); /* layer3.1.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16450048 * mb, arena + (size_t)16249344 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 16256, arena + (size_t)0 * mb, arena + (size_t)16650752 * mb, n); /* layer3.1.bn3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16650752 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)21266944 * mb, n); /* layer3.2.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)16650752 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)21266944 * mb, n); /* layer3.2.conv1 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21266944 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 18304, arena + (size_t)0 * mb, arena + (size_t)21317120 * mb, n); /* layer3.2.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21317120 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)21367296 * mb, n); /* layer3.2.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21367296 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 18816, arena + (size_t)0 * mb, arena + (size_t)21417472 * mb, n); /* layer3.2.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)21417472 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)16851456 * mb, n); /* layer3.2.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21417472 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)16851456 * mb, n); /* layer3.2.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16851456 * mb, arena + (size_t)16650752 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 19328, arena + (size_t)0 * mb, arena + (size_t)17052160 * mb, n); /* layer3.2.bn3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17052160 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)21467648 * mb, n); /* layer3.3.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17052160 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)21467648 * mb, n); /* layer3.3.conv1 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21467648 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 21376, arena + (size_t)0 * mb, arena + (size_t)21517824 * mb, n); /* layer3.3.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21517824 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)21568000 * mb, n); /* layer3.3.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21568000 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 21888, arena + (size_t)0 * mb, arena + (size_t)21618176 * mb, n); /* layer3.3.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)21618176 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)17252864 * mb, n); /* layer3.3.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21618176 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)17252864 * mb, n); /* layer3.3.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17252864 * mb, arena + (size_t)17052160 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 22400, arena + (size_t)0 * mb, arena + (size_t)17453568 * mb, n); /* layer3.3.bn3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17453568 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)21668352 * mb, n); /* layer3.4.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17453568 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)21668352 * mb, n); /* layer3.4.conv1 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21668352 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 24448, arena + (size_t)0 * mb, arena + (size_t)21718528 * mb, n); /* layer3.4.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21718528 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)21768704 * mb, n); /* layer3.4.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21768704 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 24960, arena + (size_t)0 * mb, arena + (size_t)21818880 * mb, n); /* layer3.4.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)21818880 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)17654272 * mb, n); /* layer3.4.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21818880 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)17654272 * mb, n); /* layer3.4.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17654272 * mb, arena + (size_t)17453568 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 25472, arena + (size_t)0 * mb, arena + (size_t)17854976 * mb, n); /* layer3.4.bn3 */
-    k_conv1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17854976 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)21869056 * mb, n); /* layer3.5.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17854976 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)21869056 * mb, n); /* layer3.5.conv1 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21869056 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 27520, arena + (size_t)0 * mb, arena + (size_t)21919232 * mb, n); /* layer3.5.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21919232 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)21969408 * mb, n); /* layer3.5.conv2 */
     k_bntrain_256x14x14_b16_relu(arena + (size_t)21969408 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 28032, arena + (size_t)0 * mb, arena + (size_t)22019584 * mb, n); /* layer3.5.bn2 */
-    k_conv1x1s1p0_256x14x14_b16_1024_b16_w2x7n2x2(arena + (size_t)22019584 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)18055680 * mb, n); /* layer3.5.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)22019584 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)18055680 * mb, n); /* layer3.5.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)18055680 * mb, arena + (size_t)17854976 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 28544, arena + (size_t)0 * mb, arena + (size_t)18256384 * mb, n); /* layer3.5.bn3 */
     k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)18256384 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)22069760 * mb, n); /* layer4.0.conv1 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)22069760 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 30592, arena + (size_t)0 * mb, arena + (size_t)22094848 * mb, n); /* layer4.0.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22094848 * mb, arena + (size_t)0 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)22119936 * mb, n); /* layer4.0.conv2 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)22119936 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 31616, arena + (size_t)0 * mb, arena + (size_t)22145024 * mb, n); /* layer4.0.bn2 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_w2x7n1x4(arena + (size_t)22145024 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)18457088 * mb, n); /* layer4.0.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)22145024 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)18457088 * mb, n); /* layer4.0.conv3 */
     k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)18256384 * mb, m->tpacked + 25181312, m->tpacked + 27278464, arena + (size_t)18557440 * mb, n); /* layer4.0.downsample.0 */
     k_bntrain_2048x7x7_b16(arena + (size_t)18557440 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 36736, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
     k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)18457088 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 32640, arena + (size_t)100352 * mb, arena + (size_t)20263424 * mb, n); /* layer4.0.bn3 */
-    k_conv1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20263424 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)22170112 * mb, n); /* layer4.1.conv1 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)20263424 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)22170112 * mb, n); /* layer4.1.conv1 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)22170112 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 40832, arena + (size_t)0 * mb, arena + (size_t)22195200 * mb, n); /* layer4.1.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22195200 * mb, arena + (size_t)0 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)22220288 * mb, n); /* layer4.1.conv2 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)22220288 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 41856, arena + (size_t)0 * mb, arena + (size_t)22245376 * mb, n); /* layer4.1.bn2 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_w2x7n1x4(arena + (size_t)22245376 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)20363776 * mb, n); /* layer4.1.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)22245376 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)20363776 * mb, n); /* layer4.1.conv3 */
     k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)20363776 * mb, arena + (size_t)20263424 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 42880, arena + (size_t)0 * mb, arena + (size_t)20464128 * mb, n); /* layer4.1.bn3 */
-    k_conv1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20464128 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)20765184 * mb, n); /* layer4.2.conv1 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)20464128 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)20765184 * mb, n); /* layer4.2.conv1 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)20765184 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 46976, arena + (size_t)0 * mb, arena + (size_t)20790272 * mb, n); /* layer4.2.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20790272 * mb, arena + (size_t)0 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)1048576 * mb, n); /* layer4.2.conv2 */
     k_bntrain_512x7x7_b16_relu(arena + (size_t)1048576 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 48000, arena + (size_t)0 * mb, arena + (size_t)1073664 * mb, n); /* layer4.2.bn2 */
-    k_conv1x1s1p0_512x7x7_b16_2048_b16_w2x7n1x4(arena + (size_t)1073664 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)0 * mb, n); /* layer4.2.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)1073664 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)0 * mb, n); /* layer4.2.conv3 */
     k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)20464128 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 49024, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.bn3 */
     k_avgpool_2048x7x7_b16(arena + (size_t)100352 * mb, arena + (size_t)200704 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)200704 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)202752 * mb, n); /* fc */

@@ -193,8 +193,9 @@ public struct Schedule: Pass {
         var result: [TuneCache.Choice] = []
         // The best and the runner-up of each ISA class, in pairs: a machine
         // runs one class, so each run measures that class's tile.
-        let wides = rankedTiles(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
-        let narrows = rankedTiles(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
+        let row = directRow(node, g)
+        let wides = rankedTiles(blocks: blocks, width: row, budget: 24, fmaCost: 1, stepsPerTile: steps)
+        let narrows = rankedTiles(blocks: blocks, width: row, budget: 6, fmaCost: 2, stepsPerTile: steps)
         for r in 0..<min(2, max(wides.count, narrows.count)) {
             result.append(TuneCache.Choice(algorithm: .direct, wide: wides[min(r, wides.count - 1)],
                                            narrow: narrows[min(r, narrows.count - 1)]))
@@ -213,6 +214,27 @@ public struct Schedule: Pass {
         return g.layout(node.inputs[0]).padded(g.shape(node.inputs[0]).c) * k * k
     }
 
+    /// A stride-1 1×1 forward conv on a blocked input maps pixel to pixel, so
+    /// its small map (rows under 16 pixels: 14×14, 7×7) is computed as one row
+    /// of H·W pixels: a register tile then runs across rows instead of
+    /// recomputing the end of each short row (a 4-pixel tile on a 7-pixel row
+    /// does 8). Larger maps keep their rows (work items for the threads).
+    /// Only with no shortcut or a tensor one, read in the output's layout.
+    static func flattensRows(_ node: Node, _ g: Graph) -> Bool {
+        let a = node.attrs
+        guard [.conv, .fusedConv].contains(node.op), a.kernel == 1, a.stride == 1, a.padding == 0,
+              g.layout(node.inputs[0]) != .plain, let out = node.shape, out.w < 16, out.h > 1 else { return false }
+        if case .zeroPad? = a.shortcut { return false }
+        return true
+    }
+
+    /// The pixels a direct conv's register tile runs along: a row, or the whole
+    /// map when `flattensRows`.
+    static func directRow(_ node: Node, _ g: Graph) -> Int {
+        let out = node.shape!
+        return flattensRows(node, g) ? out.h * out.w : out.w
+    }
+
     /// The direct schedule of a vector conv or data gradient: the cost model's
     /// tiles for both ISA classes and the padded input copy in scratch. A data
     /// gradient is a stride-1 conv of ∂y, spread by the stride (zeros between
@@ -222,8 +244,9 @@ public struct Schedule: Pass {
         let out = node.shape!, x = g.shape(node.inputs[0]), steps = directSteps(node, g)
         let blocks = (out.c + block - 1) / block
         node.attrs.algorithm = nil
-        node.attrs.wideTile = vectorTile(blocks: blocks, width: out.w, budget: 24, fmaCost: 1, stepsPerTile: steps)
-        node.attrs.narrowTile = vectorTile(blocks: blocks, width: out.w, budget: 6, fmaCost: 2, stepsPerTile: steps)
+        let row = directRow(node, g)
+        node.attrs.wideTile = vectorTile(blocks: blocks, width: row, budget: 24, fmaCost: 1, stepsPerTile: steps)
+        node.attrs.narrowTile = vectorTile(blocks: blocks, width: row, budget: 6, fmaCost: 2, stepsPerTile: steps)
         let xc = g.layout(node.inputs[0]).padded(x.c)
         if node.op == .convGradData {
             let k = g.nodes[node.attrs.forward!].attrs.kernel!
@@ -246,7 +269,8 @@ public struct Schedule: Pass {
                   [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= tiles }) else { return }
             useWinograd(&node, g, rows: rows)
         case .direct:
-            guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= out.w }) else { return }
+            let row = directRow(node, g)
+            guard [choice.wide, choice.narrow].allSatisfy({ blocks % $0.blocks == 0 && $0.pixels <= row }) else { return }
             useDirect(&node, g)
         }
         node.attrs.wideTile = choice.wide

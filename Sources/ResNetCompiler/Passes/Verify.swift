@@ -37,8 +37,9 @@ public enum Verify {
             if let wide = node.attrs.wideTile, let narrow = node.attrs.narrowTile {
                 guard layout != .plain, let out = node.shape else { throw fail(node, "a vector tile on an NCHW output") }
                 let blocks = (out.c + layout.block - 1) / layout.block
-                for t in [wide, narrow] where t.blocks < 1 || blocks % t.blocks != 0 || t.pixels < 1 || t.pixels > out.w {
-                    throw fail(node, "tile \(t) does not divide \(blocks) output blocks × \(out.w) pixels")
+                let row = node.attrs.algorithm == nil ? Schedule.directRow(node, g) : out.w
+                for t in [wide, narrow] where t.blocks < 1 || blocks % t.blocks != 0 || t.pixels < 1 || t.pixels > row {
+                    throw fail(node, "tile \(t) does not divide \(blocks) output blocks × \(row) pixels")
                 }
                 if node.op != .convGradData, node.inputs.dropFirst().contains(where: { g.layout($0) != layout }) {
                     throw fail(node, "reads its shortcut in another layout than it writes")

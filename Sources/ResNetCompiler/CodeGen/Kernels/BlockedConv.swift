@@ -87,9 +87,15 @@ struct BlockedConv: KernelFamily {
         let gradient = node.op == .convGradData
         let f = gradient ? g.nodes[a.forward!].attrs : a
         let epilogue = Epilogue.of(node, g)
+        // A flattened 1×1 conv is the same kernel on one row of H·W pixels.
+        var input = g.shape(node.inputs[0]), output = node.shape!
+        if Schedule.flattensRows(node, g) {
+            input = Shape(c: input.c, h: 1, w: input.h * input.w)
+            output = Shape(c: output.c, h: 1, w: output.h * output.w)
+        }
         let family = BlockedConv(role: gradient ? .dataGradient(stride: f.stride!, padding: f.padding!) : .forward,
-                                 input: g.shape(node.inputs[0]), inputBlock: g.layout(node.inputs[0]).block,
-                                 output: node.shape!, block: g.layout(node.id).block,
+                                 input: input, inputBlock: g.layout(node.inputs[0]).block,
+                                 output: output, block: g.layout(node.id).block,
                                  kernel: f.kernel!, stride: f.stride!, padding: f.padding!,
                                  wide: a.wideTile!, narrow: a.narrowTile!,
                                  epilogue: epilogue,
