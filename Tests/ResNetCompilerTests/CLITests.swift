@@ -4,7 +4,7 @@ import ResNetTestSupport
 import Testing
 
 /// The built `resnet-compile` tool, run as a user runs it.
-@Suite struct CLITests {
+@Suite(.temporaryFiles) struct CLITests {
     /// The tool beside the test bundle (SwiftPM's build folder).
     static var tool: String {
         let beside = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("resnet-compile").path

@@ -5,7 +5,7 @@ import ResNetTestSupport
 import Testing
 
 /// Invalid models, each with the message a user sees (layer and reason).
-@Suite struct ValidationTests {
+@Suite(.temporaryFiles) struct ValidationTests {
     static let cases: [(String, NetworkSpec, String)] = [
         ("identity shortcut that changes the shape",
          Network("bad", input: .image(channels: 3, height: 8, width: 8)) {
