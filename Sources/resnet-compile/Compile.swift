@@ -175,9 +175,10 @@ struct Compile: ParsableCommand {
             }
             return n
         }
+        guard let first = networks.first else { throw CompileError("the file defines no network") }
         if networks.count > 1 {
             throw CompileError("the file defines \(networks.count) networks (\(networks.map(\.name).joined(separator: ", "))); pick one with --network NAME")
         }
-        return networks[0]
+        return first
     }
 }

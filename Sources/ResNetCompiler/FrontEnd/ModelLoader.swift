@@ -36,7 +36,9 @@ public struct ModelLoader {
             throw CompileError("cannot read the model file \(path) (permission denied?)")
         }
         if path.hasSuffix(".json") {
-            return try Self.decode(data, source: path).networks
+            let networks = try Self.decode(data, source: path).networks
+            if networks.isEmpty { throw CompileError("\(path) defines no network ('networks' is empty)") }
+            return networks
         }
         return try evaluateSwift(path).networks
     }
@@ -46,7 +48,14 @@ public struct ModelLoader {
         let model: ModelFile
         do {
             model = try JSONDecoder().decode(ModelFile.self, from: data)
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw CompileError("\(source): bad value at \(Self.path(context.codingPath)): \(context.debugDescription)")
         } catch let DecodingError.dataCorrupted(context) {
+            // The decoder says "not valid JSON" also for a number that does not fit an Int field.
+            if let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+               let (place, value) = Self.firstNonInteger(json, path: "") {
+                throw CompileError("\(source): bad value at \(place.isEmpty ? "top level" : place): \(value) is not a whole number that fits in 64 bits")
+            }
             throw CompileError("\(source): not valid JSON (\(context.debugDescription))")
         } catch let DecodingError.keyNotFound(key, context) {
             throw CompileError("\(source): missing '\(key.stringValue)' at \(Self.path(context.codingPath))")
@@ -62,6 +71,24 @@ public struct ModelLoader {
             throw CompileError("\(source): version \(model.version) is not supported (this compiler reads version \(ModelFile.currentVersion))")
         }
         return model
+    }
+
+    /// The first number in `json` (outside `bias`, the one Bool field) that is
+    /// not an integer in Int's range, with its path.
+    static func firstNonInteger(_ json: Any, path: String) -> (String, String)? {
+        if let object = json as? [String: Any] {
+            for key in object.keys.sorted() where key != "bias" {
+                if let found = firstNonInteger(object[key]!, path: path + "." + key) { return found }
+            }
+        } else if let array = json as? [Any] {
+            for (i, element) in array.enumerated() {
+                if let found = firstNonInteger(element, path: path + "[\(i)]") { return found }
+            }
+        } else if let number = json as? NSNumber, !(json is String) {
+            let d = number.doubleValue
+            if !(d.rounded() == d && d >= -9.2e18 && d <= 9.2e18) { return (path, number.stringValue) }
+        }
+        return nil
     }
 
     static func path(_ keys: [CodingKey]) -> String {
@@ -113,6 +140,9 @@ public struct ModelLoader {
             if let signal = run.signal {
                 // The runtime's message (file:line: Fatal error: ...) says it; its stack of addresses does not.
                 if let trace = output.range(of: "\nCurrent stack trace:") { output = String(output[..<trace.lowerBound]) }
+                if output.contains("Error raised at top level") {
+                    throw CompileError("\(path) threw an error when run:\n" + output)
+                }
                 throw CompileError("\(path) crashed when run (signal \(signal), \(String(cString: strsignal(signal))))"
                     + (output.isEmpty ? "" : ":\n" + output))
             }

@@ -167,6 +167,13 @@ public enum Cleanup {
         reader.start()
         // Returning from main while a signal is being handled must not beat the handler's exit status.
         atexit { Cleanup.pauseIfStopping() }
+        // A parent can start us with these blocked (a thread of libdispatch
+        // blocks them, and posix_spawn passes the mask on): unblock them here,
+        // on the main thread, which the children are started from as well.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in stoppingSignals { sigaddset(&unblock, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for sig in stoppingSignals {
             // glibc's signal() keeps the handler installed and restarts system calls.
             signal(sig) { sig in

@@ -39,6 +39,7 @@ public struct InferShapes: Pass {
                 let oc = node.attrs.outChannels!
                 out = Shape(c: oc, h: try Self.window(x.h, k, s, p, node.name, "height"),
                             w: try Self.window(x.w, k, s, p, node.name, "width"))
+                try Self.checkSize(out, node.name, batchHint: false)   // the output's size is the clearer message
                 let weight = try Self.parameter(node.name + ".weight", [oc, x.c, k, k], .weight, node.name)
                 parameters.append(weight)
                 if node.attrs.bias == true {

@@ -61,6 +61,10 @@ public struct Validate: Pass {
         if name.hasPrefix("_") { return "identifiers beginning with '_' (here \(name)_model, \(name.uppercased())_H) are reserved in C" }
         if name.contains("__") { return "identifiers containing '__' are reserved (C++, and Swift importing the module)" }
         if name == "rc" || name.hasPrefix("rc_") { return "'rc_' and 'RC_' prefix the generated runtime's own helpers (rc_strerror, rc_st_load, RC_OK)" }
+        if name.hasSuffix("_input") {
+            let other = String(name.dropLast("_input".count))
+            return "its header guard \(name.uppercased())_H is the input-height macro of a network '\(other)', so the two headers could not be used together"
+        }
         if let clash = collisions[name] { return "\(clash) is already a name in the generated C, the trainer or the C library it includes" }
         return nil
     }
