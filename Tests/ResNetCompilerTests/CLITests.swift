@@ -30,7 +30,7 @@ import Testing
     @Test func helpDescribesTheTool() throws {
         let r = try run(["--help"])
         #expect(r.status == 0)
-        for text in ["USAGE", "--output", "--network", "--emit", "--dump-after", "--no-fuse", "ResNet-20"] {
+        for text in ["USAGE", "--output", "--network", "--emit", "--dump-after", "--no-fuse", "--eval-timeout", "ResNet-20"] {
             #expect(r.output.contains(text), "--help lacks \(text)")
         }
     }
