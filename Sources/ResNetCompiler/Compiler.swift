@@ -92,21 +92,29 @@ public enum AtomicWriter {
         let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
         if existed && !isDir.boolValue { throw CompileError("\(directory) exists and is not a directory") }
         if !existed {
+            // Registered with Cleanup (as are the temporaries), so a signal mid-write leaves nothing.
+            Cleanup.register(directory)
             do {
                 try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {
+                Cleanup.unregister(directory)
                 throw CompileError("cannot create \(directory): \(error.localizedDescription)")
             }
         }
         var temporaries: [(String, String)] = []
+        defer {
+            for (temp, _) in temporaries { Cleanup.unregister(temp) }
+            if !existed { Cleanup.unregister(directory) }
+        }
         do {
             for file in files {
                 let final = directory + "/" + file.name
                 let temp = directory + "/.\(file.name).tmp-\(getpid())"
+                Cleanup.register(temp)
+                temporaries.append((temp, final))
                 guard fm.createFile(atPath: temp, contents: Data(file.contents.utf8)) else {
                     throw CompileError("cannot write \(temp)")
                 }
-                temporaries.append((temp, final))
             }
             for (temp, final) in temporaries where rename(temp, final) != 0 {
                 throw CompileError("cannot rename \(temp) to \(final): \(String(cString: strerror(errno)))")

@@ -48,10 +48,12 @@ public enum CBuild {
         try HostTools.run(executable, arguments, in: directory)
     }
 
-    /// A fresh temporary directory.
+    /// A fresh temporary directory, removed when the suite that made it ends
+    /// (see `TemporaryFiles`).
     public static func temporaryDirectory(_ label: String = "test") throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-compile-\(label)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        (TemporaryFiles.current ?? TemporaryFiles.process).add(dir)
         return dir
     }
 
@@ -67,6 +69,62 @@ public enum CBuild {
         if result.status != 0 || !result.output.isEmpty {
             throw BuildError(description: "\(toolchain.cc) \(args.joined(separator: " ")) failed:\n\(result.output)")
         }
+    }
+}
+
+/// The temporary directories a test suite made, removed when it ends unless
+/// one of its tests failed or `RESNET_COMPILE_KEEP_TEMP=1` is set (then their
+/// paths are printed). The test target's `.temporaryFiles` trait sets
+/// `current` around each suite and marks it failed on any issue; a directory
+/// made outside such a scope belongs to `process`, removed when the test
+/// process exits (unless kept).
+public final class TemporaryFiles: @unchecked Sendable {
+    /// The scope of the running suite.
+    @TaskLocal public static var current: TemporaryFiles?
+
+    /// Directories made outside any suite's scope.
+    public static let process: TemporaryFiles = {
+        let scope = TemporaryFiles(label: "test process")
+        atexit { TemporaryFiles.process.finish() }
+        return scope
+    }()
+
+    /// Set to 1 to keep every test's temporary directories.
+    public static let keepEnvironmentKey = "RESNET_COMPILE_KEEP_TEMP"
+
+    public let label: String
+    private let lock = NSLock()
+    private var paths: [String] = []
+    private var failed = false
+
+    public init(label: String) {
+        self.label = label
+    }
+
+    public func add(_ path: String) {
+        lock.withLock { paths.append(path) }
+    }
+
+    /// A test in the scope recorded an issue: keep its files for a look.
+    public func markFailed() {
+        lock.withLock { failed = true }
+    }
+
+    /// Removes the directories, or says where they are when they are kept.
+    public func finish() {
+        let (paths, failed) = lock.withLock { () -> ([String], Bool) in
+            defer { self.paths = [] }
+            return (self.paths, self.failed)
+        }
+        if paths.isEmpty { return }
+        let keep = ProcessInfo.processInfo.environment[Self.keepEnvironmentKey] == "1"
+        if keep || failed {
+            let why = keep ? "\(Self.keepEnvironmentKey)=1" : "a test failed"
+            FileHandle.standardError.write(Data("\(label): kept \(paths.count) temporary director\(paths.count == 1 ? "y" : "ies") (\(why)):\n".utf8)
+                + Data(paths.map { "  \($0)\n" }.joined().utf8))
+            return
+        }
+        for path in paths { try? FileManager.default.removeItem(atPath: path) }
     }
 }
 

@@ -14,8 +14,12 @@ struct Compile: ParsableCommand {
         With no FILE, compiles the built-in CIFAR ResNet-20 of He et al. (2015).
         A .swift model file is compiled against the ResNetDSL library and run,
         as SwiftPM evaluates Package.swift; every Network it creates at top
-        level is registered. Writes NAME.c, NAME.h, module.modulemap and
-        NAME.report into DIR atomically: on any error nothing is left there.
+        level is registered. A model file is a program that runs at compile
+        time: compiling it and running it may each take --eval-timeout seconds
+        (default 120). Writes NAME.c, NAME.h, module.modulemap and NAME.report
+        into DIR atomically: on any error nothing is left there. Interrupted or
+        terminated, the compiler stops every process it started and removes
+        its temporary files (exit status 128 + signal).
 
         Examples:
           resnet-compile -o out                        # built-in ResNet-20
@@ -32,6 +36,9 @@ struct Compile: ParsableCommand {
     /// take the word "train". Route it here (a model file named `train` is
     /// still reachable as `./train`).
     static func main() {
+        // Ctrl-C, kill and a closed terminal stop the children (swiftc, the
+        // model file, the C compiler) with us and remove temporary files.
+        Cleanup.installSignalHandlers(program: "resnet-compile")
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "train" {
             Train.main(Array(arguments.dropFirst()))
@@ -54,6 +61,10 @@ struct Compile: ParsableCommand {
 
     @Option(help: "Which network, when the file defines several.")
     var network: String?
+
+    @Option(help: ArgumentHelp("Seconds a .swift model file may take to compile, and then to run; past that it is stopped and the compile fails (default 120).",
+                               valueName: "seconds"))
+    var evalTimeout: Double = ModelLoader.defaultEvalTimeout
 
     @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table.")
     var emit: Emit = .c
@@ -80,6 +91,14 @@ struct Compile: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print progress to stderr.")
     var verbose = false
 
+    func validate() throws {
+        try Self.checkEvalTimeout(evalTimeout)
+    }
+
+    static func checkEvalTimeout(_ seconds: Double) throws {
+        if !(seconds > 0 && seconds.isFinite) { throw ValidationError("--eval-timeout must be a positive number of seconds") }
+    }
+
     func run() throws {
         do {
             try compile()
@@ -93,7 +112,7 @@ struct Compile: ParsableCommand {
         let log: (String) -> Void = { if verbose { FileHandle.standardError.write(Data("resnet-compile: \($0)\n".utf8)) } }
         let networks: [NetworkSpec]
         if let file {
-            var loader = ModelLoader()
+            var loader = ModelLoader(evalTimeout: evalTimeout)
             loader.log = log
             networks = try loader.load(file)
         } else {
@@ -156,9 +175,10 @@ struct Compile: ParsableCommand {
             }
             return n
         }
+        guard let first = networks.first else { throw CompileError("the file defines no network") }
         if networks.count > 1 {
             throw CompileError("the file defines \(networks.count) networks (\(networks.map(\.name).joined(separator: ", "))); pick one with --network NAME")
         }
-        return networks[0]
+        return first
     }
 }

@@ -62,6 +62,9 @@ struct Train: ParsableCommand {
     @Option(help: "Which network, when the file defines several.")
     var network: String?
 
+    @Option(help: ArgumentHelp("Seconds a .swift model file may take to compile, and then to run (default 120).", valueName: "seconds"))
+    var evalTimeout: Double = ModelLoader.defaultEvalTimeout
+
     @Option(name: .shortAndLong, help: ArgumentHelp("The run directory (default: runs/NAME).", valueName: "dir"))
     var output: String?
 
@@ -144,6 +147,7 @@ struct Train: ParsableCommand {
     var verbose = false
 
     func validate() throws {
+        try Compile.checkEvalTimeout(evalTimeout)
         if data == nil && !resume { throw ValidationError("--data is required (a CIFAR-10 binary directory or a safetensors file), unless --resume") }
         if let data, !FileManager.default.fileExists(atPath: data) { throw ValidationError("--data \(data) does not exist") }
         if let test, !FileManager.default.fileExists(atPath: test) { throw ValidationError("--test \(test) does not exist") }
@@ -207,7 +211,7 @@ struct Train: ParsableCommand {
         do {
             let networks: [NetworkSpec]
             if let file {
-                var loader = ModelLoader()
+                var loader = ModelLoader(evalTimeout: evalTimeout)
                 loader.log = log
                 networks = try loader.load(file)
             } else {

@@ -6,7 +6,7 @@ import Testing
 
 /// The generated C API on bad input: every check returns an error code and a
 /// message, and nothing is changed or half-written.
-@Suite(.serialized) struct CAPITests {
+@Suite(.serialized, .temporaryFiles) struct CAPITests {
     static let model: Result<BuiltModel, Error> = Result { try BuiltModel(TestNetworks.mixnet()) }
 
     /// A valid weight file for mixnet, its tensors, and a scratch directory.

@@ -4,7 +4,7 @@ import ResNetTestSupport
 import Testing
 
 /// The built `resnet-compile` tool, run as a user runs it.
-@Suite struct CLITests {
+@Suite(.temporaryFiles) struct CLITests {
     /// The tool beside the test bundle (SwiftPM's build folder).
     static var tool: String {
         let beside = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("resnet-compile").path
@@ -30,7 +30,7 @@ import Testing
     @Test func helpDescribesTheTool() throws {
         let r = try run(["--help"])
         #expect(r.status == 0)
-        for text in ["USAGE", "--output", "--network", "--emit", "--dump-after", "--no-fuse", "ResNet-20"] {
+        for text in ["USAGE", "--output", "--network", "--emit", "--dump-after", "--no-fuse", "--eval-timeout", "ResNet-20"] {
             #expect(r.output.contains(text), "--help lacks \(text)")
         }
     }

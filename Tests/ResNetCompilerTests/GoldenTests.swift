@@ -7,7 +7,7 @@ import Testing
 /// generated/ holds the compiler's output for zoo networks, checked in. Each is
 /// regenerated here and must match byte for byte. To accept a change on
 /// purpose: `RESNET_COMPILE_RECORD=1 swift test --filter GoldenTests`.
-@Suite struct GoldenTests {
+@Suite(.temporaryFiles) struct GoldenTests {
     static let networks = ["resnet20", "resnet50"]
 
     static func spec(_ name: String) throws -> NetworkSpec {

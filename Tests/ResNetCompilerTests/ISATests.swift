@@ -175,7 +175,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
 /// Every ISA path of the generated C — AVX-512 (-march=native here), AVX2 + FMA,
 /// portable C on the x86-64 baseline, and NEON on aarch64 under qemu — against
 /// the float64 interpreter on awkward shapes, against PyTorch, and warning-free.
-@Suite struct ISATests {
+@Suite(.temporaryFiles) struct ISATests {
     // MARK: toolchains select the paths they name
 
     /// Each variant's compiler defines the feature macros of its path and not the

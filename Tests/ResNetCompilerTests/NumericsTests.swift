@@ -5,7 +5,7 @@ import ResNetTestSupport
 import Testing
 
 /// Generated C against the reference interpreter (float64) and PyTorch fixtures.
-@Suite struct NumericsTests {
+@Suite(.temporaryFiles) struct NumericsTests {
     /// C probabilities vs the interpreter's on random weights, fused and unfused.
     func checkAgainstInterpreter(_ spec: NetworkSpec, batches: [Int], fuse: Bool = true, seed: UInt64 = 7) throws {
         let model = try BuiltModel(spec, fuse: fuse)

@@ -5,7 +5,7 @@ import ResNetTestSupport
 import Testing
 
 /// Pass-level tests: counts after fusion, IR invariants, the memory planner.
-@Suite struct PassTests {
+@Suite(.temporaryFiles) struct PassTests {
     /// Runs the inference pipeline, checking the graph after every pass.
     func compile(_ spec: NetworkSpec, fuse: Bool = true) throws -> Graph {
         try Pipeline.inference(Pipeline.Options(fuse: fuse)).run(try Lower.lower(spec)) { pass, g in

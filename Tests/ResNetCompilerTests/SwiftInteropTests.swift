@@ -6,7 +6,7 @@ import Testing
 
 /// generated/resnet20 is a SwiftPM C target: Swift calls the generated C
 /// through its module map, as an app embedding a compiled network would.
-@Suite struct SwiftInteropTests {
+@Suite(.temporaryFiles) struct SwiftInteropTests {
     @Test func swiftCallsTheGeneratedC() throws {
         #expect(RESNET20_INPUT_C == 3 && RESNET20_INPUT_H == 32 && RESNET20_INPUT_W == 32)
         #expect(RESNET20_NUM_CLASSES == 10)
@@ -45,7 +45,7 @@ import resnet50
 import ResNetDSL
 
 /// generated/resnet50 (the paper's bottleneck variant, option B) from Swift.
-@Suite struct ResNet50InteropTests {
+@Suite(.temporaryFiles) struct ResNet50InteropTests {
     /// The checked-in, fused ResNet-50 agrees with an unfused build of the same
     /// network (one kernel per op, compiled by the test driver) on the same weights.
     @Test func resnet50FromSwiftMatchesUnfusedBuild() throws {

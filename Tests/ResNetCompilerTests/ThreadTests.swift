@@ -9,7 +9,7 @@ import Testing
 /// statistics, weight gradients) sums per-image partials in image order.
 /// So one training step and one inference give the same bits run to run and
 /// at any thread count.
-@Suite struct ThreadTests {
+@Suite(.temporaryFiles) struct ThreadTests {
     @Test func resultsAreBitIdenticalAtAnyThreadCount() throws {
         guard let omp = CBuild.toolchains.first(where: \.openMP) else {
             Issue.record("no C compiler with OpenMP on this machine")

@@ -4,7 +4,7 @@ import ResNetTestSupport
 import Testing
 
 /// `resnet-compile train` as a user runs it, on the 8×8 digits in data/.
-@Suite(.serialized) struct TrainCommandTests {
+@Suite(.serialized, .temporaryFiles) struct TrainCommandTests {
     static let model = """
         import ResNetDSL
         let tiny = try ResNet.cifar(depth: 8, name: "tinydigits", input: .image(channels: 1, height: 8, width: 8))

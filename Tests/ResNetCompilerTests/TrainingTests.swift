@@ -6,7 +6,7 @@ import Testing
 
 /// The training step: the interpreter's gradients against finite differences,
 /// the generated C against the interpreter and against PyTorch.
-@Suite struct TrainingTests {
+@Suite(.temporaryFiles) struct TrainingTests {
     /// A small network with every op the backward pass handles: conv with and
     /// without bias, stride, padding, BN, ReLU, max pool, identity, option-A
     /// and projection shortcuts, global average pool, dense.

@@ -5,7 +5,7 @@ import ResNetTestSupport
 import Testing
 
 /// Invalid models, each with the message a user sees (layer and reason).
-@Suite struct ValidationTests {
+@Suite(.temporaryFiles) struct ValidationTests {
     static let cases: [(String, NetworkSpec, String)] = [
         ("identity shortcut that changes the shape",
          Network("bad", input: .image(channels: 3, height: 8, width: 8)) {
@@ -123,4 +123,70 @@ import Testing
             }
         }
     }
+
+    /// Every network name N for which a name of the C API (N_load, N_H,
+    /// N_INPUT_H, …) is already an identifier of the C the compiler emits or
+    /// builds with (the runtime templates, the trainer, the checked-in
+    /// generated C, and the libc headers they include) is rejected. Recomputed
+    /// from the sources, so a new helper or header that clashes fails here.
+    @Test func networkNamesThatCollideWithTheGeneratedCAreRejected() throws {
+        let fm = FileManager.default
+        let header = try String(contentsOfFile: CBuild.root + "/templates/header.h.mustache", encoding: .utf8)
+        func suffixes(_ placeholder: String) -> Set<String> {
+            Set(header.components(separatedBy: placeholder + "_").dropFirst().compactMap { rest in
+                rest.prefix { $0.isLetter || $0.isNumber || $0 == "_" }.nilIfEmpty
+            })
+        }
+        let api = suffixes("{{name}}").union(suffixes("{{uname}}"))
+        #expect(api.contains("create") && api.contains("INPUT_C") && api.contains("H"), "\(api.sorted())")
+        // The C sources: every .c, .h and template outside the build and the tests.
+        var sources: [String] = []
+        for top in ["templates", "generated", "Sources"] {
+            for path in fm.subpaths(atPath: CBuild.root + "/" + top) ?? []
+            where path.hasSuffix(".c") || path.hasSuffix(".h") || path.hasSuffix(".mustache") {
+                sources.append(try String(contentsOfFile: CBuild.root + "/" + top + "/" + path, encoding: .utf8))
+            }
+        }
+        var identifiers = Set<String>()
+        var headers = Set<String>()
+        for text in sources {
+            for word in text.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }) { identifiers.insert(String(word)) }
+            for line in text.split(separator: "\n") where line.hasPrefix("#include <") {
+                headers.insert(String(line.dropFirst("#include ".count)))
+            }
+        }
+        // The C library's names, as the generated C sees them.
+        if HostTools.which("cc") != nil {
+            let dir = try CBuild.temporaryDirectory("names")
+            let probe = "#define _POSIX_C_SOURCE 200809L\n" + headers.sorted().filter { !$0.contains("arm_neon") }.map { "#include \($0)\n" }.joined()
+            try probe.write(toFile: dir + "/probe.c", atomically: true, encoding: .utf8)
+            let r = try CBuild.run("cc", ["-E", "-march=native", dir + "/probe.c"])
+            #expect(r.status == 0, "\(r.output.prefix(2000))")
+            for word in r.output.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }) { identifiers.insert(String(word)) }
+        }
+        var clashes: [String: String] = [:]
+        for id in identifiers {
+            for s in api where id.count > s.count + 1 && id.hasSuffix("_" + s) {
+                let prefix = String(id.dropLast(s.count + 1)).lowercased()
+                // Only prefixes that are network names at all, and not the zoo's own networks.
+                guard prefix.first.map({ $0.isLetter || $0 == "_" }) == true,
+                      prefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }),
+                      !["resnet20", "resnet50", "name", "uname", "net", "unet"].contains(prefix),
+                      !id.hasPrefix("{{") else { continue }
+                if String(id.dropLast(s.count + 1)) == prefix || String(id.dropLast(s.count + 1)) == prefix.uppercased() {
+                    clashes[prefix] = id
+                }
+            }
+        }
+        #expect(clashes["timer"] == "timer_create" || HostTools.which("cc") == nil, "\(clashes)")
+        for (prefix, id) in clashes.sorted(by: { $0.key < $1.key }) {
+            #expect(throws: CompileError.self, "network '\(prefix)' would clash with \(id)") {
+                try Validate.checkNetworkName(prefix)
+            }
+        }
+    }
+}
+
+extension Substring {
+    var nilIfEmpty: String? { isEmpty ? nil : String(self) }
 }

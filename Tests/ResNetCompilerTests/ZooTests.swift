@@ -5,7 +5,7 @@ import ResNetTestSupport
 import Testing
 
 /// The paper's networks and its counts (He et al. 2015, Table 1 and Table 6).
-@Suite struct ZooTests {
+@Suite(.temporaryFiles) struct ZooTests {
     /// Table 1: multiply-adds (billions) of the ImageNet ResNets, within 3%.
     @Test(arguments: [(18, 1.8), (34, 3.6), (50, 3.8), (101, 7.6), (152, 11.3)])
     func imagenetMultiplyAddsMatchTable1(depth: Int, billions: Double) throws {

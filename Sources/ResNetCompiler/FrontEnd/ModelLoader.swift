@@ -8,23 +8,37 @@ public struct ModelLoader {
     public var dslDirectory: String?
     /// Prints progress lines (compiling, running) when set.
     public var log: (String) -> Void = { _ in }
+    /// Seconds a model file may take to compile, and then to run (each);
+    /// past it the evaluation is stopped and is an error (`--eval-timeout`).
+    public var evalTimeout: Double
 
-    public init(dslDirectory: String? = nil) {
+    public static let defaultEvalTimeout: Double = 120
+
+    public init(dslDirectory: String? = nil, evalTimeout: Double = ModelLoader.defaultEvalTimeout) {
         self.dslDirectory = dslDirectory
+        self.evalTimeout = evalTimeout
     }
 
     public static let dslEnvironmentKey = "RESNET_COMPILE_DSL_DIR"
 
     /// All networks the file defines.
     public func load(_ path: String) throws -> [NetworkSpec] {
-        guard FileManager.default.fileExists(atPath: path) else {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CompileError("no such model file: \(path)")
         }
-        if path.hasSuffix(".json") {
-            return try Self.decode(try Data(contentsOf: URL(fileURLWithPath: path)), source: path).networks
-        }
-        guard path.hasSuffix(".swift") else {
+        guard path.hasSuffix(".json") || path.hasSuffix(".swift") else {
             throw CompileError("\(path): expected a .swift model file or a .json graph")
+        }
+        if isDirectory.boolValue { throw CompileError("\(path) is a directory, not a model file") }
+        guard fm.isReadableFile(atPath: path), let data = fm.contents(atPath: path) else {
+            throw CompileError("cannot read the model file \(path) (permission denied?)")
+        }
+        if path.hasSuffix(".json") {
+            let networks = try Self.decode(data, source: path).networks
+            if networks.isEmpty { throw CompileError("\(path) defines no network ('networks' is empty)") }
+            return networks
         }
         return try evaluateSwift(path).networks
     }
@@ -34,7 +48,14 @@ public struct ModelLoader {
         let model: ModelFile
         do {
             model = try JSONDecoder().decode(ModelFile.self, from: data)
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw CompileError("\(source): bad value at \(Self.path(context.codingPath)): \(context.debugDescription)")
         } catch let DecodingError.dataCorrupted(context) {
+            // The decoder says "not valid JSON" also for a number that does not fit an Int field.
+            if let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+               let (place, value) = Self.firstNonInteger(json, path: "") {
+                throw CompileError("\(source): bad value at \(place.isEmpty ? "top level" : place): \(value) is not a whole number that fits in 64 bits")
+            }
             throw CompileError("\(source): not valid JSON (\(context.debugDescription))")
         } catch let DecodingError.keyNotFound(key, context) {
             throw CompileError("\(source): missing '\(key.stringValue)' at \(Self.path(context.codingPath))")
@@ -50,6 +71,24 @@ public struct ModelLoader {
             throw CompileError("\(source): version \(model.version) is not supported (this compiler reads version \(ModelFile.currentVersion))")
         }
         return model
+    }
+
+    /// The first number in `json` (outside `bias`, the one Bool field) that is
+    /// not an integer in Int's range, with its path.
+    static func firstNonInteger(_ json: Any, path: String) -> (String, String)? {
+        if let object = json as? [String: Any] {
+            for key in object.keys.sorted() where key != "bias" {
+                if let found = firstNonInteger(object[key]!, path: path + "." + key) { return found }
+            }
+        } else if let array = json as? [Any] {
+            for (i, element) in array.enumerated() {
+                if let found = firstNonInteger(element, path: path + "[\(i)]") { return found }
+            }
+        } else if let number = json as? NSNumber, !(json is String) {
+            let d = number.doubleValue
+            if !(d.rounded() == d && d >= -9.2e18 && d <= 9.2e18) { return (path, number.stringValue) }
+        }
+        return nil
     }
 
     static func path(_ keys: [CodingKey]) -> String {
@@ -76,33 +115,60 @@ public struct ModelLoader {
             throw CompileError("cannot find the ResNetDSL library (libResNetDSL.so); build the package (swift build) or set \(Self.dslEnvironmentKey)")
         }
         let fm = FileManager.default
-        let work = fm.temporaryDirectory.appendingPathComponent("resnet-compile-\(UUID().uuidString)")
-        try fm.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(at: work) }
-        let exe = work.appendingPathComponent("model").path
-        let json = work.appendingPathComponent("model.json").path
-        var modules = dsl + "/Modules"
-        if !fm.fileExists(atPath: modules + "/ResNetDSL.swiftmodule") { modules = dsl }
-        log("compiling \(path)")
-        let compile = try HostTools.run(Self.swiftc(), [
-            path, "-module-name", "main", "-I", modules, "-L", dsl, "-lResNetDSL",
-            "-Xlinker", "-rpath", "-Xlinker", dsl, "-o", exe,
-        ])
-        if compile.status != 0 {
-            throw CompileError("\(path) does not compile:\n" + compile.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        return try Cleanup.withTemporaryDirectory("model") { work in
+            let exe = work + "/model"
+            let json = work + "/model.json"
+            var modules = dsl + "/Modules"
+            if !fm.fileExists(atPath: modules + "/ResNetDSL.swiftmodule") { modules = dsl }
+            log("compiling \(path)")
+            let compile = try limited(path, "compiling") {
+                try HostTools.execute(Self.swiftc(), [
+                    path, "-module-name", "main", "-I", modules, "-L", dsl, "-lResNetDSL",
+                    "-Xlinker", "-rpath", "-Xlinker", dsl, "-o", exe,
+                ], environment: ["TMPDIR": work], timeout: evalTimeout)   // its temporaries go where we remove them
+            }
+            if compile.status != 0 {
+                throw CompileError("\(path) does not compile:\n" + compile.output.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            log("running \(path)")
+            // No symbolicating backtrace on a crash (slow); the runtime's message stays.
+            let run = try limited(path, "running") {
+                try HostTools.execute(exe, [], environment: [Registry.outputEnvironmentKey: json, "SWIFT_BACKTRACE": "enable=no", "TMPDIR": work],
+                                      timeout: evalTimeout)
+            }
+            var output = run.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let signal = run.signal {
+                // The runtime's message (file:line: Fatal error: ...) says it; its stack of addresses does not.
+                if let trace = output.range(of: "\nCurrent stack trace:") { output = String(output[..<trace.lowerBound]) }
+                if output.contains("Error raised at top level") {
+                    throw CompileError("\(path) threw an error when run:\n" + output)
+                }
+                throw CompileError("\(path) crashed when run (signal \(signal), \(String(cString: strsignal(signal))))"
+                    + (output.isEmpty ? "" : ":\n" + output))
+            }
+            if run.status != 0 {
+                throw CompileError("\(path) failed when run (exit \(run.status))" + (output.isEmpty ? "" : ":\n" + output))
+            }
+            guard let data = fm.contents(atPath: json) else {
+                throw CompileError("\(path) defines no Network (create one at top level: let net = Network(\"name\", input: ...) { ... })")
+            }
+            let model = try Self.decode(data, source: path)
+            if model.networks.isEmpty { throw CompileError("\(path) defines no Network") }
+            return model
         }
-        log("running \(path)")
-        let run = try HostTools.run(exe, [], environment: [Registry.outputEnvironmentKey: json])
-        if run.status != 0 {
-            let output = run.output.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw CompileError("\(path) failed when run (exit \(run.status))" + (output.isEmpty ? "" : ":\n" + output))
+    }
+
+    /// Runs one step of evaluating `path`, turning a timeout into an error
+    /// that names the file, the step and the limit.
+    func limited(_ path: String, _ step: String, _ body: () throws -> HostTools.Finished) throws -> HostTools.Finished {
+        do {
+            return try body()
+        } catch let timeout as HostTools.TimedOut {
+            let seconds = timeout.seconds == timeout.seconds.rounded() ? String(Int(timeout.seconds)) : String(timeout.seconds)
+            let output = timeout.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw CompileError("\(path): \(step) the model file took longer than the \(seconds) s limit and was stopped (a model file is a program; raise the limit with --eval-timeout SECONDS)"
+                + (output.isEmpty ? "" : ":\n" + output))
         }
-        guard let data = fm.contents(atPath: json) else {
-            throw CompileError("\(path) defines no Network (create one at top level: let net = Network(\"name\", input: ...) { ... })")
-        }
-        let model = try Self.decode(data, source: path)
-        if model.networks.isEmpty { throw CompileError("\(path) defines no Network") }
-        return model
     }
 
     /// swiftc: `$SWIFTC`, or the one on PATH.

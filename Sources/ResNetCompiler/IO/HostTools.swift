@@ -17,10 +17,41 @@ public enum HostTools {
     }
 
     /// Runs a program to completion with `extra` added to the environment;
-    /// stdout and stderr together.
+    /// stdout and stderr together. The status is 128 + N when signal N ended it.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
                            in directory: String? = nil) throws -> (status: Int32, output: String) {
+        let r = try execute(executable, arguments, environment: extra, in: directory)
+        return (r.status, r.output)
+    }
+
+    /// How a program run by `execute` ended.
+    public struct Finished: Sendable {
+        /// The exit status, or 128 + the signal that ended it.
+        public var status: Int32
+        /// The signal that ended it, if one did.
+        public var signal: Int32?
+        /// Stdout and stderr together.
+        public var output: String
+    }
+
+    /// A program that `execute` stopped because it ran past its time limit.
+    public struct TimedOut: Error, CustomStringConvertible {
+        public var executable: String
+        public var seconds: Double
+        /// What it printed before it was stopped.
+        public var output: String
+        public var description: String { "\(executable) did not finish within \(seconds) s" }
+    }
+
+    /// Runs a program in a process group of its own, registered with `Cleanup`
+    /// while it runs (so a signal to this process kills it and what it
+    /// started), with stdin from /dev/null. With a `timeout` the group is
+    /// killed after that many seconds and `TimedOut` is thrown. Whatever is
+    /// left of the group once the program exits (a background process holding
+    /// its output) is killed too.
+    public static func execute(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+                               in directory: String? = nil, timeout: Double? = nil) throws -> Finished {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: which(executable) ?? executable)
         process.arguments = arguments
@@ -31,16 +62,69 @@ public enum HostTools {
         }
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let pipe = Pipe()
+        process.standardInput = FileHandle.nullDevice
         process.standardOutput = pipe
         process.standardError = pipe
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        let pid: pid_t
         do {
-            try process.run()
+            pid = try Cleanup.spawn {
+                try process.run()
+                return process.processIdentifier
+            }
         } catch {
             throw CompileError("cannot run \(executable): \(error.localizedDescription)")
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        defer { Cleanup.forget(pid) }
+        // Read while it runs, so that a full pipe never blocks the program.
+        let output = OutputCollector(pipe.fileHandleForReading)
+        var timedOut = false
+        if let timeout, exited.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            Cleanup.killGroup(pid)
+            exited.wait()
+        } else if timeout == nil {
+            exited.wait()
+        }
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        Cleanup.pauseIfStopping()
+        if !output.wait(seconds: 2) {
+            // Someone in its group still holds the pipe: the group is not
+            // empty, so its id is still ours to kill.
+            kill(-pid, SIGKILL)
+            _ = output.wait(seconds: 10)
+        }
+        let text = String(decoding: output.data, as: UTF8.self)
+        if timedOut { throw TimedOut(executable: executable, seconds: timeout ?? 0, output: text) }
+        if process.terminationReason == .uncaughtSignal {
+            return Finished(status: 128 + process.terminationStatus, signal: process.terminationStatus, output: text)
+        }
+        return Finished(status: process.terminationStatus, signal: nil, output: text)
+    }
+
+    /// Reads a pipe to its end on a thread of its own.
+    final class OutputCollector: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var bytes = Data()
+        private var finished = false
+
+        init(_ handle: FileHandle) {
+            Thread.detachNewThread { [self] in
+                bytes = handle.readDataToEndOfFile()
+                done.signal()
+            }
+        }
+
+        /// Whether the pipe reached its end within `seconds`.
+        func wait(seconds: Double) -> Bool {
+            if finished { return true }
+            finished = done.wait(timeout: .now() + seconds) == .success
+            return finished
+        }
+
+        /// What was read (call after `wait` returned true).
+        var data: Data { finished ? bytes : Data() }
     }
 
     /// Where libomp.so is: clang's -fopenmp links libomp, which Debian's

@@ -39,10 +39,12 @@ public struct InferShapes: Pass {
                 let oc = node.attrs.outChannels!
                 out = Shape(c: oc, h: try Self.window(x.h, k, s, p, node.name, "height"),
                             w: try Self.window(x.w, k, s, p, node.name, "width"))
-                parameters.append(Parameter(name: node.name + ".weight", shape: [oc, x.c, k, k], kind: .weight, layer: node.name))
+                try Self.checkSize(out, node.name, batchHint: false)   // the output's size is the clearer message
+                let weight = try Self.parameter(node.name + ".weight", [oc, x.c, k, k], .weight, node.name)
+                parameters.append(weight)
                 if node.attrs.bias == true {
                     parameters.append(Parameter(name: node.name + ".bias", shape: [oc], kind: .bias, layer: node.name,
-                                               fanIn: x.c * k * k))
+                                               fanIn: weight.count / oc))
                 }
             case .batchNorm:
                 out = x
@@ -61,7 +63,7 @@ public struct InferShapes: Pass {
             case .dense:
                 let o = node.attrs.outFeatures!
                 out = Shape(c: o, h: 1, w: 1)
-                parameters.append(Parameter(name: node.name + ".weight", shape: [o, x.count], kind: .weight, layer: node.name))
+                parameters.append(try Self.parameter(node.name + ".weight", [o, x.count], .weight, node.name))
                 parameters.append(Parameter(name: node.name + ".bias", shape: [o], kind: .bias, layer: node.name, fanIn: x.count))
             case .zeroPad:
                 if let ref = node.attrs.shapeOf {
@@ -91,9 +93,6 @@ public struct InferShapes: Pass {
             node.shape = out
             g.nodes[id] = node
         }
-        for p in parameters where p.count > Self.maxElements {
-            throw CompileError(layer: p.layer, "parameter \(p.name) has \(p.count) elements; its byte count would overflow")
-        }
         let total = parameters.reduce(0) { $0.addingReportingOverflow($1.count).overflow ? Int.max : $0 + $1.count }
         if total > Self.maxElements {
             throw CompileError("network '\(g.name)': \(total) parameter elements; the byte count would overflow")
@@ -106,19 +105,50 @@ public struct InferShapes: Pass {
         return g
     }
 
-    /// ⌊(n + 2p − k)/s⌋ + 1, or an error when the window does not fit.
+    /// A parameter of `shape`, or an error when its element count (as bytes)
+    /// would overflow; computed with checked products, so a huge size is an
+    /// error, not a trap.
+    static func parameter(_ name: String, _ shape: [Int], _ kind: Parameter.Kind, _ layer: String) throws -> Parameter {
+        var count = 1
+        for d in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            if overflow || product > maxElements {
+                throw CompileError(layer: layer, "parameter \(name) (\(shape.map(String.init).joined(separator: "×"))) is too large: its byte count would overflow")
+            }
+            count = product
+        }
+        return Parameter(name: name, shape: shape, kind: kind, layer: layer)
+    }
+
+    /// ⌊(n + 2p − k)/s⌋ + 1, or an error when the window does not fit or the
+    /// arithmetic would overflow.
     static func window(_ n: Int, _ k: Int, _ s: Int, _ p: Int, _ layer: String, _ axis: String) throws -> Int {
-        let span = n + 2 * p - k
+        let (twice, o1) = p.multipliedReportingOverflow(by: 2)
+        let (padded, o2) = n.addingReportingOverflow(twice)
+        if o1 || o2 || padded > maxElements {
+            throw CompileError(layer: layer, "padding \(p) on the input \(axis) \(n) is too large: its byte count would overflow")
+        }
+        let span = padded - k
         if span < 0 {
             throw CompileError(layer: layer, "kernel \(k) with padding \(p) does not fit the input \(axis) \(n): the output would be empty")
         }
         return span / s + 1
     }
 
-    /// The stride that takes `x` to `target` in both axes, as PyTorch's ⌊(n − 1)/s⌋ + 1.
+    /// The smallest stride that takes `x` to `target` in both axes, as
+    /// PyTorch's ⌊(n − 1)/s⌋ + 1. Per axis the strides that work form a range,
+    /// so this is their intersection (no search over every stride).
     static func shortcutStride(from x: Shape, to target: Shape, _ layer: String) throws -> Int {
-        for s in 1...max(1, max(x.h, x.w)) where (x.h - 1) / s + 1 == target.h && (x.w - 1) / s + 1 == target.w {
-            return s
+        /// Strides s ≥ 1 with ⌊(n − 1)/s⌋ + 1 == t.
+        func strides(_ n: Int, _ t: Int) -> ClosedRange<Int>? {
+            guard n >= 1, t >= 1, t <= n else { return nil }
+            if t == 1 { return n...Int.max }
+            let low = (n - 1) / t + 1, high = (n - 1) / (t - 1)
+            return low <= high ? low...high : nil
+        }
+        if let h = strides(x.h, target.h), let w = strides(x.w, target.w) {
+            let low = max(h.lowerBound, w.lowerBound), high = min(h.upperBound, w.upperBound)
+            if low <= high { return low }
         }
         throw CompileError(layer: layer, "no shortcut stride takes the block input \(x) to the branch output \(target)")
     }

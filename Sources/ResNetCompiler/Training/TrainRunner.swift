@@ -93,7 +93,10 @@ public struct TrainRunner {
         try? FileManager.default.removeItem(atPath: buildDirectory + "/build.txt")
         start = clock.now
         options.log("building \(executable): \(toolchain.cc) \(toolchain.flags.joined(separator: " "))")
-        let result = try HostTools.run(toolchain.cc, arguments)
+        // The compiler's temporaries go into a directory that is removed on every exit, signals included.
+        let result = try Cleanup.withTemporaryDirectory("cc") { scratch in
+            try HostTools.run(toolchain.cc, arguments, environment: ["TMPDIR": scratch])
+        }
         if result.status != 0 {
             throw CompileError("\(toolchain.cc) failed to build the trainer (exit \(result.status)):\n"
                 + result.output.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -107,30 +110,27 @@ public struct TrainRunner {
     /// Runs the trainer with stdout and stderr going straight to ours.
     ///
     /// Foundation starts the trainer in a process group of its own, so the
-    /// terminal's Ctrl-C reaches only this process: SIGINT and SIGTERM are
-    /// passed on to the trainer, which writes a checkpoint and exits 130, and
-    /// this process stays alive to plot. Where the trainer shares our group,
-    /// it gets the terminal's signals itself and nothing is passed on (a
-    /// second SIGINT would end it before it saves).
+    /// terminal's Ctrl-C reaches only this process: `Cleanup`'s handlers pass
+    /// SIGINT and SIGTERM on to the trainer, which writes a checkpoint and
+    /// exits 130, and this process stays alive to plot. A signal that comes
+    /// while no trainer runs (compiling, building) kills what runs and exits.
     public func execute(_ executable: String) throws -> Int32 {
+        Cleanup.installSignalHandlers(program: "resnet-compile train")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = options.trainerArguments + ["--out", options.output]
-        let previousInt = signal(SIGINT) { forwardToTrainer($0) }
-        let previousTerm = signal(SIGTERM) { forwardToTrainer($0) }
-        defer {
-            trainerProcessID = 0
-            signal(SIGINT, previousInt)
-            signal(SIGTERM, previousTerm)
-        }
+        let child: pid_t
         do {
-            try process.run()
+            child = try Cleanup.spawn(forwardSignals: true) {
+                try process.run()
+                return process.processIdentifier
+            }
         } catch {
             throw CompileError("cannot run \(executable): \(error.localizedDescription)")
         }
-        let child = process.processIdentifier
-        if getpgid(child) != getpgrp() { trainerProcessID = child }
+        defer { Cleanup.forget(child) }
         process.waitUntilExit()
+        Cleanup.pauseIfStopping()
         if process.terminationReason == .uncaughtSignal { return 128 + process.terminationStatus }
         return process.terminationStatus
     }
@@ -189,15 +189,4 @@ public struct TrainRunner {
         let (s, attoseconds) = d.components
         return String(format: "%.1f s", Double(s) + Double(attoseconds) / 1e18)
     }
-}
-
-/// The running trainer's process id when signals are to be passed on to it
-/// (a C signal handler cannot capture context); 0 otherwise. A single aligned
-/// 32-bit store, which the handler reads whole.
-nonisolated(unsafe) private var trainerProcessID: pid_t = 0
-
-/// The SIGINT/SIGTERM handler while the trainer runs (async-signal-safe: kill only).
-private func forwardToTrainer(_ signal: Int32) {
-    let child = trainerProcessID
-    if child > 0 { kill(child, signal) }
 }

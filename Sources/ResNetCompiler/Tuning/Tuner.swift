@@ -124,15 +124,14 @@ public struct Tuner {
     }
 
     func build(_ sources: [String], output: String) throws {
-        let r = try HostTools.run(cc, flags + sources + ["-o", output])
+        // The compiler's own temporaries go into the scratch directory, which is removed on every exit.
+        let scratch = (output as NSString).deletingLastPathComponent
+        let r = try HostTools.run(cc, flags + sources + ["-o", output], environment: ["TMPDIR": scratch])
         guard r.status == 0 else { throw CompileError("--tune: \(cc) failed:\n\(r.output)") }
     }
 
     func withScratch<T>(_ body: (String) throws -> T) throws -> T {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-compile-tune-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        return try body(dir)
+        try Cleanup.withTemporaryDirectory("tune", body)
     }
 
     /// Times tune_infer: prints the best of five runs' seconds per call.
