@@ -41,14 +41,14 @@ import Testing
 
     /// The clang that can link libFuzzer (Swift's toolchain ships one), or why none.
     static let fuzzCompiler: Result<String, Error> = Result {
-        guard let clang = HostTools.which("clang") else { throw CBuild.BuildError(description: "no clang on PATH") }
+        guard let clang = HostTools.which("clang") else { throw CompileError("no clang on PATH") }
         let dir = try CBuild.temporaryDirectory("fuzzprobe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n"
             .write(toFile: dir + "/probe.c", atomically: true, encoding: .utf8)
         let r = try CBuild.run(clang, ["-fsanitize=fuzzer,address,undefined", dir + "/probe.c", "-o", dir + "/probe"])
         guard r.status == 0 else {
-            throw CBuild.BuildError(description: "\(clang) cannot link -fsanitize=fuzzer,address,undefined:\n\(r.output)")
+            throw CompileError("\(clang) cannot link -fsanitize=fuzzer,address,undefined:\n\(r.output)")
         }
         return clang
     }
@@ -91,8 +91,9 @@ import Testing
         print("fuzz_\(name): \(runs) executions in \(seconds) s from \(seeds.count) seeds; \(found) new inputs (not kept)")
         if r.status != 0 {
             keep = true
-            Issue.record("fuzz_\(name) failed (exit \(r.status)); the crashing input is in \(dir) (add it to \(corpus) once fixed):\n"
-                         + String(r.output.suffix(6000)))
+            let message = "fuzz_\(name) failed (exit \(r.status)); the crashing input is in \(dir) (add it to \(corpus) once fixed):\n"
+                + String(r.output.suffix(6000))
+            Issue.record(Comment(rawValue: message))
         }
     }
 
