@@ -4,7 +4,10 @@
  * NAME_save_checkpoint, ...), naming the network with macros:
  *
  *   cc -std=c11 -O3 -march=native -fopenmp -DNET=resnet20 -DUNET=RESNET20 \
- *      '-DNET_HEADER="resnet20.h"' trainer.c resnet20.c -o train -lm
+ *      '-DNET_HEADER="resnet20.h"' -I runtime -I gen runtime/trainer.c gen/resnet20.c -o train -lm
+ *
+ * It #includes runtime.c (the safetensors reader and atomic saves the
+ * generated C has too) and dataset.c (its data reader) from runtime/.
  *   ./train --data cifar-10-batches-bin --out run      (./train --help for the rest)
  *
  * What it does: reads the data (a CIFAR-10 binary directory, or a safetensors
@@ -379,6 +382,18 @@ static void cifar_directory(const char *path, char *dir, size_t cap)
     else snprintf(dir, cap, "%s", path);
 }
 
+/* A single CIFAR-10 .bin file, or else a safetensors file. */
+static void load_file(dataset *d, const char *path, const char *what)
+{
+    if (has_suffix(path, ".bin")) {
+        cifar_check_network(path);
+        cifar_append(d, path);
+        d->source = xstrdup(path);
+    } else {
+        safetensors_load(d, path, what);
+    }
+}
+
 /* Training images: a CIFAR-10 directory (data_batch_1..5.bin) or a safetensors file. */
 static void load_training(dataset *d, const char *path, char *default_test, size_t cap)
 {
@@ -400,12 +415,8 @@ static void load_training(dataset *d, const char *path, char *default_test, size
         d->source = xstrdup(dir);
         snprintf(default_test, cap, "%s/test_batch.bin", dir);
         if (!file_exists(default_test)) default_test[0] = '\0';
-    } else if (has_suffix(path, ".bin")) {
-        cifar_check_network(path);
-        cifar_append(d, path);
-        d->source = xstrdup(path);
     } else {
-        safetensors_load(d, path, "training data");
+        load_file(d, path, "training data");
     }
 }
 
@@ -421,12 +432,8 @@ static void load_test(dataset *d, const char *path)
         cifar_check_network(file);
         cifar_append(d, file);
         d->source = xstrdup(file);
-    } else if (has_suffix(path, ".bin")) {
-        cifar_check_network(path);
-        cifar_append(d, path);
-        d->source = xstrdup(path);
     } else {
-        safetensors_load(d, path, "test data");
+        load_file(d, path, "test data");
     }
 }
 
