@@ -805,12 +805,16 @@ RC_UNUSED static int rc_pread_all(int fd, void *buf, size_t n, uint64_t off)
     return RC_OK;
 }
 
-/* Whether two stats of one file show the same size and modification. */
+/* Whether two stats of one file show the same size and modification: the
+ * POSIX seconds everywhere, and the nanoseconds where Linux has them. */
 RC_UNUSED static int rc_same_file_state(const struct stat *a, const struct stat *b)
 {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+    int same = a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               a->st_mtime == b->st_mtime && a->st_ctime == b->st_ctime;
+#ifdef __linux__
+    same = same && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+#endif
+    return same;
 }
 
 /// Reads the whole regular file at path into a malloc'd buffer, once. A
