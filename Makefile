@@ -16,7 +16,7 @@ DEMO_CC    := clang
 DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
 comma := ,
 
-.PHONY: all build demo test bench deps clean help
+.PHONY: all build demo test fuzz bench deps clean help
 
 all: build
 
@@ -24,26 +24,33 @@ help:
 	@echo "make demo   - install deps if missing, build, compile ResNet-20 to C, build and run it"
 	@echo "make test   - run the whole test suite"
 	@echo "make build  - build the compiler (swift build)"
+	@echo "make fuzz   - fuzz the weight/checkpoint loader and the data reader longer (RESNET_FUZZ_SECONDS, default 600 each)"
 	@echo "make bench  - ours vs onnxruntime, OpenVINO and PyTorch (installs them into .venv), and compiler speed"
 	@echo "make clean  - remove build outputs"
 
 # Installs clang's OpenMP runtime (and clang/gcc if absent) when missing, and
 # the aarch64 cross compiler and user-mode qemu for the NEON tests (ISATests);
 # needs root or sudo. The cross tools are best effort: without them (no network)
-# the aarch64 tests skip with the reason, and fail when CI=true.
+# the aarch64 tests skip with the reason, and fail when CI=true. The fuzz tests
+# need a clang that links -fsanitize=fuzzer (Swift's clang does); when the clang
+# on PATH cannot, Debian's libFuzzer (libclang-rt-N-dev) is installed for it.
 deps:
 	@missing=""; cross=""; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	ls /usr/lib/x86_64-linux-gnu/libomp.so >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libomp.so >/dev/null 2>&1 || missing="$$missing libomp-dev"; \
 	command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || cross="$$cross gcc-aarch64-linux-gnu"; \
+	fuzzdir=$$(mktemp -d); echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' > $$fuzzdir/p.c; \
+	if command -v clang >/dev/null 2>&1 && ! clang -fsanitize=fuzzer,address,undefined $$fuzzdir/p.c -o $$fuzzdir/p >/dev/null 2>&1; then \
+	  v=$$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n 1); missing="$$missing libclang-rt-$$v-dev"; fi; \
+	rm -rf $$fuzzdir; \
 	command -v qemu-aarch64 >/dev/null 2>&1 || command -v qemu-aarch64-static >/dev/null 2>&1 || cross="$$cross qemu-user"; \
 	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	if [ -n "$$missing$$cross" ]; then $$SUDO apt-get update -qq || true; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	else echo "dependencies present: clang, gcc, libomp-dev"; fi; \
+	else echo "dependencies present: clang, gcc, libomp-dev, libFuzzer"; fi; \
 	if [ -n "$$cross" ]; then \
 	  echo "installing:$$cross"; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$cross >/dev/null \
@@ -60,6 +67,10 @@ demo: deps build
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
+
+# FileSafetyTests alone, with longer fuzzing (make test fuzzes 30 s per target).
+fuzz: deps
+	RESNET_FUZZ_SECONDS=$${RESNET_FUZZ_SECONDS:-600} $(SWIFT) test --filter FileSafetyTests
 
 # Speed of the generated C beside onnxruntime, OpenVINO and PyTorch (eager,
 # frozen TorchScript, torch.compile): one run, the same threads for all (1 and

@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
         usage: "resnet-compile train [<file>] --data <path> [--test <path>] [-o <dir>] [--resume] [<options>]",
         discussion: """
         Compiles the network (FILE, or the built-in ResNet-20) to C, builds
-        templates/trainer.c against it with -O3 -march=native -fopenmp, and runs
+        runtime/trainer.c against it with -O3 -march=native -fopenmp, and runs
         it. Defaults follow He et al. (2015), Sec. 4.2: per-pixel mean
         subtraction; 4-pixel zero padding, random crop and horizontal flip;
         batch 128; lr 0.1, divided by 10 at 32k and 48k iterations; 64k

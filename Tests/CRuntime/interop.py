@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interoperability of the C safetensors code with the reference readers.
 
-Checks, in both directions, that templates/runtime.c.mustache and the
+Checks, in both directions, that runtime/runtime.c and the
 `safetensors` Python package agree on the format:
 
   * files written by safetensors.numpy / safetensors.torch (and the committed
@@ -32,7 +32,7 @@ except ImportError:  # the numpy checks still run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-TEMPLATE = os.path.join(ROOT, "templates", "runtime.c.mustache")
+RUNTIME = os.path.join(ROOT, "runtime", "runtime.c")
 
 # A driver that exposes rc_st_load / rc_st_save to this script. The tensor
 # list comes on stdin, one per line: hex(name) dtype ndim extents...; data
@@ -48,7 +48,7 @@ DRIVER = r"""
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>
-#include "runtime.inc"
+#include "runtime.c"
 
 int main(int argc, char **argv)
 {
@@ -118,16 +118,12 @@ def check(ok, what):
 
 
 def build_driver(work):
-    with open(TEMPLATE) as f:
-        lines = f.read().split("\n", 1)
-    with open(os.path.join(work, "runtime.inc"), "w") as f:
-        f.write(lines[1])
     src = os.path.join(work, "driver.c")
     with open(src, "w") as f:
         f.write(DRIVER)
     exe = os.path.join(work, "driver")
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang") or "cc"
-    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-I", work, src, "-o", exe, "-lm"], check=True)
+    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-I", os.path.dirname(RUNTIME), src, "-o", exe, "-lm"], check=True)
     return exe
 
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds and runs the C runtime tests (runtime_tests.c) against
-# templates/runtime.c.mustache with every compiler available, the way the
+# runtime/runtime.c with every compiler available, the way the
 # generated C is held to: warning-free at -Wall -Wextra -Werror, with and
 # without OpenMP, plus a sanitizer build. Works from any directory; build
 # output goes to a temporary directory that is removed afterwards.
@@ -11,7 +11,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-template="$root/templates/runtime.c.mustache"
+runtime="$root/runtime"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rc_runtime_build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM HUP PIPE    # so that the EXIT trap cleans up
@@ -19,16 +19,11 @@ trap 'exit 130' INT TERM HUP PIPE    # so that the EXIT trap cleans up
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 
-# The template is included as a partial: a pragma line, then plain C that
-# must not contain anything mustache would expand.
-if [ "$(head -n 1 "$template")" != "{{% CONTENT_TYPE: TEXT}}" ]; then
-    fail "first line of $template is not the {{% CONTENT_TYPE: TEXT}} pragma"
+# runtime.c is placed verbatim into generated files as a Mustache partial,
+# so it must not contain anything Mustache would expand.
+if grep -n '{{' "$runtime/runtime.c"; then
+    fail "$runtime/runtime.c has mustache tags"
 fi
-if tail -n +2 "$template" | grep -n '{{' >/dev/null; then
-    fail "$template has mustache tags after its first line:"
-    tail -n +2 "$template" | grep -n '{{'
-fi
-tail -n +2 "$template" > "$work/runtime.inc"
 
 warn="-std=c11 -O2 -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion -Wpedantic"
 
@@ -37,7 +32,7 @@ build_and_run() {
     name=$1; cc=$2; shift 2
     exe="$work/$name"
     # shellcheck disable=SC2086  # $warn is a list of flags
-    if ! "$cc" $warn "$@" -I"$work" "$here/runtime_tests.c" -o "$exe" -lm; then
+    if ! "$cc" $warn "$@" -I"$runtime" "$here/runtime_tests.c" -o "$exe" -lm; then
         fail "$name: build failed ($cc $*)"
         return
     fi
@@ -69,7 +64,7 @@ for cc in ${CC_LIST:-gcc clang}; do
         # No OpenMP runtime to link: still hold the code to compiling
         # warning-free under -fopenmp.
         # shellcheck disable=SC2086
-        if "$cc" $warn -fopenmp -fsyntax-only -I"$work" "$here/runtime_tests.c"; then
+        if "$cc" $warn -fopenmp -fsyntax-only -I"$runtime" "$here/runtime_tests.c"; then
             echo "== $cc-openmp: compiles (no OpenMP runtime to link, not run)"
         else
             fail "$cc-openmp: compile failed"

@@ -11,11 +11,13 @@
  *          trytrain …                the same, but go on after an error
  *          opt MOMENTUM DECAY        NET_set_optimizer
  *          savecp PATH / loadcp PATH NET_save_checkpoint / NET_load_checkpoint
+ *          tryloadcp PATH            NET_load_checkpoint, but go on after an error
  *          badargs                   every argument check of the API, one line each
  *        Each command prints "ok" or "error CODE MESSAGE"; the driver exits 3 after
  *        the first error (so "a failed load leaves the model unchanged" can be tested
  *        by running another command after it in a separate invocation).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,11 +83,21 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("infer(NULL probs) %d\n", F(infer)(m, x, 1, NULL));
     printf("infer(n=0) %d\n", F(infer)(m, x, 0, p));
     printf("infer(n=max+1) %d\n", F(infer)(m, x, max_batch + 1, p));
+    printf("infer(n=-1) %d\n", F(infer)(m, x, -1, p));
+    printf("create(INT_MAX) %s\n", F(create)(INT_MAX) == NULL ? "NULL" : "non-NULL");
     printf("load(NULL path) %d\n", F(load)(m, NULL));
     printf("load(NULL model) %d\n", F(load)(NULL, "x"));
     printf("save(NULL path) %d\n", F(save)(m, NULL));
+    printf("save(NULL model) %d\n", F(save)(NULL, "x"));
     printf("init_params(NULL) %d\n", F(init_params)(NULL, 1));
     printf("strerror(-9999) %s\n", F(strerror)(-9999));
+    int named = 1;
+    for (int code = -1; code >= -15; code--) {
+        const char *s = F(strerror)(code);
+        named &= s != NULL && strcmp(s, F(strerror)(-9999)) != 0 && strcmp(s, F(strerror)(0)) != 0;
+        for (int other = code + 1; other <= -1; other++) named &= strcmp(s, F(strerror)(other)) != 0;
+    }
+    printf("strerror(-1...-15) %s\n", named ? "distinct messages" : "missing or repeated message");
     int32_t labels[2] = { 0, U(NUM_CLASSES) };
     float loss = 0.0f;
     printf("train_step(NULL labels) %d\n", F(train_step)(m, x, NULL, 1, 0.1f, &loss));
@@ -93,9 +105,23 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("train_step(n=0) %d\n", F(train_step)(m, x, labels, 0, 0.1f, &loss));
     printf("train_step(label=classes) %d\n", F(train_step)(m, x, labels + 1, 1, 0.1f, &loss));
     printf("train_step(lr=NaN) %d\n", F(train_step)(m, x, labels, 1, NAN, &loss));
+    printf("train_step(NULL model) %d\n", F(train_step)(NULL, x, labels, 1, 0.1f, &loss));
+    printf("train_step(NULL x) %d\n", F(train_step)(m, NULL, labels, 1, 0.1f, &loss));
+    printf("train_step(n=-1) %d\n", F(train_step)(m, x, labels, -1, 0.1f, &loss));
+    printf("train_step(n=max+1) %d\n", F(train_step)(m, x, labels, max_batch + 1, 0.1f, &loss));
+    int32_t negative = -1;
+    printf("train_step(label=-1) %d\n", F(train_step)(m, x, &negative, 1, 0.1f, &loss));
+    printf("train_step(lr=-1) %d\n", F(train_step)(m, x, labels, 1, -1.0f, &loss));
+    printf("train_step(lr=Inf) %d\n", F(train_step)(m, x, labels, 1, INFINITY, &loss));
     printf("set_optimizer(-1, 0) %d\n", F(set_optimizer)(m, -1.0f, 0.0f));
+    printf("set_optimizer(NULL) %d\n", F(set_optimizer)(NULL, 0.9f, 0.0f));
+    printf("set_optimizer(NaN, 0) %d\n", F(set_optimizer)(m, NAN, 0.0f));
+    printf("set_optimizer(0, Inf) %d\n", F(set_optimizer)(m, 0.0f, INFINITY));
     printf("save_checkpoint(NULL) %d\n", F(save_checkpoint)(m, NULL));
+    printf("save_checkpoint(NULL model) %d\n", F(save_checkpoint)(NULL, "x"));
     printf("load_checkpoint(missing) %d\n", F(load_checkpoint)(m, "/nonexistent/checkpoint"));
+    printf("load_checkpoint(NULL path) %d\n", F(load_checkpoint)(m, NULL));
+    printf("load_checkpoint(NULL model) %d\n", F(load_checkpoint)(NULL, "x"));
     F(destroy)(NULL);
     free(x);
     free(p);
@@ -154,6 +180,8 @@ int main(int argc, char **argv)
             status = report(F(save_checkpoint)(m, argv[++i]));
         } else if (!strcmp(argv[i], "loadcp") && i + 1 < argc) {
             status = report(F(load_checkpoint)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "tryloadcp") && i + 1 < argc) {
+            report(F(load_checkpoint)(m, argv[++i]));
         } else if (!strcmp(argv[i], "badargs")) {
             bad_arguments(m, max_batch);
         } else {

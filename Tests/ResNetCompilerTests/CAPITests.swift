@@ -117,14 +117,117 @@ import Testing
         let expected = [
             "create(0) NULL", "create(-1) NULL", "arena_bytes(0,0) 0",
             "infer(NULL model) -1", "infer(NULL x) -1", "infer(NULL probs) -1",
-            "infer(n=0) -2", "infer(n=max+1) -2",
-            "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "init_params(NULL) -1",
-            "strerror(-9999) unknown error code",
+            "infer(n=0) -2", "infer(n=max+1) -2", "infer(n=-1) -2", "create(INT_MAX) NULL",
+            "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "save(NULL model) -1",
+            "init_params(NULL) -1",
+            "strerror(-9999) unknown error code", "strerror(-1...-15) distinct messages",
             "train_step(NULL labels) -1", "train_step(NULL loss) -1", "train_step(n=0) -2",
-            "train_step(label=classes) -12", "train_step(lr=NaN) -14", "set_optimizer(-1, 0) -14",
-            "save_checkpoint(NULL) -1", "load_checkpoint(missing) -4",
+            "train_step(label=classes) -12", "train_step(lr=NaN) -14",
+            "train_step(NULL model) -1", "train_step(NULL x) -1", "train_step(n=-1) -2", "train_step(n=max+1) -2",
+            "train_step(label=-1) -12", "train_step(lr=-1) -14", "train_step(lr=Inf) -14",
+            "set_optimizer(-1, 0) -14", "set_optimizer(NULL) -1", "set_optimizer(NaN, 0) -14", "set_optimizer(0, Inf) -14",
+            "save_checkpoint(NULL) -1", "save_checkpoint(NULL model) -1",
+            "load_checkpoint(missing) -4", "load_checkpoint(NULL path) -1", "load_checkpoint(NULL model) -1",
         ]
         #expect(r.lines == expected)
+    }
+
+    /// A model trained one step (so momentum and running statistics are not
+    /// their initial values), its checkpoint, and a scratch directory.
+    func trainedCheckpoint() throws -> (BuiltModel, String, [String]) {
+        let model = try Self.model.get()
+        let dir = try CBuild.temporaryDirectory("capi-cp")
+        var rng = TestRandom(seed: 21)
+        let x = rng.floats(2 * 3 * 20 * 24)
+        let labels: [Int32] = [1, 5]
+        try Data(x.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: dir + "/x.f32"))
+        try Data(labels.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: dir + "/labels.i32"))
+        let start = ["init", "3", "train", dir + "/x.f32", dir + "/labels.i32", "2", "0.05"]
+        let r = try model.drive(maxBatch: 2, start + ["savecp", dir + "/good.safetensors"])
+        #expect(r.status == 0, "\(r.lines)")
+        return (model, dir, start)
+    }
+
+    /// Every rejected call of the API (badargs) leaves parameters, momentum,
+    /// running statistics and the step as they were.
+    @Test func rejectedCallsChangeNothing() throws {
+        let (model, dir, start) = try trainedCheckpoint()
+        let r = try model.drive(maxBatch: 2, start + ["savecp", dir + "/before.safetensors", "badargs",
+                                                      "savecp", dir + "/after.safetensors"])
+        #expect(r.status == 0, "\(r.lines)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/before.safetensors"))
+                == Data(contentsOf: URL(fileURLWithPath: dir + "/after.safetensors")))
+    }
+
+    /// NaN or Inf in the input gives a non-finite loss: an error, and the
+    /// parameters, momentum buffers, running statistics and step count stay
+    /// bit-identical.
+    @Test func nonFiniteInputIsAnErrorAndChangesNothing() throws {
+        let (model, dir, start) = try trainedCheckpoint()
+        var rng = TestRandom(seed: 22)
+        for (name, bad) in [("nan", Float.nan), ("inf", Float.infinity), ("-inf", -Float.infinity)] {
+            var x = rng.floats(2 * 3 * 20 * 24)
+            x[777] = bad
+            let path = dir + "/x-\(name).f32"
+            try Data(x.withUnsafeBufferPointer { Data(buffer: $0) }).write(to: URL(fileURLWithPath: path))
+            let r = try model.drive(maxBatch: 2, start + ["trytrain", path, dir + "/labels.i32", "2", "0.05",
+                                                          "savecp", dir + "/after-\(name).safetensors"])
+            #expect(r.lines.contains { $0.hasPrefix("error -13 ") }, "\(name): \(r.lines)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/good.safetensors"))
+                    == Data(contentsOf: URL(fileURLWithPath: dir + "/after-\(name).safetensors")), "\(name) changed the model")
+        }
+    }
+
+    /// Bad checkpoints: another network's, and this network's with a wrong
+    /// step or optimizer field or a missing/extra tensor. Each is refused with
+    /// its code and the model (trained a step further after the checkpoint
+    /// was written, so a partial load would show) is exactly as before.
+    @Test func badCheckpointsAreRefusedAndChangeNothing() throws {
+        let (model, dir, start) = try trainedCheckpoint()
+        let good = try SafeTensors.read(dir + "/good.safetensors")
+        let names = good.keys.sorted()
+        func variant(_ name: String, _ edit: (inout [String: SafeTensors.Tensor]) -> Void) throws -> String {
+            var t = good
+            edit(&t)
+            let path = dir + "/cp-" + name + ".safetensors"
+            try SafeTensors.write(t.keys.sorted().map { ($0, t[$0]!) }, to: path)
+            return path
+        }
+        let other = try BuiltModel(TestNetworks.oddnet())
+        let otherPath = dir + "/other-network.safetensors"
+        #expect(try other.drive(maxBatch: 2, ["init", "4", "savecp", otherPath]).status == 0)
+        let cases: [(String, String, Int)] = [
+            ("another network's checkpoint", otherPath, -7),
+            ("negative step", try variant("step-negative") { $0["optimizer.step"] = SafeTensors.Tensor(int64: [-1], shape: []) }, -6),
+            ("step as F32", try variant("step-f32") { $0["optimizer.step"] = SafeTensors.Tensor([3], shape: []) }, -9),
+            ("step of shape [1]", try variant("step-shape") { $0["optimizer.step"] = SafeTensors.Tensor(int64: [1], shape: [1]) }, -10),
+            ("step missing", try variant("step-missing") { $0["optimizer.step"] = nil }, -8),
+            ("negative momentum", try variant("momentum-negative") { $0["optimizer.momentum"] = SafeTensors.Tensor([-0.9], shape: []) }, -6),
+            ("NaN weight decay", try variant("decay-nan") { $0["optimizer.weight_decay"] = SafeTensors.Tensor([.nan], shape: []) }, -13),
+            ("weight decay missing", try variant("decay-missing") { $0["optimizer.weight_decay"] = nil }, -8),
+            ("unknown optimizer field", try variant("extra") { $0["optimizer.nesterov"] = SafeTensors.Tensor([1], shape: []) }, -7),
+            ("a momentum buffer missing", try variant("buffer-missing") {
+                $0[names.first { $0.hasPrefix("optimizer.momentum_buffer.") }!] = nil
+            }, -8),
+            ("a counter missing", try variant("counter-missing") { $0["bn1.num_batches_tracked"] = nil }, -8),
+            ("a weight file, not a checkpoint", try variant("weights-only") { t in
+                for k in t.keys where k.hasPrefix("optimizer.") { t[k] = nil }
+            }, -8),
+        ]
+        let step = ["train", dir + "/x.f32", dir + "/labels.i32", "2", "0.05"]
+        let before = try model.drive(maxBatch: 2, start + step + ["savecp", dir + "/before.safetensors"])
+        #expect(before.status == 0)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: dir + "/before.safetensors"))
+        for (what, path, code) in cases {
+            let r = try model.drive(maxBatch: 2, start + step + ["tryloadcp", path, "savecp", dir + "/after.safetensors"])
+            #expect(r.lines.contains { $0.hasPrefix("error \(code) ") }, "\(what): \(r.lines)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/after.safetensors")) == expected, "\(what) changed the model")
+        }
+        // The good checkpoint still loads, and its weights load with NAME_load.
+        let ok = try model.drive(maxBatch: 2, ["loadcp", dir + "/good.safetensors", "savecp", dir + "/again.safetensors"])
+        #expect(ok.status == 0, "\(ok.lines)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/again.safetensors"))
+                == Data(contentsOf: URL(fileURLWithPath: dir + "/good.safetensors")))
     }
 
     /// Warning-free with every compiler here, with and without OpenMP, and the

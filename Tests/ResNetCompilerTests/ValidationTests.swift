@@ -126,7 +126,7 @@ import Testing
 
     /// Every network name N for which a name of the C API (N_load, N_H,
     /// N_INPUT_H, …) is already an identifier of the C the compiler emits or
-    /// builds with (the runtime templates, the trainer, the checked-in
+    /// builds with (the templates, runtime/ with the trainer, the checked-in
     /// generated C, and the libc headers they include) is rejected. Recomputed
     /// from the sources, so a new helper or header that clashes fails here.
     @Test func networkNamesThatCollideWithTheGeneratedCAreRejected() throws {
@@ -141,7 +141,7 @@ import Testing
         #expect(api.contains("create") && api.contains("INPUT_C") && api.contains("H"), "\(api.sorted())")
         // The C sources: every .c, .h and template outside the build and the tests.
         var sources: [String] = []
-        for top in ["templates", "generated", "Sources"] {
+        for top in ["templates", "runtime", "generated", "Sources"] {
             for path in fm.subpaths(atPath: CBuild.root + "/" + top) ?? []
             where path.hasSuffix(".c") || path.hasSuffix(".h") || path.hasSuffix(".mustache") {
                 sources.append(try String(contentsOfFile: CBuild.root + "/" + top + "/" + path, encoding: .utf8))

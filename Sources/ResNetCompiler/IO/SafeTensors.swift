@@ -2,7 +2,7 @@ import Foundation
 
 /// Reads and writes safetensors files (8-byte little-endian header length,
 /// JSON header, raw little-endian data) for the Swift side: tests, fixtures
-/// and datasets. The generated C has its own loader (templates/runtime.c.mustache).
+/// and datasets. The generated C and the trainer share one C loader (runtime/runtime.c).
 public enum SafeTensors {
     /// One tensor: its dtype name (F32, I64, I32, U8), shape and raw bytes.
     public struct Tensor: Equatable, Sendable {

@@ -5,7 +5,7 @@ import Foundation
 /// error as a bold line, one colour per run, a legend naming the runs and the
 /// two line styles.
 ///
-/// The input is the `train.csv` that `templates/trainer.c` writes (`#` comment
+/// The input is the `train.csv` that `runtime/trainer.c` writes (`#` comment
 /// lines, then a header naming the columns; empty cells where a quantity was
 /// not measured). The output depends only on the data: no timestamps, fixed
 /// number formatting, so the same log always gives the same bytes.

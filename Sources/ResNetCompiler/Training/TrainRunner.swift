@@ -2,18 +2,20 @@ import Foundation
 import ResNetDSL
 
 /// Trains a network end to end: compiles it to C with `Compiler`, builds
-/// `templates/trainer.c` against the generated C with OpenMP, runs the trainer
+/// `runtime/trainer.c` against the generated C with OpenMP, runs the trainer
 /// with its output streaming to the terminal, and plots `errors.svg` from the
 /// trainer's `train.csv`, also when the trainer stopped early or failed.
 ///
 /// Everything lands in one run directory:
 ///
-///     OUT/build/NAME.c NAME.h trainer.c train-NAME   the program (rebuilt only when its sources change)
+///     OUT/build/NAME.c NAME.h trainer.c runtime.c dataset.c train-NAME   the program (rebuilt only when its sources change)
 ///     OUT/train.csv  checkpoint.safetensors  checkpoint.state  mean.safetensors   written by the trainer
 ///     OUT/NAME.safetensors  errors.svg                                            the results
 ///
 /// The trainer itself (data, recipe, checkpoints, exact resumption) is
-/// `templates/trainer.c`; this type only builds and runs it.
+/// `runtime/trainer.c` (with the safetensors reader it shares with the
+/// generated C, `runtime/runtime.c`, and its data reader `runtime/dataset.c`);
+/// this type only builds and runs it.
 public struct TrainRunner {
     /// How to build and run the trainer.
     public struct Options {
@@ -46,6 +48,9 @@ public struct TrainRunner {
         self.compiler = try compiler ?? Compiler()
     }
 
+    /// The trainer's sources in `runtime/`: the program, and the C it includes.
+    public static let trainerSources = ["trainer.c", "runtime.c", "dataset.c"]
+
     /// The build directory inside the run directory.
     public var buildDirectory: String { options.output + "/build" }
 
@@ -68,11 +73,7 @@ public struct TrainRunner {
               header.contains(name + "_train_step(") else {
             throw CompileError("the generated C for \(name) has no training step (\(name)_train_step); this compiler cannot train it yet")
         }
-        let trainerPath = compiler.templates.directory + "/trainer.c"
-        guard let trainer = try? String(contentsOfFile: trainerPath, encoding: .utf8) else {
-            throw CompileError("cannot read the trainer source \(trainerPath)")
-        }
-        let files = artifacts.files + [("trainer.c", trainer)]
+        let files = try artifacts.files + Self.trainerSources.map { ($0, try compiler.templates.runtimeSource($0)) }
         options.log("compiled \(name) to C in \(Self.seconds(clock.now - start))")
 
         let executable = buildDirectory + "/train-" + name

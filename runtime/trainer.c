@@ -4,7 +4,10 @@
  * NAME_save_checkpoint, ...), naming the network with macros:
  *
  *   cc -std=c11 -O3 -march=native -fopenmp -DNET=resnet20 -DUNET=RESNET20 \
- *      '-DNET_HEADER="resnet20.h"' trainer.c resnet20.c -o train -lm
+ *      '-DNET_HEADER="resnet20.h"' -I runtime -I gen runtime/trainer.c gen/resnet20.c -o train -lm
+ *
+ * It #includes runtime.c (the safetensors reader and atomic saves the
+ * generated C has too) and dataset.c (its data reader) from runtime/.
  *   ./train --data cifar-10-batches-bin --out run      (./train --help for the rest)
  *
  * What it does: reads the data (a CIFAR-10 binary directory, or a safetensors
@@ -44,6 +47,10 @@
 #include <unistd.h>
 
 #include NET_HEADER
+/* The safetensors reader, atomic saves and error codes the generated C has
+ * too (one implementation), and the data reader. */
+#include "runtime.c"
+#include "dataset.c"
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -150,44 +157,25 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* The whole file, or fail naming it and `what` it was meant to be. */
+/* The whole file, read once (rc_read_file), or fail naming it and `what`
+ * it was meant to be. */
 static blob read_file(const char *path, const char *what)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) fail(EXIT_INPUT, "cannot read %s %s: %s", what, path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) fail(EXIT_INPUT, "%s %s is not a regular file", what, path);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail(EXIT_INPUT, "cannot open %s %s: %s", what, path, strerror(errno));
-    blob b = { xmalloc((size_t)st.st_size), (size_t)st.st_size };
-    size_t got = fread(b.bytes, 1, b.size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != b.size) fail(EXIT_INPUT, "cannot read %s %s (read %zu of %zu bytes)", what, path, got, b.size);
+    blob b = { NULL, 0 };
+    if (is_directory(path)) fail(EXIT_INPUT, "%s %s is not a regular file", what, path);
+    int rc = rc_read_file(path, &b.bytes, &b.size);
+    if (rc == RC_ERR_OPEN) fail(EXIT_INPUT, "cannot read %s %s: %s", what, path, strerror(errno));
+    if (rc == RC_ERR_NOMEM) fail(EXIT_MODEL, "out of memory reading %s %s", what, path);
+    if (rc != RC_OK) fail(EXIT_INPUT, "cannot read %s %s: %s", what, path, rc_strerror(rc));
     return b;
 }
 
-/* Writes bytes to path atomically: a temporary file beside it, flushed to
- * disk, then renamed over it. Returns 0, or -1 with errno set. */
+/* Writes bytes to path atomically (rc_write_file_atomic: a temporary file
+ * beside it, synced, renamed over it, the directory synced). Returns 0, or
+ * -1 with errno set. */
 static int write_atomically(const char *path, const void *bytes, size_t size)
 {
-    char temp[4200];
-    if (snprintf(temp, sizeof temp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof temp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    FILE *f = fopen(temp, "wb");
-    if (!f) return -1;
-    int ok = fwrite(bytes, 1, size, f) == size;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(temp, path) != 0) {
-        int saved = errno;
-        remove(temp);
-        errno = saved;
-        return -1;
-    }
-    return 0;
+    return rc_write_file_atomic(path, bytes, size) == RC_OK ? 0 : -1;
 }
 
 /* A growable text buffer for the state file and the CSV. */
@@ -289,405 +277,25 @@ static uint64_t rng_below(rng *r, uint64_t n)
 }
 
 /* ------------------------------------------------------------------------ */
-/* safetensors: 8-byte little-endian header length, a JSON header          */
-/* {"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {...}},    */
-/* then the data. This reader checks everything it relies on.              */
+/* safetensors: runtime.c's reader, which checks everything it relies on.  */
 /* ------------------------------------------------------------------------ */
 
-#define ST_MAX_RANK 8
-
-typedef struct {
-    char name[256];
-    char dtype[16];
-    int rank;
-    uint64_t shape[ST_MAX_RANK];
-    uint64_t begin, end;
-} st_tensor;
-
-typedef struct {
-    const char *path;
-    blob file;
-    const uint8_t *data;
-    size_t data_size;
-    st_tensor *tensors;
-    size_t count;
-} st_file;
-
-typedef struct {
-    const char *path;
-    const uint8_t *start, *p, *end;
-    int depth;
-} json_cursor;
-
-static void json_fail(const json_cursor *j, const char *what)
-{
-    fail(EXIT_INPUT, "%s: malformed safetensors header: %s at header byte %zu", j->path, what,
-         (size_t)(j->p - j->start));
-}
-
-static void json_space(json_cursor *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-static int json_peek(json_cursor *j)
-{
-    json_space(j);
-    return j->p < j->end ? *j->p : -1;
-}
-
-static void json_expect(json_cursor *j, char c)
-{
-    if (json_peek(j) != c) {
-        char what[32];
-        snprintf(what, sizeof what, "expected '%c'", c);
-        json_fail(j, what);
-    }
-    j->p++;
-}
-
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static unsigned json_hex4(json_cursor *j)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int d = j->p < j->end ? hex_digit(*j->p) : -1;
-        if (d < 0) json_fail(j, "bad \\u escape");
-        v = v * 16 + (unsigned)d;
-        j->p++;
-    }
-    return v;
-}
-
-/* A JSON string into buf (UTF-8, NUL-terminated); buf may be NULL to skip. */
-static void json_string(json_cursor *j, char *buf, size_t cap)
-{
-    size_t n = 0;
-    json_expect(j, '"');
-    for (;;) {
-        if (j->p >= j->end) json_fail(j, "unterminated string");
-        unsigned c = *j->p++;
-        int escaped = 0;
-        if (c == '"') break;
-        if (c < 0x20) json_fail(j, "control character in string");
-        if (c == '\\') {
-            if (j->p >= j->end) json_fail(j, "unterminated string");
-            unsigned e = *j->p++;
-            escaped = 1;
-            switch (e) {
-            case '"': case '\\': case '/': c = e; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'u': {
-                c = json_hex4(j);
-                if (c >= 0xd800 && c < 0xdc00) {
-                    if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u') json_fail(j, "lone surrogate");
-                    j->p += 2;
-                    unsigned low = json_hex4(j);
-                    if (low < 0xdc00 || low >= 0xe000) json_fail(j, "bad surrogate pair");
-                    c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
-                } else if (c >= 0xdc00 && c < 0xe000) {
-                    json_fail(j, "lone surrogate");
-                }
-                break;
-            }
-            default: json_fail(j, "bad escape");
-            }
-        }
-        /* Raw bytes are UTF-8 already and pass through; escapes are encoded. */
-        uint8_t out[4];
-        size_t len;
-        if (!escaped || c < 0x80) {
-            out[0] = (uint8_t)c;
-            len = 1;
-        } else if (c < 0x800) {
-            out[0] = (uint8_t)(0xc0 | (c >> 6));
-            out[1] = (uint8_t)(0x80 | (c & 0x3f));
-            len = 2;
-        } else if (c < 0x10000) {
-            out[0] = (uint8_t)(0xe0 | (c >> 12));
-            out[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-            out[2] = (uint8_t)(0x80 | (c & 0x3f));
-            len = 3;
-        } else {
-            out[0] = (uint8_t)(0xf0 | (c >> 18));
-            out[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
-            out[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-            out[3] = (uint8_t)(0x80 | (c & 0x3f));
-            len = 4;
-        }
-        if (buf) {
-            if (n + len >= cap) json_fail(j, "name too long");
-            memcpy(buf + n, out, len);
-        }
-        n += len;
-    }
-    if (buf) buf[n] = '\0';
-}
-
-static uint64_t json_uint(json_cursor *j)
-{
-    if (json_peek(j) < '0' || json_peek(j) > '9') json_fail(j, "expected a non-negative integer");
-    uint64_t v = 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        uint64_t d = (uint64_t)(*j->p - '0');
-        if (v > (UINT64_MAX - d) / 10) json_fail(j, "integer too large");
-        v = v * 10 + d;
-        j->p++;
-    }
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) json_fail(j, "expected an integer");
-    return v;
-}
-
-static void json_skip(json_cursor *j)
-{
-    if (++j->depth > 64) json_fail(j, "nested too deeply");
-    int c = json_peek(j);
-    if (c == '"') {
-        json_string(j, NULL, 0);
-    } else if (c == '{') {
-        j->p++;
-        if (json_peek(j) == '}') j->p++;
-        else for (;;) {
-            json_string(j, NULL, 0);
-            json_expect(j, ':');
-            json_skip(j);
-            if (json_peek(j) == ',') { j->p++; continue; }
-            json_expect(j, '}');
-            break;
-        }
-    } else if (c == '[') {
-        j->p++;
-        if (json_peek(j) == ']') j->p++;
-        else for (;;) {
-            json_skip(j);
-            if (json_peek(j) == ',') { j->p++; continue; }
-            json_expect(j, ']');
-            break;
-        }
-    } else if (c == '-' || (c >= '0' && c <= '9')) {
-        j->p++;
-        while (j->p < j->end && strchr("0123456789+-.eE", *j->p)) j->p++;
-    } else {
-        static const char *const words[] = { "true", "false", "null" };
-        int matched = 0;
-        for (int i = 0; i < 3 && !matched; i++) {
-            size_t len = strlen(words[i]);
-            if ((size_t)(j->end - j->p) >= len && memcmp(j->p, words[i], len) == 0) {
-                j->p += len;
-                matched = 1;
-            }
-        }
-        if (!matched) json_fail(j, "expected a value");
-    }
-    j->depth--;
-}
-
-static void st_parse_tensor(json_cursor *j, st_tensor *t)
-{
-    int have_dtype = 0, have_shape = 0, have_offsets = 0;
-    json_expect(j, '{');
-    if (json_peek(j) != '}') for (;;) {
-        char key[64];
-        json_string(j, key, sizeof key);
-        json_expect(j, ':');
-        if (strcmp(key, "dtype") == 0) {
-            json_string(j, t->dtype, sizeof t->dtype);
-            have_dtype = 1;
-        } else if (strcmp(key, "shape") == 0) {
-            json_expect(j, '[');
-            t->rank = 0;
-            if (json_peek(j) != ']') for (;;) {
-                if (t->rank == ST_MAX_RANK) json_fail(j, "more than 8 dimensions");
-                t->shape[t->rank++] = json_uint(j);
-                if (json_peek(j) == ',') { j->p++; continue; }
-                break;
-            }
-            json_expect(j, ']');
-            have_shape = 1;
-        } else if (strcmp(key, "data_offsets") == 0) {
-            json_expect(j, '[');
-            t->begin = json_uint(j);
-            json_expect(j, ',');
-            t->end = json_uint(j);
-            json_expect(j, ']');
-            have_offsets = 1;
-        } else {
-            json_skip(j);
-        }
-        if (json_peek(j) == ',') { j->p++; continue; }
-        break;
-    }
-    json_expect(j, '}');
-    if (!have_dtype || !have_shape || !have_offsets) {
-        fail(EXIT_INPUT, "%s: tensor '%s' lacks %s in the header", j->path, t->name,
-             !have_dtype ? "\"dtype\"" : !have_shape ? "\"shape\"" : "\"data_offsets\"");
-    }
-}
-
-static size_t st_dtype_size(const char *dtype)
-{
-    static const struct { const char *name; size_t size; } sizes[] = {
-        { "F64", 8 }, { "F32", 4 }, { "F16", 2 }, { "BF16", 2 }, { "I64", 8 }, { "I32", 4 },
-        { "I16", 2 }, { "I8", 1 }, { "U64", 8 }, { "U32", 4 }, { "U16", 2 }, { "U8", 1 },
-        { "BOOL", 1 }, { "F8_E4M3", 1 }, { "F8_E5M2", 1 },
-    };
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        if (strcmp(dtype, sizes[i].name) == 0) return sizes[i].size;
-    }
-    return 0;
-}
-
-static void shape_text(const st_tensor *t, char *buf, size_t cap)
-{
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < t->rank && n < cap; i++) {
-        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "", (unsigned long long)t->shape[i]);
-    }
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 /* Reads and checks a whole safetensors file; fails with the file's name. */
-static void st_open(const char *path, const char *what, st_file *f)
+static void st_open(const char *path, const char *what, rc_st_file *f)
 {
-    memset(f, 0, sizeof *f);
-    f->path = path;
-    f->file = read_file(path, what);
-    if (f->file.size < 8) fail(EXIT_INPUT, "%s: not a safetensors file (%zu bytes, shorter than the 8-byte header length)", path, f->file.size);
-    uint64_t header = 0;
-    for (int i = 7; i >= 0; i--) header = (header << 8) | f->file.bytes[i];
-    if (header > f->file.size - 8 || header > 100u * 1024 * 1024) {
-        fail(EXIT_INPUT, "%s: not a safetensors file (header length %llu does not fit in the file's %zu bytes)",
-             path, (unsigned long long)header, f->file.size);
-    }
-    f->data = f->file.bytes + 8 + header;
-    f->data_size = f->file.size - 8 - (size_t)header;
-
-    json_cursor j = { path, f->file.bytes + 8, f->file.bytes + 8, f->file.bytes + 8 + header, 0 };
-    size_t capacity = 0;
-    json_expect(&j, '{');
-    if (json_peek(&j) != '}') for (;;) {
-        char name[256];
-        json_string(&j, name, sizeof name);
-        json_expect(&j, ':');
-        if (strcmp(name, "__metadata__") == 0) {
-            json_skip(&j);
-        } else {
-            for (size_t i = 0; i < f->count; i++) {
-                if (strcmp(f->tensors[i].name, name) == 0) fail(EXIT_INPUT, "%s: tensor '%s' appears twice in the header", path, name);
-            }
-            if (f->count == capacity) {
-                capacity = capacity ? 2 * capacity : 8;
-                st_tensor *grown = realloc(f->tensors, capacity * sizeof *grown);
-                if (!grown) fail(EXIT_MODEL, "out of memory");
-                f->tensors = grown;
-            }
-            st_tensor *t = &f->tensors[f->count++];
-            memset(t, 0, sizeof *t);
-            memcpy(t->name, name, sizeof t->name);
-            st_parse_tensor(&j, t);
-        }
-        if (json_peek(&j) == ',') { j.p++; continue; }
-        break;
-    }
-    json_expect(&j, '}');
-    if (json_peek(&j) != -1) json_fail(&j, "text after the header object");
-
-    for (size_t i = 0; i < f->count; i++) {
-        const st_tensor *t = &f->tensors[i];
-        size_t size = st_dtype_size(t->dtype);
-        if (!size) fail(EXIT_INPUT, "%s: tensor '%s' has unknown dtype '%s'", path, t->name, t->dtype);
-        uint64_t count = 1;
-        for (int d = 0; d < t->rank; d++) {
-            if (t->shape[d] != 0 && count > UINT64_MAX / t->shape[d]) fail(EXIT_INPUT, "%s: tensor '%s': shape overflows", path, t->name);
-            count *= t->shape[d];
-        }
-        if (count > UINT64_MAX / size) fail(EXIT_INPUT, "%s: tensor '%s': shape overflows", path, t->name);
-        if (t->begin > t->end || t->end > f->data_size) {
-            fail(EXIT_INPUT, "%s: tensor '%s': data_offsets [%llu, %llu] lie outside the %zu data bytes (truncated file?)",
-                 path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, f->data_size);
-        }
-        if (t->end - t->begin != count * size) {
-            char shape[160];
-            shape_text(t, shape, sizeof shape);
-            fail(EXIT_INPUT, "%s: tensor '%s': %s %s needs %llu bytes but data_offsets span %llu", path, t->name,
-                 t->dtype, shape, (unsigned long long)(count * size), (unsigned long long)(t->end - t->begin));
-        }
-    }
-}
-
-static const st_tensor *st_find(const st_file *f, const char *name)
-{
-    for (size_t i = 0; i < f->count; i++) {
-        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
-    }
-    return NULL;
-}
-
-static const st_tensor *st_require(const st_file *f, const char *name)
-{
-    const st_tensor *t = st_find(f, name);
-    if (t) return t;
-    char names[512] = "";
-    size_t n = 0;
-    for (size_t i = 0; i < f->count && n < sizeof names; i++) {
-        n += (size_t)snprintf(names + n, sizeof names - n, "%s'%s'", i ? ", " : "", f->tensors[i].name);
-    }
-    fail(EXIT_INPUT, "%s: no tensor '%s' (the file has %s)", f->path, name, f->count ? names : "no tensors");
-    return NULL;
-}
-
-static void st_close(st_file *f)
-{
-    free(f->file.bytes);
-    free(f->tensors);
-    memset(f, 0, sizeof *f);
-}
-
-/* Little-endian integer of `size` bytes at p (signed when is_signed). */
-static int64_t read_le(const uint8_t *p, size_t size, int is_signed)
-{
-    uint64_t v = 0;
-    for (size_t i = size; i-- > 0;) v = (v << 8) | p[i];
-    if (is_signed && size < 8 && (v >> (8 * size - 1)) & 1) v |= ~0ull << (8 * size);
-    return (int64_t)v;
-}
-
-/* A safetensors file of one F32 tensor `name` (for the mean image). */
-static int st_write_f32(const char *path, const char *name, const float *values, size_t count,
-                        const size_t *shape, int rank, const char *metadata)
-{
-    text_buffer h = { 0 };
-    append(&h, "{\"__metadata__\":{\"content\":\"%s\"},\"%s\":{\"dtype\":\"F32\",\"shape\":[", metadata, name);
-    for (int i = 0; i < rank; i++) append(&h, "%s%zu", i ? "," : "", shape[i]);
-    append(&h, "],\"data_offsets\":[0,%zu]}}", count * sizeof(float));
-    while (h.length % 8) append(&h, " ");
-    size_t total = 8 + h.length + count * sizeof(float);
-    uint8_t *bytes = xmalloc(total);
-    for (int i = 0; i < 8; i++) bytes[i] = (uint8_t)((uint64_t)h.length >> (8 * i));
-    memcpy(bytes + 8, h.text, h.length);
-    memcpy(bytes + 8 + h.length, values, count * sizeof(float));
-    int rc = write_atomically(path, bytes, total);
-    free(bytes);
-    free(h.text);
-    return rc;
+    if (is_directory(path)) fail(EXIT_INPUT, "%s %s is not a regular file", what, path);
+    int rc = rc_st_open(path, f);
+    if (rc == RC_ERR_OPEN) fail(EXIT_INPUT, "cannot read %s %s: %s", what, path, strerror(errno));
+    if (rc == RC_ERR_NOMEM) fail(EXIT_MODEL, "out of memory reading %s %s", what, path);
+    if (rc != RC_OK) fail(EXIT_INPUT, "%s: not a valid safetensors file: %s", path, f->why);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Data sets                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Images n×C×H×W, kept as stored: bytes (scaled by 1/255 when read) or floats. */
+/* Images n×C×H×W, kept as stored: bytes (scaled by 1/255 when read) or
+ * floats (dataset.c), and where they came from. */
 typedef struct {
     char *source;             /* the file or directory it came from, for messages */
     size_t count;
@@ -696,49 +304,41 @@ typedef struct {
     int32_t *labels;
 } dataset;
 
+static const rc_data_shape network_shape = { IN_C, IN_H, IN_W, CLASSES };
+
 static float pixel(const dataset *d, size_t image, size_t p)
 {
     size_t at = image * IMAGE + p;
     return d->u8 ? (float)d->u8[at] / 255.0f : d->f32[at];
 }
 
-/* CIFAR: "record 17 has label 12"; safetensors: "labels[17] is 12". */
-static void check_label(const char *source, int cifar, size_t index, int64_t label)
+static void take(dataset *d, rc_dataset *r)
 {
-    if (label >= 0 && label < CLASSES) return;
-    if (cifar) {
-        fail(EXIT_INPUT, "%s: record %zu has label %lld, outside 0...%d (network " NET_NAME " has %d classes)",
-             source, index, (long long)label, CLASSES - 1, CLASSES);
-    }
-    fail(EXIT_INPUT, "%s: labels[%zu] is %lld, outside 0...%d (network " NET_NAME " has %d classes)",
-         source, index, (long long)label, CLASSES - 1, CLASSES);
+    d->count = r->count;
+    d->u8 = r->u8;
+    d->f32 = r->f32;
+    d->labels = r->labels;
+}
+
+/* The read's failure, named by path: out of memory is the model's exit
+ * status, anything else bad data. */
+static void data_fail(int rc, const char *path, const char *why)
+{
+    fail(rc == RC_ERR_NOMEM ? EXIT_MODEL : EXIT_INPUT, "%s: %s%s", path, why,
+         rc == RC_ERR_LABEL || rc == RC_ERR_SHAPE ? " (network " NET_NAME ")" : "");
 }
 
 /* Appends the records of one CIFAR-10 binary file (1 label byte + 3072 bytes
  * of R, G, B planes, 32×32 each) to d. */
 static void cifar_append(dataset *d, const char *path)
 {
-    const size_t record = 1 + 3 * 32 * 32;
     blob b = read_file(path, "CIFAR-10 batch");
-    if (b.size == 0 || b.size % record != 0) {
-        fail(EXIT_INPUT, "%s: %zu bytes is not a whole number of CIFAR-10 records (%zu bytes each: label + 3×32×32)",
-             path, b.size, record);
-    }
-    size_t n = b.size / record;
-    size_t total = d->count + n;
-    uint8_t *images = realloc(d->u8, mul_size(total, IMAGE, path));
-    int32_t *labels = realloc(d->labels, total * sizeof(int32_t));
-    if (!images || !labels) fail(EXIT_MODEL, "out of memory reading %s", path);
-    d->u8 = images;
-    d->labels = labels;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *r = b.bytes + i * record;
-        check_label(path, 1, i, r[0]);
-        d->labels[d->count + i] = r[0];
-        memcpy(d->u8 + (d->count + i) * IMAGE, r + 1, IMAGE);
-    }
-    d->count = total;
+    rc_dataset r = { d->count, d->u8, d->f32, d->labels };
+    char why[256];
+    int rc = rc_data_append_cifar(&r, b.bytes, b.size, &network_shape, why, sizeof why);
     free(b.bytes);
+    if (rc != RC_OK) data_fail(rc, path, why);
+    take(d, &r);
 }
 
 static void cifar_check_network(const char *path)
@@ -753,55 +353,15 @@ static void cifar_check_network(const char *path)
 /* images (N×C×H×W, U8 or F32) and labels (N, I32, I64 or U8) from a safetensors file. */
 static void safetensors_load(dataset *d, const char *path, const char *what)
 {
-    st_file f;
+    rc_st_file f;
+    rc_dataset r;
+    char why[256];
     st_open(path, what, &f);
-    const st_tensor *images = st_require(&f, "images");
-    const st_tensor *labels = st_require(&f, "labels");
-    char shape[160];
-    shape_text(images, shape, sizeof shape);
-    int is_u8 = strcmp(images->dtype, "U8") == 0;
-    if (!is_u8 && strcmp(images->dtype, "F32") != 0) {
-        fail(EXIT_INPUT, "%s: tensor 'images' has dtype %s; expected U8 (scaled by 1/255) or F32", path, images->dtype);
-    }
-    if (images->rank != 4 || images->shape[1] != IN_C || images->shape[2] != IN_H || images->shape[3] != IN_W) {
-        int nhwc = images->rank == 4 && images->shape[3] == IN_C && images->shape[1] == IN_H && images->shape[2] == IN_W;
-        fail(EXIT_INPUT, "%s: tensor 'images' has shape %s; network " NET_NAME " needs [N, %zu, %zu, %zu] (N×C×H×W)%s",
-             path, shape, IN_C, IN_H, IN_W, nhwc ? "; this looks like N×H×W×C: transpose it to N×C×H×W" : "");
-    }
-    size_t n = (size_t)images->shape[0];
-    if (n == 0) fail(EXIT_INPUT, "%s: tensor 'images' holds no images", path);
-    size_t label_size = st_dtype_size(labels->dtype);
-    int label_signed = strcmp(labels->dtype, "U8") != 0;
-    if (strcmp(labels->dtype, "I32") != 0 && strcmp(labels->dtype, "I64") != 0 && strcmp(labels->dtype, "U8") != 0) {
-        fail(EXIT_INPUT, "%s: tensor 'labels' has dtype %s; expected I32, I64 or U8", path, labels->dtype);
-    }
-    if (labels->rank != 1 || labels->shape[0] != images->shape[0]) {
-        char lshape[160];
-        shape_text(labels, lshape, sizeof lshape);
-        fail(EXIT_INPUT, "%s: tensor 'labels' has shape %s; expected [%zu], one per image", path, lshape, n);
-    }
+    int rc = rc_data_from_safetensors(&r, &f, &network_shape, why, sizeof why);
+    rc_st_close(&f);
+    if (rc != RC_OK) data_fail(rc, path, why);
+    take(d, &r);
     d->source = xstrdup(path);
-    d->count = n;
-    d->labels = xmalloc(n * sizeof(int32_t));
-    for (size_t i = 0; i < n; i++) {
-        int64_t label = read_le(f.data + labels->begin + i * label_size, label_size, label_signed);
-        check_label(path, 0, i, label);
-        d->labels[i] = (int32_t)label;
-    }
-    size_t values = mul_size(n, IMAGE, path);
-    if (is_u8) {
-        d->u8 = xmalloc(values);
-        memcpy(d->u8, f.data + images->begin, values);
-    } else {
-        d->f32 = xmalloc(mul_size(values, sizeof(float), path));
-        memcpy(d->f32, f.data + images->begin, values * sizeof(float));
-        for (size_t i = 0; i < values; i++) {
-            if (!isfinite(d->f32[i])) {
-                fail(EXIT_INPUT, "%s: tensor 'images' holds a non-finite value in image %zu", path, i / IMAGE);
-            }
-        }
-    }
-    st_close(&f);
 }
 
 static int has_suffix(const char *s, const char *suffix)
@@ -820,6 +380,18 @@ static void cifar_directory(const char *path, char *dir, size_t cap)
     snprintf(probe, sizeof probe, "%s/data_batch_1.bin", path);
     if (!file_exists(probe) && is_directory(inner)) snprintf(dir, cap, "%s", inner);
     else snprintf(dir, cap, "%s", path);
+}
+
+/* A single CIFAR-10 .bin file, or else a safetensors file. */
+static void load_file(dataset *d, const char *path, const char *what)
+{
+    if (has_suffix(path, ".bin")) {
+        cifar_check_network(path);
+        cifar_append(d, path);
+        d->source = xstrdup(path);
+    } else {
+        safetensors_load(d, path, what);
+    }
 }
 
 /* Training images: a CIFAR-10 directory (data_batch_1..5.bin) or a safetensors file. */
@@ -843,12 +415,8 @@ static void load_training(dataset *d, const char *path, char *default_test, size
         d->source = xstrdup(dir);
         snprintf(default_test, cap, "%s/test_batch.bin", dir);
         if (!file_exists(default_test)) default_test[0] = '\0';
-    } else if (has_suffix(path, ".bin")) {
-        cifar_check_network(path);
-        cifar_append(d, path);
-        d->source = xstrdup(path);
     } else {
-        safetensors_load(d, path, "training data");
+        load_file(d, path, "training data");
     }
 }
 
@@ -864,12 +432,8 @@ static void load_test(dataset *d, const char *path)
         cifar_check_network(file);
         cifar_append(d, file);
         d->source = xstrdup(file);
-    } else if (has_suffix(path, ".bin")) {
-        cifar_check_network(path);
-        cifar_append(d, path);
-        d->source = xstrdup(path);
     } else {
-        safetensors_load(d, path, "test data");
+        load_file(d, path, "test data");
     }
 }
 
@@ -1581,18 +1145,18 @@ int main(int argc, char **argv)
     /* The per-pixel mean of the training images (validation images excluded),
      * summed in image order in double: the same bits every time. */
     float *mean = NULL;
-    const size_t mean_shape[3] = { IN_C, IN_H, IN_W };
     if (cfg.mean) {
         mean = xmalloc(IMAGE * sizeof(float));
         if (cfg.resume) {
-            st_file f;
+            rc_st_file f;
             st_open(mean_path, "mean image", &f);
-            const st_tensor *t = st_require(&f, "mean");
-            if (strcmp(t->dtype, "F32") != 0 || t->rank != 3 || t->shape[0] != IN_C || t->shape[1] != IN_H || t->shape[2] != IN_W) {
+            const rc_st_entry *t = rc_st_find(&f, "mean");
+            if (!t || t->dtype != RC_F32 || t->ndim != 3 || t->shape[0] != IN_C || t->shape[1] != IN_H || t->shape[2] != IN_W) {
                 fail(EXIT_INPUT, "%s: tensor 'mean' must be F32 [%zu, %zu, %zu]", mean_path, IN_C, IN_H, IN_W);
             }
-            memcpy(mean, f.data + t->begin, IMAGE * sizeof(float));
-            st_close(&f);
+            if (rc_host_is_le()) memcpy(mean, f.data + t->begin, IMAGE * sizeof(float));
+            else rc_copy_swapped((unsigned char *)mean, f.data + t->begin, IMAGE * sizeof(float), sizeof(float));
+            rc_st_close(&f);
         } else {
             double *sum = calloc(IMAGE, sizeof(double));
             if (!sum) fail(EXIT_MODEL, "out of memory");
@@ -1601,8 +1165,12 @@ int main(int argc, char **argv)
             }
             for (size_t p = 0; p < IMAGE; p++) mean[p] = (float)(sum[p] / (double)train);
             free(sum);
-            if (st_write_f32(mean_path, "mean", mean, IMAGE, mean_shape, 3,
-                             "per-pixel mean of the training images (pixels scaled to [0,1]); subtract it from every input to " NET_NAME "_infer") != 0) {
+            static const char *const about[4] = {
+                "format", "pt", "content",
+                "per-pixel mean of the training images (pixels scaled to [0,1]); subtract it from every input to " NET_NAME "_infer"
+            };
+            rc_tensor t = { "mean", RC_F32, 3, { (int64_t)IN_C, (int64_t)IN_H, (int64_t)IN_W, 0 }, mean, 0 };
+            if (rc_st_save_with_metadata(mean_path, &t, 1, about, 2) != RC_OK) {
                 fail(EXIT_MODEL, "cannot write %s: %s", mean_path, strerror(errno));
             }
         }

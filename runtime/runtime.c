@@ -1,22 +1,35 @@
-{{% CONTENT_TYPE: TEXT}}
 /*
- * Runtime support included verbatim into every generated NAME.c: error codes
- * and their messages, safetensors load and save, and the seeded generator
- * behind NAME_init_params.
+ * The C runtime shared by every generated NAME.c and by the trainer
+ * (runtime/trainer.c): error codes and their messages, safetensors reading
+ * and saving, atomic file replacement, and the seeded generator behind
+ * NAME_init_params. It is plain C, not a template: the emitter places its
+ * text verbatim into each generated file (which stays standalone), and the
+ * trainer, the C tests and the fuzz targets #include it. One reader, then,
+ * is the one that is tested and fuzzed.
  *
  * Every symbol is static because the generated file exports only its API,
- * and marked RC_UNUSED because a given network need not call every helper.
+ * and marked RC_UNUSED because a given user need not call every helper.
  * There is no mutable global state (the generated library is re-entrant), so
- * all state, the generator's included, is passed in explicitly.
+ * all state, the generator's included, is passed in explicitly. The includer
+ * defines _POSIX_C_SOURCE 200809L before any system header.
  *
  * safetensors (https://github.com/huggingface/safetensors) is an 8-byte
  * little-endian header length N, N bytes of UTF-8 JSON giving each tensor's
  * dtype, shape and byte range, then the little-endian C-order data. Loading
- * is all-or-nothing: the whole file is checked, values included, before a
- * single byte reaches the model, so a bad file never leaves it half-loaded.
+ * is all-or-nothing: the whole file is read once and checked, values
+ * included, before a single byte reaches the model, so a bad file never
+ * leaves it half-loaded.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -43,6 +56,7 @@
 #define RC_ERR_LABEL        (-12) /* label outside 0..classes-1 */
 #define RC_ERR_NONFINITE    (-13) /* NaN/Inf in a weight file, or a non-finite loss */
 #define RC_ERR_ARG          (-14) /* invalid argument value */
+#define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -63,14 +77,30 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_LABEL:        return "label is outside 0..classes-1";
     case RC_ERR_NONFINITE:    return "non-finite value (NaN or Inf in weights, or non-finite loss)";
     case RC_ERR_ARG:          return "invalid argument value";
+    case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
     default:                  return "unknown error code";
     }
 }
 
 /* ------------------------------------------------------ tensor descriptor */
 
+/* The dtypes a model holds, and (from RC_I32 on) the other safetensors
+ * dtypes, known so that any file's layout can be checked. */
 #define RC_F32 1
 #define RC_I64 2
+#define RC_I32 3
+#define RC_U8 4
+#define RC_F64 5
+#define RC_F16 6
+#define RC_BF16 7
+#define RC_I16 8
+#define RC_I8 9
+#define RC_U16 10
+#define RC_U32 11
+#define RC_U64 12
+#define RC_BOOL 13
+#define RC_F8_E4M3 14
+#define RC_F8_E5M2 15
 
 /// A named tensor as the model holds it; load writes into `data`, save reads it.
 typedef struct {
@@ -127,13 +157,35 @@ RC_UNUSED static int rc_host_is_le(void)
     return first == 1;
 }
 
+RC_UNUSED static const struct { const char *name; int dtype; size_t size; } rc_dtypes[] = {
+    { "F32", RC_F32, 4 }, { "I64", RC_I64, 8 }, { "I32", RC_I32, 4 }, { "U8", RC_U8, 1 },
+    { "F64", RC_F64, 8 }, { "F16", RC_F16, 2 }, { "BF16", RC_BF16, 2 }, { "I16", RC_I16, 2 },
+    { "I8", RC_I8, 1 }, { "U16", RC_U16, 2 }, { "U32", RC_U32, 4 }, { "U64", RC_U64, 8 },
+    { "BOOL", RC_BOOL, 1 }, { "F8_E4M3", RC_F8_E4M3, 1 }, { "F8_E5M2", RC_F8_E5M2, 1 },
+};
+
+/* Bytes per element of dtype, 0 for an unknown code. */
 RC_UNUSED static size_t rc_dtype_size(int dtype)
 {
-    switch (dtype) {
-    case RC_F32: return 4;
-    case RC_I64: return 8;
-    default:     return 0;
-    }
+    for (size_t i = 0; i < sizeof rc_dtypes / sizeof rc_dtypes[0]; i++)
+        if (rc_dtypes[i].dtype == dtype) return rc_dtypes[i].size;
+    return 0;
+}
+
+/* The dtype code of the len-byte name s, 0 if it is not a safetensors dtype. */
+RC_UNUSED static int rc_dtype_named(const char *s, size_t len)
+{
+    for (size_t i = 0; i < sizeof rc_dtypes / sizeof rc_dtypes[0]; i++)
+        if (len == strlen(rc_dtypes[i].name) && memcmp(s, rc_dtypes[i].name, len) == 0) return rc_dtypes[i].dtype;
+    return 0;
+}
+
+/* The name of dtype code, "?" for an unknown one. */
+RC_UNUSED static const char *rc_dtype_name(int dtype)
+{
+    for (size_t i = 0; i < sizeof rc_dtypes / sizeof rc_dtypes[0]; i++)
+        if (rc_dtypes[i].dtype == dtype) return rc_dtypes[i].name;
+    return "?";
 }
 
 /* Copies n bytes of elements of size es, reversing each element's bytes.
@@ -416,12 +468,11 @@ RC_UNUSED static uint64_t rc_tensor_bytes(const rc_tensor *d)
     return bytes;
 }
 
-/* A model tensor's name, for sorting and binary search, with its byte size. */
+/* A model tensor's name, for sorting and binary search. */
 typedef struct {
     const char *name;
     size_t len;
     int index;          /* into the caller's t[] */
-    uint64_t bytes;
 } rc_st_key;
 
 /* Orders (name, len) pairs bytewise; shared by keys and file entries. */
@@ -454,7 +505,8 @@ RC_UNUSED static int rc_st_index(const rc_tensor *t, int nt, rc_st_key **out)
             free(keys);
             return RC_ERR_NULL;
         }
-        if (bytes == 0 || d->ndim < 0 || d->ndim > 4 || strcmp(d->name, "__metadata__") == 0) {
+        if ((d->dtype != RC_F32 && d->dtype != RC_I64) || d->ndim < 0 || d->ndim > 4 ||
+            strcmp(d->name, "__metadata__") == 0) {
             free(keys);
             return RC_ERR_ARG;
         }
@@ -471,7 +523,6 @@ RC_UNUSED static int rc_st_index(const rc_tensor *t, int nt, rc_st_key **out)
         keys[i].name = d->name;
         keys[i].len = strlen(d->name);
         keys[i].index = (int)i;
-        keys[i].bytes = bytes;
     }
     if (n > 1) qsort(keys, n, sizeof *keys, rc_st_key_cmp);
     for (size_t i = 1; i < n; i++) {
@@ -484,32 +535,69 @@ RC_UNUSED static int rc_st_index(const rc_tensor *t, int nt, rc_st_key **out)
     return RC_OK;
 }
 
-/* --------------------------------------------------- safetensors: loading */
+/* --------------------------------------------------- safetensors: reading */
+
+/*
+ * Reading is split so that the generated runtime and the trainer share every
+ * check. A file is read into memory once (rc_read_file: its size and
+ * times are compared before and after, so a file that changes meanwhile is
+ * refused rather than half-new), its header parsed (rc_st_parse: syntax,
+ * UTF-8, duplicate names), and its layout checked (rc_st_check_layout: each
+ * range the size its dtype and shape say, inside the data, the ranges
+ * disjoint and together covering the data without a hole, as the format
+ * requires). The runtime matches names against the model between the last
+ * two, so a misnamed or mis-shaped file is reported as that.
+ */
+
+/* Where a file under test may be changed between the read and the check
+ * that it did not change; empty in generated code. */
+#ifndef RC_ST_AFTER_READ
+#define RC_ST_AFTER_READ(fd) ((void)0)
+#endif
+
+/* A tensor of more dimensions than this is still parsed and its layout
+ * checked; only the first RC_ST_MAX_RANK extents are kept. */
+#define RC_ST_MAX_RANK 8
 
 /* One tensor entry of a file's header, as read. */
 typedef struct {
     const char *name;   /* decoded in place inside the header buffer; may contain NUL */
     size_t name_len;
-    int dtype;          /* RC_F32, RC_I64, or 0 for any other dtype string */
-    int ndim;           /* extents in the file, capped at 5 ("more than the model allows") */
-    uint64_t shape[4];  /* the first four extents */
+    int dtype;          /* RC_F32, RC_I64, ... or 0 for a dtype string not in rc_dtypes */
+    int ndim;           /* extents in the file, counted up to RC_ST_MAX_RANK + 1 ("more") */
+    uint64_t shape[RC_ST_MAX_RANK];
+    uint64_t numel;     /* product of every extent, when numel_ok */
+    int numel_ok;       /* 0: the product overflows uint64_t */
     uint64_t begin, end;/* data_offsets, relative to the data buffer */
-    int model;          /* index into t[] once matched */
-    size_t staged;      /* where its bytes sit in the staging buffer */
+    int model;          /* index into the caller's t[] once matched, else -1 */
 } rc_st_entry;
+
+/// A safetensors file read into memory and parsed. Entries are sorted by
+/// name; their names point into `bytes`.
+typedef struct {
+    unsigned char *bytes;       /* the whole file (malloc'd); the header is decoded in place */
+    size_t size;
+    const unsigned char *data;  /* the data buffer: bytes + 8 + header length */
+    uint64_t data_len;
+    rc_st_entry *entries;
+    size_t count;
+    char why[256];              /* what was wrong, in English, after a failed call */
+} rc_st_file;
+
+/* Records why a check failed (for the trainer's messages) and returns code. */
+RC_UNUSED static int rc_st_fail(rc_st_file *f, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->why, sizeof f->why, fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 RC_UNUSED static int rc_st_entry_name_cmp(const void *pa, const void *pb)
 {
     const rc_st_entry *a = pa, *b = pb;
     return rc_st_name_cmp(a->name, a->name_len, b->name, b->name_len);
-}
-
-RC_UNUSED static int rc_st_entry_offset_cmp(const void *pa, const void *pb)
-{
-    const rc_st_entry *a = pa, *b = pb;
-    if (a->begin != b->begin) return a->begin < b->begin ? -1 : 1;
-    if (a->end != b->end) return a->end < b->end ? -1 : 1;
-    return 0;
 }
 
 /* Reads {"dtype": "...", "shape": [...], "data_offsets": [b, e]}. Unknown
@@ -525,16 +613,19 @@ RC_UNUSED static int rc_st_parse_entry(rc_json *j, rc_st_entry *e)
         if (!rc_json_string(j, &key, &klen) || !rc_json_eat(j, ':')) return 0;
         if (rc_str_is(key, klen, "dtype")) {
             if (have_dtype++ || !rc_json_string(j, &s, &slen)) return 0;
-            e->dtype = rc_str_is(s, slen, "F32") ? RC_F32 : rc_str_is(s, slen, "I64") ? RC_I64 : 0;
+            e->dtype = rc_dtype_named(s, slen);
         } else if (rc_str_is(key, klen, "shape")) {
             if (have_shape++ || !rc_json_eat(j, '[')) return 0;
             e->ndim = 0;
+            e->numel = 1;
+            e->numel_ok = 1;
             if (!rc_json_eat(j, ']')) {
                 do {
                     uint64_t v;
                     if (!rc_json_uint(j, &v)) return 0;
-                    if (e->ndim < 4) e->shape[e->ndim] = v;
-                    if (e->ndim < 5) e->ndim++;
+                    if (e->ndim < RC_ST_MAX_RANK) e->shape[e->ndim] = v;
+                    if (e->ndim <= RC_ST_MAX_RANK) e->ndim++;
+                    if (e->numel_ok && !rc_mul_u64(e->numel, v, &e->numel)) e->numel_ok = 0;
                 } while (rc_json_eat(j, ','));
                 if (!rc_json_eat(j, ']')) return 0;
             }
@@ -549,52 +640,133 @@ RC_UNUSED static int rc_st_parse_entry(rc_json *j, rc_st_entry *e)
     return rc_json_eat(j, '}') && have_dtype && have_shape && have_offsets;
 }
 
-/* Parses the whole header into a malloc'd entry array. The entries point
- * into buf, which must outlive them. Returns an RC_ code. */
-RC_UNUSED static int rc_st_parse_header(char *buf, size_t n, rc_st_entry **out, size_t *count)
+/* Parses the header's JSON (n bytes at buf) into f->entries. */
+RC_UNUSED static int rc_st_parse_json(rc_st_file *f, char *buf, size_t n)
 {
     rc_json j = { buf, buf + n };
-    rc_st_entry *entries = NULL;
-    size_t used = 0, cap = 0;
+    size_t cap = 0;
     int have_metadata = 0;
-    int rc = RC_ERR_FORMAT;
-    if (!rc_json_eat(&j, '{')) goto fail;
+    if (!rc_json_eat(&j, '{')) goto bad;
     if (!rc_json_eat(&j, '}')) {
         do {
             const char *name;
             size_t len;
-            if (!rc_json_string(&j, &name, &len) || !rc_json_eat(&j, ':')) goto fail;
+            if (!rc_json_string(&j, &name, &len) || !rc_json_eat(&j, ':')) goto bad;
             if (rc_str_is(name, len, "__metadata__")) {
                 /* string→string by the spec; other values are skipped, not
                  * refused, since nothing here reads them */
-                if (have_metadata++ || !rc_json_peek(&j, '{') || !rc_json_skip(&j, 1)) goto fail;
+                if (have_metadata++ || !rc_json_peek(&j, '{') || !rc_json_skip(&j, 1)) goto bad;
                 continue;
             }
-            if (used == cap) {
+            if (f->count == cap) {
                 size_t ncap = cap ? cap * 2 : 64;
                 rc_st_entry *grown;
-                if (ncap > SIZE_MAX / sizeof *entries) { rc = RC_ERR_NOMEM; goto fail; }
-                grown = realloc(entries, ncap * sizeof *entries);
-                if (grown == NULL) { rc = RC_ERR_NOMEM; goto fail; }
-                entries = grown;
+                if (ncap > SIZE_MAX / sizeof *grown) return rc_st_fail(f, RC_ERR_NOMEM, "out of memory");
+                grown = realloc(f->entries, ncap * sizeof *grown);
+                if (grown == NULL) return rc_st_fail(f, RC_ERR_NOMEM, "out of memory");
+                f->entries = grown;
                 cap = ncap;
             }
-            rc_st_entry *e = &entries[used++];
+            rc_st_entry *e = &f->entries[f->count++];
             memset(e, 0, sizeof *e);
             e->name = name;
             e->name_len = len;
             e->model = -1;
-            if (!rc_st_parse_entry(&j, e)) goto fail;
+            if (!rc_st_parse_entry(&j, e)) goto bad;
         } while (rc_json_eat(&j, ','));
-        if (!rc_json_eat(&j, '}')) goto fail;
+        if (!rc_json_eat(&j, '}')) goto bad;
     }
     rc_json_ws(&j);             /* writers pad the header with spaces */
-    if (j.p != j.end) goto fail;
-    *out = entries;
-    *count = used;
+    if (j.p != j.end) goto bad;
     return RC_OK;
-fail:
-    free(entries);
+bad:
+    return rc_st_fail(f, RC_ERR_FORMAT, "malformed safetensors header (JSON) at header byte %zu",
+                      (size_t)(j.p - buf));
+}
+
+/// Parses the file in bytes[0..size), which f takes over (freed by
+/// rc_st_close, also after a failure): the header length, the header as
+/// UTF-8 JSON, and unique names. Entries end up sorted by name.
+RC_UNUSED static int rc_st_parse(rc_st_file *f, unsigned char *bytes, size_t size)
+{
+    memset(f, 0, sizeof *f);
+    f->bytes = bytes;
+    f->size = size;
+    if (size < 8)
+        return rc_st_fail(f, RC_ERR_TRUNCATED, "%zu bytes is shorter than the 8-byte header length", size);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | bytes[i];
+    if (hlen < 2 || hlen > RC_ST_MAX_HEADER)
+        return rc_st_fail(f, RC_ERR_FORMAT, "header length %" PRIu64 " is not plausible", hlen);
+    if (hlen > (uint64_t)size - 8)
+        return rc_st_fail(f, RC_ERR_TRUNCATED, "header length %" PRIu64 " is past the end of the %zu-byte file",
+                          hlen, size);
+    for (size_t i = 8; i < 8 + (size_t)hlen;) {
+        size_t n = rc_utf8_seq(bytes + i, 8 + (size_t)hlen - i);
+        if (n == 0) return rc_st_fail(f, RC_ERR_FORMAT, "header is not UTF-8 (header byte %zu)", i - 8);
+        i += n;
+    }
+    f->data = bytes + 8 + hlen;
+    f->data_len = (uint64_t)size - 8 - hlen;
+    int rc = rc_st_parse_json(f, (char *)bytes + 8, (size_t)hlen);
+    if (rc != RC_OK) return rc;
+    /* (A header with no tensors has entries == NULL, which qsort may not get.) */
+    if (f->count > 1) qsort(f->entries, f->count, sizeof *f->entries, rc_st_entry_name_cmp);
+    for (size_t i = 1; i < f->count; i++)
+        if (rc_st_entry_name_cmp(&f->entries[i - 1], &f->entries[i]) == 0)
+            return rc_st_fail(f, RC_ERR_FORMAT, "tensor '%.*s' appears twice in the header",
+                              (int)(f->entries[i].name_len < 100 ? f->entries[i].name_len : 100), f->entries[i].name);
+    return RC_OK;
+}
+
+RC_UNUSED static int rc_st_offset_cmp(const void *pa, const void *pb)
+{
+    const rc_st_entry *a = *(const rc_st_entry *const *)pa, *b = *(const rc_st_entry *const *)pb;
+    if (a->begin != b->begin) return a->begin < b->begin ? -1 : 1;
+    if (a->end != b->end) return a->end < b->end ? -1 : 1;
+    return 0;
+}
+
+/// Checks where the parsed tensors lie: each range holds exactly its dtype
+/// and shape's bytes inside the data buffer, and the ranges, in file order,
+/// follow each other from 0 to the end of the data, overlapping nothing and
+/// leaving no hole (two tensors sharing bytes, or bytes that belong to none,
+/// mean a corrupt or crafted file).
+RC_UNUSED static int rc_st_check_layout(rc_st_file *f)
+{
+    for (size_t i = 0; i < f->count; i++) {
+        const rc_st_entry *e = &f->entries[i];
+        int shown = (int)(e->name_len < 100 ? e->name_len : 100);
+        uint64_t bytes;
+        if (rc_dtype_size(e->dtype) == 0)
+            return rc_st_fail(f, RC_ERR_DTYPE, "tensor '%.*s' has a dtype this reader does not know", shown, e->name);
+        if (!e->numel_ok || !rc_mul_u64(e->numel, rc_dtype_size(e->dtype), &bytes) || e->begin > e->end ||
+            e->end - e->begin != bytes)
+            return rc_st_fail(f, RC_ERR_FORMAT, "tensor '%.*s': data_offsets [%" PRIu64 ", %" PRIu64
+                              "] do not span the bytes its dtype and shape need", shown, e->name, e->begin, e->end);
+        if (e->end > f->data_len)
+            return rc_st_fail(f, RC_ERR_TRUNCATED, "tensor '%.*s': data_offsets [%" PRIu64 ", %" PRIu64
+                              "] lie outside the %" PRIu64 " data bytes (truncated file?)", shown, e->name,
+                              e->begin, e->end, f->data_len);
+    }
+    const rc_st_entry **order = malloc((f->count > 0 ? f->count : 1) * sizeof *order);
+    if (order == NULL) return rc_st_fail(f, RC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < f->count; i++) order[i] = &f->entries[i];
+    if (f->count > 1) qsort(order, f->count, sizeof *order, rc_st_offset_cmp);
+    uint64_t at = 0;
+    int rc = RC_OK;
+    for (size_t i = 0; i < f->count && rc == RC_OK; i++) {
+        if (order[i]->begin != at)
+            rc = rc_st_fail(f, RC_ERR_FORMAT, "tensor '%.*s' starts at data byte %" PRIu64 ", not %" PRIu64
+                            " (tensors must follow each other without overlap or gap)",
+                            (int)(order[i]->name_len < 100 ? order[i]->name_len : 100), order[i]->name,
+                            order[i]->begin, at);
+        at = order[i]->end;
+    }
+    free(order);
+    if (rc == RC_OK && at != f->data_len)
+        rc = rc_st_fail(f, RC_ERR_FORMAT, "%" PRIu64 " data bytes after the last tensor belong to no tensor",
+                        f->data_len - at);
     return rc;
 }
 
@@ -614,6 +786,96 @@ RC_UNUSED static int rc_pread_all(int fd, void *buf, size_t n, uint64_t off)
     return RC_OK;
 }
 
+/* Whether two stats of one file show the same size and modification: the
+ * POSIX seconds everywhere, and the nanoseconds where Linux has them. */
+RC_UNUSED static int rc_same_file_state(const struct stat *a, const struct stat *b)
+{
+    int same = a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               a->st_mtime == b->st_mtime && a->st_ctime == b->st_ctime;
+#ifdef __linux__
+    same = same && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+#endif
+    return same;
+}
+
+/// Reads the whole regular file at path into a malloc'd buffer, once. A
+/// file whose size or times differ after the read from before it, or that
+/// has grown past the size it had, was being written meanwhile:
+/// RC_ERR_CHANGED, and nothing of it is used.
+RC_UNUSED static int rc_read_file(const char *path, unsigned char **out, size_t *size)
+{
+    struct stat before, after;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return RC_ERR_OPEN;
+    if (fstat(fd, &before) != 0 || !S_ISREG(before.st_mode)) {
+        close(fd);
+        return RC_ERR_OPEN;
+    }
+    if (before.st_size < 0 || !rc_fits_size((uint64_t)before.st_size) || (uint64_t)before.st_size == SIZE_MAX) {
+        close(fd);
+        return RC_ERR_NOMEM;
+    }
+    size_t n = (size_t)before.st_size;
+    unsigned char *bytes = malloc(n + 1);
+    if (bytes == NULL) {
+        close(fd);
+        return RC_ERR_NOMEM;
+    }
+    int rc = rc_pread_all(fd, bytes, n, 0);
+    if (rc == RC_ERR_TRUNCATED) rc = RC_ERR_CHANGED;     /* shorter than fstat said */
+    RC_ST_AFTER_READ(fd);
+    if (rc == RC_OK) {
+        ssize_t more;
+        do more = pread(fd, bytes + n, 1, (off_t)n); while (more < 0 && errno == EINTR);
+        if (more != 0 || fstat(fd, &after) != 0 || !rc_same_file_state(&before, &after)) rc = RC_ERR_CHANGED;
+    }
+    close(fd);
+    if (rc != RC_OK) {
+        free(bytes);
+        return rc;
+    }
+    *out = bytes;
+    *size = n;
+    return RC_OK;
+}
+
+/// Frees what rc_st_parse (or rc_st_open) holds.
+RC_UNUSED static void rc_st_close(rc_st_file *f)
+{
+    free(f->entries);
+    free(f->bytes);
+    f->entries = NULL;
+    f->bytes = NULL;
+    f->count = 0;
+}
+
+/// Reads, parses and checks the layout of a whole file (what the trainer
+/// uses: it looks tensors up with rc_st_find). On failure f->why says what
+/// was wrong; rc_st_close is needed either way.
+RC_UNUSED static int rc_st_open(const char *path, rc_st_file *f)
+{
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    memset(f, 0, sizeof *f);
+    int rc = rc_read_file(path, &bytes, &size);
+    if (rc != RC_OK) return rc_st_fail(f, rc, "%s", rc_strerror(rc));
+    rc = rc_st_parse(f, bytes, size);
+    return rc == RC_OK ? rc_st_check_layout(f) : rc;
+}
+
+/// The entry named name (a C string), or NULL.
+RC_UNUSED static const rc_st_entry *rc_st_find(const rc_st_file *f, const char *name)
+{
+    rc_st_entry probe;
+    memset(&probe, 0, sizeof probe);
+    probe.name = name;
+    probe.name_len = strlen(name);
+    if (f->count == 0) return NULL;
+    return bsearch(&probe, f->entries, f->count, sizeof *f->entries, rc_st_entry_name_cmp);
+}
+
+/* --------------------------------------------------- safetensors: loading */
+
 /* True if any little-endian F32 in the n bytes at p is NaN or ±Inf (all
  * exponent bits set). Works on the bits, so it needs no host float order. */
 RC_UNUSED static int rc_has_nonfinite_f32(const unsigned char *p, size_t n)
@@ -626,56 +888,37 @@ RC_UNUSED static int rc_has_nonfinite_f32(const unsigned char *p, size_t n)
     return 0;
 }
 
-/// Loads the tensors t[0..nt) from a safetensors file, all or nothing.
-/// Every name, dtype, shape, offset and F32 value is checked first; only a
-/// fully valid file is copied, so on any error no `data` is touched.
-RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
+/// Loads the tensors t[0..nt) from a safetensors file held in memory
+/// (bytes[0..size), taken over and freed), all or nothing: every name,
+/// dtype, shape, offset and F32 value is checked first; only a fully valid
+/// file is copied, so on any error no `data` is touched.
+RC_UNUSED static int rc_st_load_bytes(unsigned char *bytes, size_t size, const rc_tensor *t, int nt)
 {
     rc_st_key *keys = NULL;
-    rc_st_entry *entries = NULL;
-    size_t count = 0;
-    char *header = NULL;
-    unsigned char *staging = NULL;
     unsigned char *found = NULL;
-    int fd = -1;
+    rc_st_file f;
     int rc;
 
-    if (path == NULL || (t == NULL && nt > 0)) return RC_ERR_NULL;
-    if (nt < 0) return RC_ERR_ARG;
+    if (t == NULL && nt > 0) {
+        free(bytes);
+        return RC_ERR_NULL;
+    }
+    if (nt < 0) {
+        free(bytes);
+        return RC_ERR_ARG;
+    }
     rc = rc_st_index(t, nt, &keys);
-    if (rc != RC_OK) return rc;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { rc = RC_ERR_OPEN; goto done; }
-    uint64_t file_size = (uint64_t)st.st_size;
-
-    /* The header length: sane before anything is allocated from it. */
-    unsigned char len8[8];
-    if (file_size < 8) { rc = RC_ERR_TRUNCATED; goto done; }
-    if ((rc = rc_pread_all(fd, len8, 8, 0)) != RC_OK) goto done;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
-    if (hlen < 2 || hlen > RC_ST_MAX_HEADER) { rc = RC_ERR_FORMAT; goto done; }
-    if (hlen > file_size - 8) { rc = RC_ERR_TRUNCATED; goto done; }
-    uint64_t data_start = 8 + hlen;
-    uint64_t data_len = file_size - data_start;
-
-    header = malloc((size_t)hlen);
-    if (header == NULL) { rc = RC_ERR_NOMEM; goto done; }
-    if ((rc = rc_pread_all(fd, header, (size_t)hlen, 8)) != RC_OK) goto done;
-    if ((rc = rc_st_parse_header(header, (size_t)hlen, &entries, &count)) != RC_OK) goto done;
-
-    /* (A header with no tensors has entries == NULL, which qsort may not get.) */
-    if (count > 1) qsort(entries, count, sizeof *entries, rc_st_entry_name_cmp);
-    for (size_t i = 1; i < count; i++)
-        if (rc_st_entry_name_cmp(&entries[i - 1], &entries[i]) == 0) { rc = RC_ERR_FORMAT; goto done; }
+    if (rc != RC_OK) {
+        free(bytes);
+        return rc;
+    }
+    if ((rc = rc_st_parse(&f, bytes, size)) != RC_OK) goto done;
 
     found = calloc((size_t)nt + 1, 1);
     if (found == NULL) { rc = RC_ERR_NOMEM; goto done; }
-    for (size_t i = 0; i < count; i++) {
-        rc_st_entry *e = &entries[i];
-        rc_st_key probe = { e->name, e->name_len, 0, 0 };
+    for (size_t i = 0; i < f.count; i++) {
+        rc_st_entry *e = &f.entries[i];
+        rc_st_key probe = { e->name, e->name_len, 0 };
         const rc_st_key *k = bsearch(&probe, keys, (size_t)nt, sizeof *keys, rc_st_key_cmp);
         if (k == NULL) { rc = RC_ERR_NAME_UNKNOWN; goto done; }
         const rc_tensor *m = &t[k->index];
@@ -683,37 +926,15 @@ RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
         if (e->ndim != m->ndim) { rc = RC_ERR_SHAPE; goto done; }
         for (int d = 0; d < m->ndim; d++)
             if (e->shape[d] != (uint64_t)m->shape[d]) { rc = RC_ERR_SHAPE; goto done; }
-        if (e->begin > e->end || e->end - e->begin != k->bytes) { rc = RC_ERR_FORMAT; goto done; }
-        if (e->end > data_len) { rc = RC_ERR_TRUNCATED; goto done; }
         e->model = k->index;
         found[k->index] = 1;
     }
-
-    /* Overlapping ranges would mean two tensors share bytes: corrupt. Once
-     * they are disjoint and inside the data buffer, their total is at most
-     * the file size, so staging offsets cannot overflow. */
-    if (count > 1) qsort(entries, count, sizeof *entries, rc_st_entry_offset_cmp);
-    uint64_t staged_total = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (i > 0 && entries[i].begin < entries[i - 1].end) { rc = RC_ERR_FORMAT; goto done; }
-        entries[i].staged = (size_t)staged_total;
-        staged_total += entries[i].end - entries[i].begin;
-    }
-
     for (int i = 0; i < nt; i++)
         if (!found[i] && !t[i].optional) { rc = RC_ERR_NAME_MISSING; goto done; }
-
-    /* Staging costs a second copy of the weights for a moment, but it is
-     * what lets a NaN or a short read in the last tensor leave the model
-     * untouched. Reads go in file order. */
-    if (!rc_fits_size(staged_total)) { rc = RC_ERR_NOMEM; goto done; }   /* 32-bit hosts */
-    staging = malloc(staged_total > 0 ? (size_t)staged_total : 1);
-    if (staging == NULL) { rc = RC_ERR_NOMEM; goto done; }
-    for (size_t i = 0; i < count; i++) {
-        const rc_st_entry *e = &entries[i];
-        size_t bytes = (size_t)(e->end - e->begin);
-        if ((rc = rc_pread_all(fd, staging + e->staged, bytes, data_start + e->begin)) != RC_OK) goto done;
-        if (e->dtype == RC_F32 && rc_has_nonfinite_f32(staging + e->staged, bytes)) {
+    if ((rc = rc_st_check_layout(&f)) != RC_OK) goto done;
+    for (size_t i = 0; i < f.count; i++) {
+        const rc_st_entry *e = &f.entries[i];
+        if (e->dtype == RC_F32 && rc_has_nonfinite_f32(f.data + e->begin, (size_t)(e->end - e->begin))) {
             rc = RC_ERR_NONFINITE;
             goto done;
         }
@@ -721,22 +942,33 @@ RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
 
     /* Valid throughout: only now touch the model. */
     int le = rc_host_is_le();
-    for (size_t i = 0; i < count; i++) {
-        const rc_st_entry *e = &entries[i];
-        size_t bytes = (size_t)(e->end - e->begin);
-        if (le) memcpy(t[e->model].data, staging + e->staged, bytes);
-        else rc_copy_swapped(t[e->model].data, staging + e->staged, bytes, rc_dtype_size(e->dtype));
+    for (size_t i = 0; i < f.count; i++) {
+        const rc_st_entry *e = &f.entries[i];
+        size_t n = (size_t)(e->end - e->begin);
+        if (le) memcpy(t[e->model].data, f.data + e->begin, n);
+        else rc_copy_swapped(t[e->model].data, f.data + e->begin, n, rc_dtype_size(e->dtype));
     }
     rc = RC_OK;
 
 done:
-    if (fd >= 0) close(fd);
-    free(staging);
+    rc_st_close(&f);
     free(found);
-    free(entries);
-    free(header);
     free(keys);
     return rc;
+}
+
+/// Loads the tensors t[0..nt) from the safetensors file at path, all or
+/// nothing (see rc_st_load_bytes). The file is read into memory once, so
+/// what is checked is what is loaded.
+RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
+{
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    if (path == NULL || (t == NULL && nt > 0)) return RC_ERR_NULL;
+    if (nt < 0) return RC_ERR_ARG;
+    int rc = rc_read_file(path, &bytes, &size);
+    if (rc != RC_OK) return rc;
+    return rc_st_load_bytes(bytes, size, t, nt);
 }
 
 /* ---------------------------------------------------- safetensors: saving */
@@ -862,25 +1094,115 @@ RC_UNUSED static void rc_fsync_parent_dir(const char *path)
     free(dir);
 }
 
+/// A file being replaced atomically: written under a temporary name beside
+/// its target, then synced and renamed over it, so that the target is at
+/// every moment either its old contents or the complete new ones (a process
+/// killed meanwhile leaves at worst a stray temporary file).
+typedef struct {
+    int fd;             /* the temporary file, -1 when none is open */
+    char *tmp;          /* its name */
+} rc_atomic;
+
+/// Creates the temporary file for replacing path.
+RC_UNUSED static int rc_atomic_begin(rc_atomic *a, const char *path)
+{
+    /* pid separates processes and the address of a local separates threads
+     * of one process; O_EXCL settles anything left over. */
+    size_t cap = strlen(path) + 64;
+    a->fd = -1;
+    a->tmp = malloc(cap);
+    if (a->tmp == NULL) return RC_ERR_NOMEM;
+    unsigned char anchor = 0;
+    for (unsigned attempt = 0; attempt < 100; attempt++) {
+        snprintf(a->tmp, cap, "%s.tmp.%ld.%" PRIxPTR ".%u", path, (long)getpid(),
+                 (uintptr_t)(void *)&anchor, attempt);
+        a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (a->fd >= 0 || errno != EEXIST) break;
+    }
+    if (a->fd < 0) {
+        free(a->tmp);
+        a->tmp = NULL;
+        return RC_ERR_WRITE;
+    }
+    return RC_OK;
+}
+
+/// Gives up a replacement: the temporary file is removed, the target untouched.
+/// Keeps errno, so a caller can still report why it gave up.
+RC_UNUSED static void rc_atomic_abort(rc_atomic *a)
+{
+    int saved = errno;
+    if (a->fd >= 0) close(a->fd);
+    if (a->tmp != NULL) unlink(a->tmp);
+    free(a->tmp);
+    a->fd = -1;
+    a->tmp = NULL;
+    errno = saved;
+}
+
+/// Finishes a replacement whose contents are all written: fsync, close,
+/// rename over path, fsync of the directory. On failure the temporary file
+/// is removed and path is as it was.
+RC_UNUSED static int rc_atomic_commit(rc_atomic *a, const char *path)
+{
+    if (fsync(a->fd) != 0) {
+        rc_atomic_abort(a);
+        return RC_ERR_WRITE;
+    }
+    int closed = close(a->fd);
+    a->fd = -1;
+    if (closed != 0 || rename(a->tmp, path) != 0) {
+        rc_atomic_abort(a);
+        return RC_ERR_WRITE;
+    }
+    free(a->tmp);
+    a->tmp = NULL;                      /* renamed: nothing to remove */
+    rc_fsync_parent_dir(path);
+    return RC_OK;
+}
+
+/// Replaces the file at path by the n bytes at p, atomically (rc_atomic).
+RC_UNUSED static int rc_write_file_atomic(const char *path, const void *p, size_t n)
+{
+    rc_atomic a;
+    if (path == NULL || (p == NULL && n > 0)) return RC_ERR_NULL;
+    int rc = rc_atomic_begin(&a, path);
+    if (rc != RC_OK) return rc;
+    if (!rc_write_all(a.fd, p, n)) {
+        rc_atomic_abort(&a);
+        return RC_ERR_WRITE;
+    }
+    return rc_atomic_commit(&a, path);
+}
+
 /// Saves t[0..nt) as a safetensors file that PyTorch and numpy readers load:
-/// tensors in the given order, contiguous, header space-padded to 8 bytes.
-/// The file is written beside `path` under a temporary name, synced, and
-/// renamed over it, so `path` is either the old file or the complete new one.
-RC_UNUSED static int rc_st_save(const char *path, const rc_tensor *t, int nt)
+/// `__metadata__` from the nmeta (key, value) pairs in meta[0..2·nmeta),
+/// then the tensors in the given order, contiguous, header space-padded to
+/// 8 bytes. The file is replaced atomically (rc_atomic), so `path` is
+/// either the old file or the complete new one.
+RC_UNUSED static int rc_st_save_with_metadata(const char *path, const rc_tensor *t, int nt,
+                                              const char *const *meta, int nmeta)
 {
     rc_st_key *keys = NULL;
     rc_sbuf h = { NULL, 0, 0, 0 };
-    char *tmp = NULL;
-    int fd = -1;
+    rc_atomic a = { -1, NULL };
     int rc;
 
-    if (path == NULL || (t == NULL && nt > 0)) return RC_ERR_NULL;
-    if (nt < 0) return RC_ERR_ARG;
+    if (path == NULL || (t == NULL && nt > 0) || (meta == NULL && nmeta > 0)) return RC_ERR_NULL;
+    if (nt < 0 || nmeta < 0) return RC_ERR_ARG;
     /* Also refuses duplicate names, which would make the file unreadable. */
     rc = rc_st_index(t, nt, &keys);
     if (rc != RC_OK) return rc;
 
-    rc_sbuf_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    rc_sbuf_str(&h, "{\"__metadata__\":{");
+    for (int i = 0; i < nmeta; i++) {
+        if (i > 0) rc_sbuf_add(&h, ",", 1);
+        if (meta[2 * i] == NULL || meta[2 * i + 1] == NULL) { rc = RC_ERR_NULL; goto done; }
+        if (!rc_sbuf_json_string(&h, meta[2 * i])) { rc = RC_ERR_ARG; goto done; }
+        rc_sbuf_add(&h, ":", 1);
+        if (!rc_sbuf_json_string(&h, meta[2 * i + 1])) { rc = RC_ERR_ARG; goto done; }
+    }
+    rc_sbuf_add(&h, "}", 1);
     uint64_t offset = 0;
     for (int i = 0; i < nt; i++) {
         uint64_t bytes = rc_tensor_bytes(&t[i]);
@@ -903,46 +1225,29 @@ RC_UNUSED static int rc_st_save(const char *path, const rc_tensor *t, int nt)
     if (h.failed) { rc = RC_ERR_NOMEM; goto done; }
     if ((uint64_t)h.len > RC_ST_MAX_HEADER) { rc = RC_ERR_ARG; goto done; }  /* rc_st_load would refuse it */
 
-    /* pid separates processes and the address of a local separates threads
-     * of one process; O_EXCL settles anything left over. */
-    size_t cap = strlen(path) + 64;
-    tmp = malloc(cap);
-    if (tmp == NULL) { rc = RC_ERR_NOMEM; goto done; }
-    unsigned char anchor = 0;
-    for (unsigned attempt = 0; attempt < 100; attempt++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%" PRIxPTR ".%u", path, (long)getpid(),
-                 (uintptr_t)(void *)&anchor, attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) break;
-    }
-    if (fd < 0) { rc = RC_ERR_WRITE; goto done; }
-
+    if ((rc = rc_atomic_begin(&a, path)) != RC_OK) goto done;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
     rc = RC_ERR_WRITE;
-    if (!rc_write_all(fd, len8, 8) || !rc_write_all(fd, h.p, h.len)) goto done;
+    if (!rc_write_all(a.fd, len8, 8) || !rc_write_all(a.fd, h.p, h.len)) goto done;
     for (int i = 0; i < nt; i++) {
-        if (!rc_write_le(fd, t[i].data, (size_t)rc_tensor_bytes(&t[i]), rc_dtype_size(t[i].dtype)))
+        if (!rc_write_le(a.fd, t[i].data, (size_t)rc_tensor_bytes(&t[i]), rc_dtype_size(t[i].dtype)))
             goto done;
     }
-    if (fsync(fd) != 0) goto done;
-    int closed = close(fd);
-    fd = -1;
-    if (closed != 0 || rename(tmp, path) != 0) goto done;
-    free(tmp);
-    tmp = NULL;                         /* renamed: nothing to remove */
-    rc_fsync_parent_dir(path);
-    rc = RC_OK;
+    rc = rc_atomic_commit(&a, path);
 
 done:
-    if (fd >= 0) close(fd);
-    if (tmp != NULL) {
-        if (rc != RC_OK) unlink(tmp);
-        free(tmp);
-    }
+    if (a.tmp != NULL) rc_atomic_abort(&a);
     free(h.p);
     free(keys);
     return rc;
+}
+
+/// rc_st_save_with_metadata with PyTorch's {"format": "pt"}.
+RC_UNUSED static int rc_st_save(const char *path, const rc_tensor *t, int nt)
+{
+    static const char *const pt[2] = { "format", "pt" };
+    return rc_st_save_with_metadata(path, t, nt, pt, 1);
 }
 
 /* ------------------------------------------------------- random numbers */
