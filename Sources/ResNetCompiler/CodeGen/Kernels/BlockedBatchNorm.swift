@@ -14,28 +14,12 @@ struct BlockedBatchNorm: KernelFamily {
 
     var template: String { "bn_blocked.c" }
 
-    var name: String {
-        let dims = "\(shape.c)x\(shape.h)x\(shape.w)_b\(block)"
-        switch kind {
-        case let .forward(e): return "k_bntrain_\(dims)" + e.suffix
-        case let .gradient(mask, second): return "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
-        }
-    }
+    var name: String { kind.name("\(shape.identifier)_b\(block)") }
 
     var values: [String: Any] {
         var v: [String: Any] = ["outShape": "\(shape)", "oc": shape.c, "cb": (shape.c + block - 1) / block,
                                 "oh": shape.h, "ow": shape.w]
-        switch kind {
-        case let .forward(e):
-            v["batchNormTrain"] = true
-            v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
-            e.addValues(to: &v, block: block)
-        case let .gradient(mask, second):
-            v["batchNormGrad"] = true
-            v["reluMask"] = mask
-            v["hasSecond"] = second
-            v["parts"] = mask ? "BN + ReLU" : "BN"
-        }
+        kind.addValues(to: &v, block: block)
         return v
     }
 
@@ -59,5 +43,30 @@ struct BlockedBatchNorm: KernelFamily {
                  grad(f.name + ".weight"), grad(f.name + ".bias"), .scratch(node.id)]
         if let second { args.append(.buffer(second.id)) }
         return family.view(args)
+    }
+}
+
+extension BlockedBatchNorm.Kind {
+    /// The kernel's name for a `dims`-shaped batch norm, e.g. `k_bntrain_<dims>_add_relu`.
+    func name(_ dims: String) -> String {
+        switch self {
+        case let .forward(e): "k_bntrain_\(dims)" + e.suffix
+        case let .gradient(mask, second): "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
+        }
+    }
+
+    /// Which kernel of the template, its parts for the comment, and the epilogue or mask.
+    func addValues(to v: inout [String: Any], block: Int) {
+        switch self {
+        case let .forward(e):
+            v["batchNormTrain"] = true
+            v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
+            e.addValues(to: &v, block: block)
+        case let .gradient(mask, second):
+            v["batchNormGrad"] = true
+            v["reluMask"] = mask
+            v["hasSecond"] = second
+            v["parts"] = mask ? "BN + ReLU" : "BN"
+        }
     }
 }

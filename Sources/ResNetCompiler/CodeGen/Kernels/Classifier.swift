@@ -1,7 +1,7 @@
-/// The classifier in plain layout (templates/pointwise.c.mustache, training
-/// kernels in templates/train.c.mustache): the fully connected layer, softmax,
-/// the mean softmax cross-entropy with its gradient, and the dense layer's
-/// gradient. Sums over the batch are in double, in image order.
+/// The classifier in plain layout (templates/classifier.c.mustache): the
+/// fully connected layer, softmax, the mean softmax cross-entropy with its
+/// gradient, and the dense layer's gradient. Sums over the batch are in
+/// double, in image order.
 struct Classifier: KernelFamily {
     enum Kind: Hashable {
         /// y = W x + b, `inputs` → `outputs` features.
@@ -14,12 +14,7 @@ struct Classifier: KernelFamily {
     }
     var kind: Kind
 
-    var template: String {
-        switch kind {
-        case .dense, .softmax: "pointwise.c"
-        case .loss, .denseGrad: "train.c"
-        }
-    }
+    var template: String { "classifier.c" }
 
     var name: String {
         switch kind {

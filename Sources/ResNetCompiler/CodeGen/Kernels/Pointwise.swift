@@ -1,9 +1,9 @@
-/// Element-wise kernels and the materialised option-A shortcut
-/// (templates/pointwise.c.mustache, gradients in templates/train.c.mustache):
-/// what a graph runs when ReLU, the residual add and the zero-padded shortcut
-/// are not fused into a conv or batch norm (`--no-fuse`, or a ReLU or add no
-/// kernel could absorb). ReLU and add run over the floats a tensor occupies in
-/// its layout, so one kernel serves every shape of that size.
+/// Element-wise kernels, the materialised option-A shortcut, and their
+/// gradients (templates/pointwise.c.mustache): what a graph runs when ReLU,
+/// the residual add and the zero-padded shortcut are not fused into a conv or
+/// batch norm (`--no-fuse`, or a ReLU or add no kernel could absorb). ReLU
+/// and add run over the floats a tensor occupies in its layout, so one kernel
+/// serves every shape of that size.
 struct Pointwise: KernelFamily {
     enum Kind: Hashable {
         /// y = max(x, 0) over `floats` floats per image.
@@ -19,12 +19,7 @@ struct Pointwise: KernelFamily {
     }
     var kind: Kind
 
-    var template: String {
-        switch kind {
-        case .relu, .add, .zeroPad: "pointwise.c"
-        case .reluGrad, .zeroPadGrad: "train.c"
-        }
-    }
+    var template: String { "pointwise.c" }
 
     var name: String {
         switch kind {

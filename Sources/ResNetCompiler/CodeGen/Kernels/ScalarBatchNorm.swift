@@ -1,27 +1,23 @@
-/// Batch norm in plain NCHW: eval mode with the running statistics
-/// (templates/pointwise.c.mustache, for graphs where it is not folded into a
-/// conv), and train mode with its epilogue and its gradient
-/// (templates/train.c.mustache). One thread per channel, sums in double in
+/// Batch norm in plain NCHW (templates/batchnorm.c.mustache): eval mode with
+/// the running statistics, for graphs where it is not folded into a conv, and
+/// train mode with its epilogue and its gradient. One thread per channel, sums in double in
 /// image order, so results do not depend on the thread count.
 struct ScalarBatchNorm: KernelFamily {
     enum Kind: Hashable {
         /// y = (x − running mean) · γ / √(running var + ε) + β.
         case inference
-        /// Batch statistics (saved for the running estimate), then the epilogue.
-        case training(Epilogue)
-        /// reluMask: g = dy where the forward output was positive; second: g is also written out.
-        case gradient(reluMask: Bool, second: Bool)
+        /// Train mode, forward with its epilogue or gradient: the blocked family's kinds.
+        case training(BlockedBatchNorm.Kind)
     }
     var kind: Kind
     var shape: Shape
 
-    var template: String { kind == .inference ? "pointwise.c" : "train.c" }
+    var template: String { "batchnorm.c" }
 
     var name: String {
         switch kind {
-        case .inference: return "k_bn_\(shape.identifier)"
-        case let .training(e): return "k_bntrain_\(shape.identifier)" + e.suffix
-        case let .gradient(mask, second): return "k_bngrad_\(shape.identifier)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
+        case .inference: "k_bn_\(shape.identifier)"
+        case let .training(t): t.name(shape.identifier)
         }
     }
 
@@ -29,17 +25,8 @@ struct ScalarBatchNorm: KernelFamily {
         var v: [String: Any] = ["outShape": "\(shape)", "c": shape.c, "oc": shape.c, "oh": shape.h, "ow": shape.w,
                                 "hw": shape.h * shape.w]
         switch kind {
-        case .inference:
-            v["batchNorm"] = true
-        case let .training(e):
-            v["batchNormTrain"] = true
-            v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
-            e.addValues(to: &v, block: 1)
-        case let .gradient(mask, second):
-            v["batchNormGrad"] = true
-            v["reluMask"] = mask
-            v["hasSecond"] = second
-            v["parts"] = mask ? "BN + ReLU" : "BN"
+        case .inference: v["batchNorm"] = true
+        case let .training(t): t.addValues(to: &v, block: 1)
         }
         return v
     }
@@ -56,14 +43,14 @@ struct ScalarBatchNorm: KernelFamily {
         case .batchNorm, .batchNormAct:
             args += [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
                      .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)")]
-            return ScalarBatchNorm(kind: .training(Epilogue.of(node, g)), shape: shape).view(args)
+            return ScalarBatchNorm(kind: .training(.forward(Epilogue.of(node, g))), shape: shape).view(args)
         default:
             let f = g.nodes[node.attrs.forward!]
             let second = g.secondOutput(of: node.id)
             args += [layout.param(f.name + ".weight"), layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias")]
             if let second { args.append(.buffer(second.id)) }
-            return ScalarBatchNorm(kind: .gradient(reluMask: node.attrs.reluMask == true, second: second != nil),
-                                   shape: shape).view(args)
+            let kind = BlockedBatchNorm.Kind.gradient(reluMask: node.attrs.reluMask == true, second: second != nil)
+            return ScalarBatchNorm(kind: .training(kind), shape: shape).view(args)
         }
     }
 }

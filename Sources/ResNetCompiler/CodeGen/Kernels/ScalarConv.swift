@@ -1,6 +1,5 @@
 /// Direct convolution in plain NCHW with scalar loops the C compiler
-/// vectorises (templates/conv.c.mustache; the gradients in
-/// templates/train.c.mustache): the forward conv with its bias or folded batch
+/// vectorises (templates/conv.c.mustache): the forward conv with its bias or folded batch
 /// norm and its epilogue, the data gradient and the weight gradient. It runs
 /// wherever the graph is not blocked (`--no-fuse`, graphs `Schedule.canBlock`
 /// rejects). The key describes the forward conv for all three: `input` is its
@@ -31,10 +30,7 @@ struct ScalarConv: KernelFamily {
     var output: Shape
     var kernel: Int, stride: Int, padding: Int
 
-    var template: String {
-        if case .forward = kind { return "conv.c" }
-        return "train.c"
-    }
+    var template: String { "conv.c" }
 
     /// e.g. `k_conv3x3s1p1_16x32x32_16_bn_add_relu_t4x8_padded`.
     var name: String {
@@ -75,6 +71,7 @@ struct ScalarConv: KernelFamily {
         ]
         switch kind {
         case let .forward(bias, tile, epilogue):
+            v["conv"] = true
             v["parts"] = (["conv"] + (bias == .folded ? ["bn"] : []) + epilogue.parts).joined(separator: " + ")
             v["ob"] = tile.outChannels
             v["tw"] = tile.width

@@ -1,5 +1,4 @@
-/// Pooling in plain NCHW (templates/pointwise.c.mustache, gradients in
-/// templates/train.c.mustache): max pool with its padding checked per tap,
+/// Pooling in plain NCHW (templates/pool.c.mustache): max pool with its padding checked per tap,
 /// global average pool, and their gradients. The kinds are the blocked
 /// family's; the key describes the forward pool (`input` its x, `output` its
 /// y) for the gradients too.
@@ -9,43 +8,16 @@ struct ScalarPool: KernelFamily {
     var input: Shape
     var output: Shape
 
-    var template: String {
-        switch kind {
-        case .max, .globalAverage: "pointwise.c"
-        case .maxGradient, .globalAverageGradient: "train.c"
-        }
-    }
+    var template: String { "pool.c" }
 
-    var name: String {
-        switch kind {
-        case let .max(k, s, p): "k_maxpool\(k)s\(s)p\(p)_\(input.identifier)"
-        case .globalAverage: "k_avgpool_\(input.identifier)"
-        case let .maxGradient(k, s, p): "k_maxpoolgrad\(k)s\(s)p\(p)_\(input.identifier)"
-        case .globalAverageGradient: "k_avgpoolgrad_\(input.identifier)"
-        }
-    }
+    var name: String { kind.name(input.identifier) }
 
     var values: [String: Any] {
         var v: [String: Any] = [
             "inShape": "\(input)", "outShape": "\(output)", "c": input.c, "h": input.h, "w": input.w,
             "oh": output.h, "ow": output.w, "hw": input.h * input.w,
         ]
-        switch kind {
-        case let .max(k, s, p):
-            v["maxPool"] = true
-            v["k"] = k
-            v["s"] = s
-            v["p"] = p
-        case let .maxGradient(k, s, p):
-            v["maxPoolGrad"] = true
-            v["k"] = k
-            v["s"] = s
-            v["p"] = p
-        case .globalAverage:
-            v["globalAvgPool"] = true
-        case .globalAverageGradient:
-            v["globalAvgPoolGrad"] = true
-        }
+        kind.addValues(to: &v)
         return v
     }
 
