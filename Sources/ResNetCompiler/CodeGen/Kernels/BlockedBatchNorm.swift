@@ -25,13 +25,11 @@ struct BlockedBatchNorm: KernelFamily {
 
     static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
         let a = node.attrs
-        func p(_ name: String) -> CEmitter.Argument { .pointer("m->params + \(layout.offset[name]!)") }
-        func grad(_ name: String) -> CEmitter.Argument { .pointer("m->grads + \(layout.offset[name]!)") }
         if node.op == .batchNormAct {
             let family = BlockedBatchNorm(kind: .forward(Epilogue.of(node, g)),
                                           shape: node.shape!, block: g.layout(node.id).block)
             return family.view(node.inputs.map(CEmitter.Argument.buffer)
-                + [p(node.name + ".weight"), p(node.name + ".bias"),
+                + [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
                    .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id)])
         }
         let f = g.nodes[a.forward!]
@@ -39,8 +37,8 @@ struct BlockedBatchNorm: KernelFamily {
         let family = BlockedBatchNorm(kind: .gradient(reluMask: a.reluMask == true, second: second != nil),
                                       shape: node.shape!, block: g.layout(node.id).block)
         var args = node.inputs.map(CEmitter.Argument.buffer)
-        args += [p(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
-                 grad(f.name + ".weight"), grad(f.name + ".bias"), .scratch(node.id)]
+        args += [layout.param(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
+                 layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"), .scratch(node.id)]
         if let second { args.append(.buffer(second.id)) }
         return family.view(args)
     }

@@ -120,6 +120,7 @@ struct ScalarConv: KernelFamily {
             args.append(layout.grad(f.name + ".weight"))
             if bias { args.append(layout.grad(f.name + ".bias")) }
         default:
+            // Schedule tiles every plain conv; untiled, one output at a time.
             let tile = a.tile ?? Tile(outChannels: 1, width: 1)
             if tile.paddedInput { args.append(.scratch(node.id)) }
             let bias: Bias
