@@ -27,7 +27,8 @@ struct Pointwise: KernelFamily {
         case let .add(floats): "k_add_\(floats)"
         case let .reluGrad(floats): "k_relugrad_\(floats)"
         case let .zeroPad(input, output, stride): "k_zeropad_\(input.identifier)_\(output.c)s\(stride)"
-        case let .zeroPadGrad(input, output, stride): "k_zeropadgrad_\(input.identifier)_\(output.c)s\(stride)"
+        // The unpadded tensor's height and width do not follow from the padded one's (11 or 12 rows → 6).
+        case let .zeroPadGrad(input, output, stride): "k_zeropadgrad_\(input.identifier)_\(output.identifier)s\(stride)"
         }
     }
 
