@@ -1,7 +1,8 @@
 /// Batch norm in plain NCHW (templates/batchnorm.c.mustache): eval mode with
 /// the running statistics, for graphs where it is not folded into a conv, and
-/// train mode with its epilogue and its gradient. One thread per channel, sums in double in
-/// image order, so results do not depend on the thread count.
+/// train mode with its epilogue and its gradient. Train mode sums a channel
+/// on one thread, in double and in image order, so results do not depend on
+/// the thread count.
 struct ScalarBatchNorm: KernelFamily {
     enum Kind: Hashable {
         /// y = (x − running mean) · γ / √(running var + ε) + β.
