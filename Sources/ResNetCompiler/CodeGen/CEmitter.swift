@@ -184,283 +184,34 @@ public struct CEmitter {
         case scratch(Int)
     }
 
-    /// A C identifier naming what a kernel computes, e.g.
-    /// `k_conv3x3s1p1_16x32x32_16_bn_add_relu`; equal names mean equal code.
-    static func functionName(_ node: Node, _ g: Graph) -> String {
-        let x = node.inputs.isEmpty ? node.shape! : g.shape(node.inputs[0])
-        let y = node.shape ?? x
-        func dims(_ s: Shape) -> String { "\(s.c)x\(s.h)x\(s.w)" }
-        let a = node.attrs
-        switch node.op {
-        case .conv, .fusedConv:
-            var name = "k_conv\(a.kernel!)x\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))_\(y.c)"
-            if a.foldedBatchNorm != nil { name += "_bn" } else if a.bias == true { name += "_bias" }
-            name += shortcutSuffix(a.shortcut)
-            if a.relu == true { name += "_relu" }
-            return name + tileSuffix(a.tile)
-        case .batchNorm where g.training: return "k_bntrain_\(dims(y))"
-        case .batchNorm: return "k_bn_\(dims(y))"
-        case .batchNormAct:
-            return "k_bntrain_\(dims(y))" + shortcutSuffix(a.shortcut) + (a.relu == true ? "_relu" : "")
-        case .loss: return "k_loss_\(y.count)"
-        case .convGradData, .convGradWeight:
-            let f = g.nodes[a.forward!], fx = g.shape(f.inputs[0]), fa = f.attrs
-            var name = (node.op == .convGradData ? "k_convgd" : "k_convgw")
-                + "\(fa.kernel!)x\(fa.kernel!)s\(fa.stride!)p\(fa.padding!)_\(dims(fx))_\(f.shape!.c)"
-            if node.op == .convGradWeight && fa.bias == true { name += "_bias" }
-            name += tileSuffix(a.tile) + shortcutSuffix(a.gradShortcut)
-            if case .zeroPad? = a.gradShortcut { name += "_\(dims(g.shape(node.inputs[1])))" }
-            return name
-        case .batchNormGrad:
-            let second = g.secondOutput(of: node.id) != nil
-            return "k_bngrad_\(dims(y))" + (a.reluMask == true ? "_relu" : "") + (second ? "_out2" : "")
-        case .reluGrad: return "k_relugrad_\(y.count)"
-        case .maxPoolGrad:
-            let f = g.nodes[a.forward!].attrs
-            return "k_maxpoolgrad\(f.kernel!)s\(f.stride!)p\(f.padding!)_\(dims(y))"
-        case .globalAvgPoolGrad: return "k_avgpoolgrad_\(dims(y))"
-        case .denseGrad: return "k_densegrad_\(y.count)_\(x.count)"
-        case .zeroPadGrad: return "k_zeropadgrad_\(dims(x))_\(y.c)s\(a.stride!)"
-        case .secondOutput, .sgdUpdate: return "k_none"
-        case .relu: return "k_relu_\(g.storedFloats(node.id))"
-        case .add: return "k_add_\(g.storedFloats(node.id))"
-        case .zeroPad: return "k_zeropad_\(dims(x))_\(y.c)s\(a.stride!)"
-        case .maxPool: return "k_maxpool\(a.kernel!)s\(a.stride!)p\(a.padding!)_\(dims(x))"
-        case .globalAvgPool: return "k_avgpool_\(dims(x))"
-        case .dense: return "k_dense_\(x.count)_\(y.c)"
-        case .softmax: return "k_softmax_\(y.count)"
-        case .input: return "k_input"
-        }
-    }
-
-    /// `_add`, or `_addzp<channels>s<stride>` for an option-A read, or nothing.
-    static func shortcutSuffix(_ read: ShortcutRead?) -> String {
-        switch read {
-        case .tensor?: "_add"
-        case let .zeroPad(stride, channels)?: "_addzp\(channels)s\(stride)"
-        case nil: ""
-        }
-    }
-
-    /// The tile when it is not the default 4×16, and whether the input is padded first.
-    static func tileSuffix(_ tile: Tile?) -> String {
-        guard let t = tile else { return "" }
-        return (t.outChannels != 4 || t.width != 16 ? "_t\(t.outChannels)x\(t.width)" : "")
-            + (t.paddedInput ? "_padded" : "")
-    }
-
-    /// The values a template needs for a shortcut read from `source`
-    /// (`scC` is the channel count the read is indexed with).
-    static func shortcutValues(_ v: inout [String: Any], _ read: ShortcutRead?, source: Shape?, channels scC: Int? = nil) {
-        switch read {
-        case .tensor?:
-            v["hasShortcut"] = true
-            v["tensorShortcut"] = true
-        case let .zeroPad(stride, channels)?:
-            v["hasShortcut"] = true
-            v["zeroPadShortcut"] = true
-            v["scC"] = scC ?? channels
-            v["scH"] = source!.h
-            v["scW"] = source!.w
-            v["scStride"] = stride
-        case nil:
-            break
-        }
-    }
-
+    /// The one dispatch from a node to its kernel family: the vector families
+    /// where `Schedule` chose a vector conv or the blocked layout, the scalar
+    /// NCHW ones otherwise. Each family's key names its kernel, so layers that
+    /// compute the same thing share one.
     func kernelView(_ node: Node, _ g: Graph, _ layout: ParameterLayout) throws -> KernelView {
-        // The vector families (blocked layout) carry their own keys.
         if case .winograd? = node.attrs.algorithm { return WinogradConv.make(node, g, layout) }
         if node.attrs.wideTile != nil { return BlockedConv.make(node, g, layout) }
-        if g.layout(node.id) != .plain || g.layout(node.inputs[0]) != .plain {
-            switch node.op {
-            case .maxPool, .globalAvgPool, .maxPoolGrad, .globalAvgPoolGrad: return BlockedPool.make(node, g)
-            case .batchNormAct, .batchNormGrad: return BlockedBatchNorm.make(node, g, layout)
-            case .convGradWeight: return BlockedConvGradWeight.make(node, g, layout)
-            default: break
-            }
-        }
-        let inShape = g.shape(node.inputs[0])
-        let out = node.shape ?? inShape
-        let fn = Self.functionName(node, g)
-        var v: [String: Any] = [
-            "fn": fn, "inShape": "\(inShape)", "outShape": "\(out)",
-            "c": inShape.c, "h": inShape.h, "w": inShape.w, "oc": out.c, "oh": out.h, "ow": out.w,
-            "count": out.count, "hw": out.h * out.w,
-        ]
-        func p(_ name: String) -> String { "m->params + \(layout.offset[name]!)" }
+        let blocked = g.layout(node.id) != .plain || g.layout(node.inputs[0]) != .plain
         switch node.op {
-        case .conv, .fusedConv:
-            v["k"] = node.attrs.kernel!
-            v["s"] = node.attrs.stride!
-            v["p"] = node.attrs.padding!
-            v["parts"] = (node.attrs.fused ?? ["conv"]).joined(separator: " + ")
-            let tile = node.attrs.tile ?? Tile(outChannels: 1, width: 1)
-            v["ob"] = tile.outChannels
-            v["tw"] = tile.width
-            v["paddedInput"] = tile.paddedInput
-            var args: [Argument] = [.buffer(node.inputs[0])]
-            if tile.paddedInput { args.append(.scratch(node.id)) }
-            if node.op == .fusedConv, let fold = layout.foldOf[node.name] {
-                args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
-                v["hasBias"] = true
-            } else {
-                args.append(.pointer(p(node.name + ".weight")))
-                if node.attrs.bias == true {
-                    args.append(.pointer(p(node.name + ".bias")))
-                    v["hasBias"] = true
-                }
-            }
-            if node.attrs.shortcut != nil {
-                Self.shortcutValues(&v, node.attrs.shortcut, source: g.shape(node.inputs[1]))
-                args.append(.buffer(node.inputs[1]))
-            }
-            v["relu"] = node.attrs.relu == true
-            return KernelView(template: "conv.c", fn: fn, values: v, args: args)
-        case .batchNorm where g.training, .batchNormAct:
-            return trainingView(node, g, layout, v)
-        case .batchNorm:
-            v["batchNorm"] = true
-            let ps = ["weight", "bias", "running_mean", "running_var"].map { Argument.pointer(p("\(node.name).\($0)")) }
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])] + ps)
-        case .relu:
-            v["relu"] = true
-            v["count"] = g.storedFloats(node.id)
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .add:
-            v["add"] = true
-            v["count"] = g.storedFloats(node.id)
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
-        case .zeroPad:
-            v["zeroPad"] = true
-            v["s"] = node.attrs.stride!
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .maxPool:
-            v["maxPool"] = true
-            v["k"] = node.attrs.kernel!
-            v["s"] = node.attrs.stride!
-            v["p"] = node.attrs.padding!
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .globalAvgPool:
-            v["globalAvgPool"] = true
-            v["hw"] = inShape.h * inShape.w
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .dense:
-            v["dense"] = true
-            v["inCount"] = inShape.count
-            v["outCount"] = out.count
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0]), .pointer(p(node.name + ".weight")), .pointer(p(node.name + ".bias"))])
-        case .softmax:
-            v["softmax"] = true
-            return KernelView(template: "pointwise.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .loss, .convGradData, .convGradWeight, .batchNormGrad, .reluGrad, .maxPoolGrad, .globalAvgPoolGrad,
-             .denseGrad, .zeroPadGrad:
-            return trainingView(node, g, layout, v)
+        case .maxPool where blocked, .globalAvgPool where blocked, .maxPoolGrad where blocked,
+             .globalAvgPoolGrad where blocked:
+            return BlockedPool.make(node, g)
+        case .batchNormAct where blocked, .batchNormGrad where blocked:
+            return BlockedBatchNorm.make(node, g, layout)
+        case .convGradWeight where blocked:
+            return BlockedConvGradWeight.make(node, g, layout)
+        case .conv, .fusedConv, .convGradData, .convGradWeight:
+            return ScalarConv.make(node, g, layout)
+        case .batchNorm, .batchNormAct, .batchNormGrad:
+            return ScalarBatchNorm.make(node, g, layout)
+        case .maxPool, .globalAvgPool, .maxPoolGrad, .globalAvgPoolGrad:
+            return ScalarPool.make(node, g, layout)
+        case .relu, .add, .zeroPad, .reluGrad, .zeroPadGrad:
+            return Pointwise.make(node, g, layout)
+        case .dense, .softmax, .loss, .denseGrad:
+            return Classifier.make(node, g, layout)
         case .input, .secondOutput, .sgdUpdate:
             throw CompileError(layer: node.name, "\(node.op.rawValue) has no kernel")
-        }
-    }
-
-    /// Kernel views of the training graph's ops (templates/train.c.mustache).
-    func trainingView(_ node: Node, _ g: Graph, _ layout: ParameterLayout, _ base: [String: Any]) -> KernelView {
-        var v = base
-        let fn = v["fn"] as! String
-        func p(_ name: String) -> String { "m->params + \(layout.offset[name]!)" }
-        func grad(_ name: String) -> String { "m->grads + \(layout.offset[name]!)" }
-        let a = node.attrs
-        switch node.op {
-        case .batchNorm, .batchNormAct:
-            v["batchNormTrain"] = true
-            v["parts"] = (a.fused ?? ["bn"]).joined(separator: " + ")
-            Self.shortcutValues(&v, a.shortcut, source: node.inputs.count > 1 ? g.shape(node.inputs[1]) : nil)
-            v["relu"] = a.relu == true
-            var args: [Argument] = node.inputs.map(Argument.buffer)
-            args += [.pointer(p(node.name + ".weight")), .pointer(p(node.name + ".bias")),
-                     .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)")]
-            return KernelView(template: "train.c", fn: fn, values: v, args: args)
-        case .loss:
-            v["loss"] = true
-            return KernelView(template: "train.c", fn: fn, values: v,
-                              args: [.buffer(node.inputs[0]), .pointer("labels"), .pointer("&m->loss")])
-        case .convGradData:
-            let f = g.nodes[a.forward!]
-            v["convGradData"] = true
-            v["k"] = f.attrs.kernel!
-            v["s"] = f.attrs.stride!
-            v["p"] = f.attrs.padding!
-            // The gradient being added is read with its own (block output) channel count.
-            let source = node.inputs.count > 1 ? g.shape(node.inputs[1]) : nil
-            Self.shortcutValues(&v, a.gradShortcut, source: source, channels: source?.c)
-            if let tile = a.tile {
-                v["paddedGrad"] = true
-                v["ob"] = tile.outChannels
-                v["tw"] = tile.width
-            }
-            var args: [Argument] = [.buffer(node.inputs[0])]
-            if a.tile?.paddedInput == true { args.append(.scratch(node.id)) }
-            args.append(.pointer(p(f.name + ".weight")))
-            if node.inputs.count > 1 { args.append(.buffer(node.inputs[1])) }
-            return KernelView(template: "train.c", fn: fn, values: v, args: args)
-        case .convGradWeight:
-            let f = g.nodes[a.forward!]
-            let x = g.shape(f.inputs[0]), y = f.shape!
-            v["convGradWeight"] = true
-            v["k"] = f.attrs.kernel!
-            v["s"] = f.attrs.stride!
-            v["p"] = f.attrs.padding!
-            for (key, value) in ["c": x.c, "h": x.h, "w": x.w, "oc": y.c, "oh": y.h, "ow": y.w] { v[key] = value }
-            v["inShape"] = "\(x)"
-            v["outShape"] = "\(y)"
-            var args: [Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1])]
-            if let tile = a.tile, tile.paddedInput {
-                v["paddedInput"] = true
-                v["ob"] = tile.outChannels
-                args.append(.scratch(node.id))
-            }
-            args.append(.pointer(grad(f.name + ".weight")))
-            if f.attrs.bias == true {
-                v["hasBias"] = true
-                args.append(.pointer(grad(f.name + ".bias")))
-            }
-            return KernelView(template: "train.c", fn: fn, values: v, args: args)
-        case .batchNormGrad:
-            let f = g.nodes[a.forward!]
-            v["batchNormGrad"] = true
-            v["reluMask"] = a.reluMask == true
-            v["parts"] = a.reluMask == true ? "BN + ReLU" : "BN"
-            var args: [Argument] = node.inputs.map(Argument.buffer)
-            args += [.pointer(p(f.name + ".weight")), .pointer(grad(f.name + ".weight")), .pointer(grad(f.name + ".bias"))]
-            if let second = g.secondOutput(of: node.id) {
-                v["hasSecond"] = true
-                args.append(.buffer(second.id))
-            }
-            return KernelView(template: "train.c", fn: fn, values: v, args: args)
-        case .reluGrad:
-            v["reluGrad"] = true
-            return KernelView(template: "train.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
-        case .maxPoolGrad:
-            let f = g.nodes[a.forward!]
-            v["maxPoolGrad"] = true
-            v["k"] = f.attrs.kernel!
-            v["s"] = f.attrs.stride!
-            v["p"] = f.attrs.padding!
-            return KernelView(template: "train.c", fn: fn, values: v, args: node.inputs.map(Argument.buffer))
-        case .globalAvgPoolGrad:
-            v["globalAvgPoolGrad"] = true
-            return KernelView(template: "train.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        case .denseGrad:
-            let f = g.nodes[a.forward!]
-            v["denseGrad"] = true
-            v["outCount"] = g.shape(node.inputs[0]).count
-            return KernelView(template: "train.c", fn: fn, values: v,
-                              args: [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .pointer(p(f.name + ".weight")),
-                                     .pointer(grad(f.name + ".weight")), .pointer(grad(f.name + ".bias"))])
-        case .zeroPadGrad:
-            v["zeroPadGrad"] = true
-            v["s"] = a.stride!
-            return KernelView(template: "train.c", fn: fn, values: v, args: [.buffer(node.inputs[0])])
-        default:
-            preconditionFailure("not a training op: \(node.op)")
         }
     }
 }

@@ -14,18 +14,48 @@ struct BlockedBatchNorm: KernelFamily {
 
     var template: String { "bn_blocked.c" }
 
-    var name: String {
-        let dims = "\(shape.c)x\(shape.h)x\(shape.w)_b\(block)"
-        switch kind {
-        case let .forward(e): return "k_bntrain_\(dims)" + e.suffix
-        case let .gradient(mask, second): return "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
-        }
-    }
+    var name: String { kind.name("\(shape.identifier)_b\(block)") }
 
     var values: [String: Any] {
         var v: [String: Any] = ["outShape": "\(shape)", "oc": shape.c, "cb": (shape.c + block - 1) / block,
                                 "oh": shape.h, "ow": shape.w]
-        switch kind {
+        kind.addValues(to: &v, block: block)
+        return v
+    }
+
+    static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
+        let a = node.attrs
+        if node.op == .batchNormAct {
+            let family = BlockedBatchNorm(kind: .forward(Epilogue.of(node, g)),
+                                          shape: node.shape!, block: g.layout(node.id).block)
+            return family.view(node.inputs.map(CEmitter.Argument.buffer)
+                + [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
+                   .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id)])
+        }
+        let f = g.nodes[a.forward!]
+        let second = g.secondOutput(of: node.id)
+        let family = BlockedBatchNorm(kind: .gradient(reluMask: a.reluMask == true, second: second != nil),
+                                      shape: node.shape!, block: g.layout(node.id).block)
+        var args = node.inputs.map(CEmitter.Argument.buffer)
+        args += [layout.param(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
+                 layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"), .scratch(node.id)]
+        if let second { args.append(.buffer(second.id)) }
+        return family.view(args)
+    }
+}
+
+extension BlockedBatchNorm.Kind {
+    /// The kernel's name for a `dims`-shaped batch norm, e.g. `k_bntrain_<dims>_add_relu`.
+    func name(_ dims: String) -> String {
+        switch self {
+        case let .forward(e): "k_bntrain_\(dims)" + e.suffix
+        case let .gradient(mask, second): "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
+        }
+    }
+
+    /// Which kernel of the template, its parts for the comment, and the epilogue or mask.
+    func addValues(to v: inout [String: Any], block: Int) {
+        switch self {
         case let .forward(e):
             v["batchNormTrain"] = true
             v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
@@ -36,28 +66,5 @@ struct BlockedBatchNorm: KernelFamily {
             v["hasSecond"] = second
             v["parts"] = mask ? "BN + ReLU" : "BN"
         }
-        return v
-    }
-
-    static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
-        let a = node.attrs
-        func p(_ name: String) -> CEmitter.Argument { .pointer("m->params + \(layout.offset[name]!)") }
-        func grad(_ name: String) -> CEmitter.Argument { .pointer("m->grads + \(layout.offset[name]!)") }
-        if node.op == .batchNormAct {
-            let family = BlockedBatchNorm(kind: .forward(Epilogue.of(node, g)),
-                                          shape: node.shape!, block: g.layout(node.id).block)
-            return family.view(node.inputs.map(CEmitter.Argument.buffer)
-                + [p(node.name + ".weight"), p(node.name + ".bias"),
-                   .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id)])
-        }
-        let f = g.nodes[a.forward!]
-        let second = g.secondOutput(of: node.id)
-        let family = BlockedBatchNorm(kind: .gradient(reluMask: a.reluMask == true, second: second != nil),
-                                      shape: node.shape!, block: g.layout(node.id).block)
-        var args = node.inputs.map(CEmitter.Argument.buffer)
-        args += [p(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
-                 grad(f.name + ".weight"), grad(f.name + ".bias"), .scratch(node.id)]
-        if let second { args.append(.buffer(second.id)) }
-        return family.view(args)
     }
 }

@@ -18,38 +18,15 @@ struct BlockedPool: KernelFamily {
 
     var template: String { "pool_blocked.c" }
 
-    var name: String {
-        let dims = "\(input.c)x\(input.h)x\(input.w)_b\(block)"
-        switch kind {
-        case let .max(k, s, p): return "k_maxpool\(k)s\(s)p\(p)_\(dims)"
-        case .globalAverage: return "k_avgpool_\(dims)"
-        case let .maxGradient(k, s, p): return "k_maxpoolgrad\(k)s\(s)p\(p)_\(dims)"
-        case .globalAverageGradient: return "k_avgpoolgrad_\(dims)"
-        }
-    }
+    var name: String { kind.name("\(input.identifier)_b\(block)") }
 
     var values: [String: Any] {
         var v: [String: Any] = [
             "inShape": "\(input)", "outShape": "\(output)", "c": input.c, "cb": (input.c + block - 1) / block,
             "h": input.h, "w": input.w, "oc": output.c, "oh": output.h, "ow": output.w, "hw": input.h * input.w,
         ]
-        switch kind {
-        case let .max(k, s, p):
-            v["maxPool"] = true
-            v["k"] = k
-            v["s"] = s
-            v["p"] = p
-        case .globalAverage:
-            v["globalAvgPool"] = true
-        case let .maxGradient(k, s, p):
-            v["maxPoolGrad"] = true
-            v["k"] = k
-            v["s"] = s
-            v["p"] = p
-        case .globalAverageGradient:
-            v["globalAvgPoolGrad"] = true
-            v["oc"] = input.c
-        }
+        kind.addValues(to: &v)
+        if kind == .globalAverageGradient { v["oc"] = input.c }
         return v
     }
 
@@ -68,6 +45,33 @@ struct BlockedPool: KernelFamily {
                 : .globalAverageGradient
             let family = BlockedPool(kind: kind, input: node.shape!, output: f.shape!, block: g.layout(node.id).block)
             return family.view(node.inputs.map(CEmitter.Argument.buffer))
+        }
+    }
+}
+
+extension BlockedPool.Kind {
+    /// The kernel's name for a pool over `dims` (the forward's input), e.g. `k_maxpool3s2p1_<dims>`.
+    func name(_ dims: String) -> String {
+        switch self {
+        case let .max(k, s, p): "k_maxpool\(k)s\(s)p\(p)_\(dims)"
+        case .globalAverage: "k_avgpool_\(dims)"
+        case let .maxGradient(k, s, p): "k_maxpoolgrad\(k)s\(s)p\(p)_\(dims)"
+        case .globalAverageGradient: "k_avgpoolgrad_\(dims)"
+        }
+    }
+
+    /// Which kernel of the template, and the window of a max pool.
+    func addValues(to v: inout [String: Any]) {
+        switch self {
+        case let .max(k, s, p), let .maxGradient(k, s, p):
+            if case .max = self { v["maxPool"] = true } else { v["maxPoolGrad"] = true }
+            v["k"] = k
+            v["s"] = s
+            v["p"] = p
+        case .globalAverage:
+            v["globalAvgPool"] = true
+        case .globalAverageGradient:
+            v["globalAvgPoolGrad"] = true
         }
     }
 }

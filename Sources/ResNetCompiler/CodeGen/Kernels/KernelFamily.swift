@@ -21,6 +21,18 @@ func packedWeights(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> [CEmi
     return [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
 }
 
+extension Shape {
+    /// The shape as kernel names spell it: `16x32x32`.
+    var identifier: String { "\(c)x\(h)x\(w)" }
+}
+
+extension ParameterLayout {
+    /// A kernel argument pointing at parameter `name` in `m->params`.
+    func param(_ name: String) -> CEmitter.Argument { .pointer("m->params + \(offset[name]!)") }
+    /// A kernel argument pointing at the gradient of parameter `name` in `m->grads`.
+    func grad(_ name: String) -> CEmitter.Argument { .pointer("m->grads + \(offset[name]!)") }
+}
+
 extension KernelFamily {
     /// The view the emitter renders: the key's name and values, plus the call's arguments.
     func view(_ args: [CEmitter.Argument]) -> CEmitter.KernelView {
