@@ -311,7 +311,7 @@ def prepare(a, net, compiler, work, torch, log):
     header = open(os.path.join(cdir, f"{net.name}.h")).read()
     can_train = f"{net.name}_train_step" in header
     so = os.path.join(d, f"lib{net.name}.so")
-    cc = [a.cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", csrc, "-o", so, "-lm"]
+    cc = [a.cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", csrc, "-o", so, "-lm"] + bl.omp_link_flags(a.cc)
     log(f"$ {shlex.join(cc)}")
     t0 = time.perf_counter()
     run(cc)

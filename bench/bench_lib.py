@@ -404,6 +404,19 @@ def fp32_peak(info, threads):
     return peak, text
 
 
+def omp_link_flags(cc):
+    """clang's -fopenmp links libomp, which Debian keeps under
+    /usr/lib/llvm-N/lib (as the Makefile's OMP_LIBDIR); gcc needs nothing."""
+    if "clang" not in os.path.basename(cc):
+        return []
+    import glob
+    libs = sorted(glob.glob("/usr/lib/x86_64-linux-gnu/libomp.so") + glob.glob("/usr/lib/llvm-*/lib/libomp.so"))
+    if not libs:
+        return []
+    d = os.path.dirname(libs[0])
+    return [f"-L{d}", f"-Wl,-rpath,{d}"]
+
+
 def measured_fma_peak(cc, work, threads, seconds=0.5):
     """Builds and runs bench/fma_peak.c (independent FMAs on every thread,
     widest vectors of -march=native, best of 5 runs of about `seconds`).
@@ -412,7 +425,7 @@ def measured_fma_peak(cc, work, threads, seconds=0.5):
     exe = os.path.join(work, "fma_peak")
     try:
         if not os.path.exists(exe):
-            subprocess.run([cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe],
+            subprocess.run([cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe] + omp_link_flags(cc),
                            check=True, capture_output=True)
         out = subprocess.run([exe, str(seconds)], check=True, capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout.split()

@@ -26,7 +26,9 @@ public enum IRPrinter {
             if let v = a.gradOf { attrs.append("writes ∂\(v).*") }
             if a.reluMask == true { attrs.append("relu-mask") }
             if let wide = a.wideTile, let narrow = a.narrowTile {
-                attrs.append("\(a.algorithm ?? .direct) tile avx512=\(wide) avx2/neon/portable=\(narrow)" + (a.tile?.paddedInput == true ? " padded-input" : ""))
+                attrs.append("\(a.algorithm ?? .direct) tile avx512=\(wide) avx2/neon/portable=\(narrow)"
+                             + (a.tile?.paddedInput == true ? " padded-input" : "")
+                             + (Schedule.flattensRows(node, g) ? " one-row-of-\(Schedule.directRow(node, g))px" : ""))
             } else if let t = a.tile { attrs.append("tile=\(t.outChannels)×\(t.width)") }
             if let l = a.layout { attrs.append("layout=\(l)") }
             if case let .zeroPad(stride, channels)? = a.gradShortcut {
