@@ -8,7 +8,11 @@
  * Prints: "<GFLOP/s> <threads> <lanes> <isa>"
  */
 #include <immintrin.h>
-#include <omp.h>
+/* The OpenMP runtime's own functions, declared here: Swift's clang does not
+ * ship omp.h, but libgomp and libomp both export these. */
+int omp_get_max_threads(void);
+int omp_get_thread_num(void);
+double omp_get_wtime(void);
 #include <stdio.h>
 #include <stdlib.h>
 
