@@ -232,12 +232,13 @@ typedef struct {
 
 enum { STREAM_SHUFFLE = 1, STREAM_AUGMENT = 2 };
 
+/* splitmix64 is the runtime's rc_rng (runtime.c), stepping *x. */
 static uint64_t splitmix64(uint64_t *x)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    rc_rng r = { *x };
+    const uint64_t v = rc_rng_u64(&r);
+    *x = r.s;
+    return v;
 }
 
 static rng rng_for(uint64_t seed, uint64_t stream, uint64_t counter)
@@ -1084,12 +1085,7 @@ static void write_checkpoint(const F(model) *m, const char *checkpoint_path, con
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    {
-        const uint16_t one = 1;
-        uint8_t first;
-        memcpy(&first, &one, 1);
-        if (first != 1) fail(EXIT_INPUT, "this trainer reads little-endian data files and needs a little-endian machine");
-    }
+    if (!rc_host_is_le()) fail(EXIT_INPUT, "this trainer reads little-endian data files and needs a little-endian machine");
     parse_arguments(argc, argv);
 
     /* Where everything goes; on --resume, the run's settings. */
@@ -1154,8 +1150,7 @@ int main(int argc, char **argv)
             if (!t || t->dtype != RC_F32 || t->ndim != 3 || t->shape[0] != IN_C || t->shape[1] != IN_H || t->shape[2] != IN_W) {
                 fail(EXIT_INPUT, "%s: tensor 'mean' must be F32 [%zu, %zu, %zu]", mean_path, IN_C, IN_H, IN_W);
             }
-            if (rc_host_is_le()) memcpy(mean, f.data + t->begin, IMAGE * sizeof(float));
-            else rc_copy_swapped((unsigned char *)mean, f.data + t->begin, IMAGE * sizeof(float), sizeof(float));
+            memcpy(mean, f.data + t->begin, IMAGE * sizeof(float)); /* little-endian host: checked in main */
             rc_st_close(&f);
         } else {
             double *sum = calloc(IMAGE, sizeof(double));

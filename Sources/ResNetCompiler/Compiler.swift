@@ -120,8 +120,8 @@ public enum AtomicWriter {
                 throw CompileError("cannot rename \(temp) to \(final): \(String(cString: strerror(errno)))")
             }
         } catch {
-            for (temp, _) in temporaries { try? fm.removeItem(atPath: temp) }
-            if !existed { try? fm.removeItem(atPath: directory) }
+            for (temp, _) in temporaries { Cleanup.remove(temp) }
+            if !existed { Cleanup.remove(directory) }
             throw error
         }
     }

@@ -51,8 +51,9 @@ public enum CBuild {
     /// A fresh temporary directory, removed when the suite that made it ends
     /// (see `TemporaryFiles`).
     public static func temporaryDirectory(_ label: String = "test") throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-compile-\(label)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // Cleanup's directory, but its lifetime is the suite's, not the process's.
+        let dir = try Cleanup.makeTemporaryDirectory(label)
+        Cleanup.unregister(dir)
         (TemporaryFiles.current ?? TemporaryFiles.process).add(dir)
         return dir
     }

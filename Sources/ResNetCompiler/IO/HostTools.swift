@@ -84,8 +84,6 @@ public enum HostTools {
             timedOut = true
             Cleanup.killGroup(pid)
             exited.wait()
-        } else if timeout == nil {
-            exited.wait()
         }
         process.waitUntilExit()
         Cleanup.pauseIfStopping()

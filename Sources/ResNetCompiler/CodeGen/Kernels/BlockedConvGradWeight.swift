@@ -39,8 +39,8 @@ struct BlockedConvGradWeight: KernelFamily {
                                            kernel: fa.kernel!, stride: fa.stride!, padding: fa.padding!, bias: fa.bias == true,
                                            bandRows: node.attrs.tile!.width)
         var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .scratch(node.id),
-                                         .pointer("m->grads + \(layout.offset[f.name + ".weight"]!)")]
-        if fa.bias == true { args.append(.pointer("m->grads + \(layout.offset[f.name + ".bias"]!)")) }
+                                         layout.grad(f.name + ".weight")]
+        if fa.bias == true { args.append(layout.grad(f.name + ".bias")) }
         return family.view(args)
     }
 }
