@@ -5,8 +5,9 @@ public enum TestNetworks {
     /// Covers every layer and shortcut kind on a non-square input: a 5×5 conv
     /// with bias, max pool, a bottleneck with a projection shortcut (stride on
     /// the 3×3, torchvision style), an identity block, an option-A block, dense.
-    public static func mixnet() -> NetworkSpec {
-        Network("mixnet", input: .image(channels: 3, height: 20, width: 24)) {
+    /// The fixture's input and classes by default; TrainCommandTests trains it on the digits.
+    public static func mixnet(input: Input = .image(channels: 3, height: 20, width: 24), classes: Int = 7) -> NetworkSpec {
+        Network("mixnet", input: input) {
             Conv2D(8, kernel: 5, padding: 2, bias: true, name: "conv1")
             BatchNorm(name: "bn1")
             ReLU()
@@ -39,7 +40,7 @@ public enum TestNetworks {
             }
             ReLU()
             GlobalAvgPool()
-            Dense(7, name: "fc")
+            Dense(classes, name: "fc")
             Softmax()
         }.spec
     }

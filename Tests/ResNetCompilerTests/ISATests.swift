@@ -174,7 +174,8 @@ struct KernelCase: Sendable, CustomStringConvertible {
 
 /// Every ISA path of the generated C — AVX-512 (-march=native here), AVX2 + FMA,
 /// portable C on the x86-64 baseline, and NEON on aarch64 under qemu — against
-/// the float64 interpreter on awkward shapes, against PyTorch, and warning-free.
+/// the float64 interpreter on awkward shapes, against PyTorch, and warning-free;
+/// and every build's initial weights are ReferenceInit's bits.
 @Suite(.temporaryFiles) struct ISATests {
     // MARK: toolchains select the paths they name
 
@@ -250,6 +251,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
         let worst = try Self.checkAgainstInterpreter(spec, model: model, label: label)
         try Self.expectNoWiderVectors(model.executable, variant: variant, label: label)
         let gradients = try Self.checkGradients(spec, model: model, label: label)
+        try Self.checkInitialWeights(model, label: label)
         print("ISA matrix \(kernel.name) \(variant.name) [\(toolchain)]: max |C − interpreter| = \(worst); training: \(gradients)")
     }
 
@@ -263,6 +265,13 @@ struct KernelCase: Sendable, CustomStringConvertible {
         #expect(check.counters.values.allSatisfy { $0 == [4] }, "\(label): num_batches_tracked \(check.counters)")
         return "loss rel diff \(abs(Double(check.loss) - check.referenceLoss) / abs(check.referenceLoss)), "
             + "worst gradient rel diff \(check.worstGradient.map { "\($0.relative) (\($0.entry.name))" } ?? "-")"
+    }
+
+    /// NAME_init_params gives ReferenceInit's bits in this build too (see
+    /// DeterminismTests): the same seed, the same weights on every path.
+    static func checkInitialWeights(_ model: BuiltModel, label: String) throws {
+        let differences = try model.initialWeightDifferences(seed: 20_260_530)
+        #expect(differences.isEmpty, "\(label): initial weights: \(differences.joined(separator: "; "))")
     }
 
     /// Nothing wider than the variant's path in its binary: no zmm in the AVX2
@@ -308,6 +317,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
         let model = try BuiltModel(spec, toolchain: toolchain)
         let worst = try Self.checkAgainstInterpreter(spec, model: model, label: "mixnet [\(toolchain)]")
         try Self.expectNoWiderVectors(model.executable, variant: variant, label: "mixnet [\(toolchain)]")
+        try Self.checkInitialWeights(model, label: "mixnet [\(toolchain)]")
         let registers = try Self.vectorRegisters(model.executable)
         print("ISA warning-free mixnet [\(toolchain)]: max |C − interpreter| = \(worst); instructions on zmm \(registers.zmm), ymm \(registers.ymm)")
         guard ISA.hostIsX86_64 else { return }
@@ -393,6 +403,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
         let label = "\(name) [aarch64 qemu: \(arm.toolchain())]"
         let worst = try Self.checkAgainstInterpreter(spec, model: model, label: label)
         let gradients = try Self.checkGradients(spec, model: model, label: label)
+        try Self.checkInitialWeights(model, label: label)
         print("ISA matrix \(name) aarch64 [\(arm.toolchain())] (qemu): max |C − interpreter| = \(worst); training: \(gradients)")
     }
 }

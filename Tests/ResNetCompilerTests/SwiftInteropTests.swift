@@ -13,6 +13,12 @@ import Testing
         let model = try #require(resnet20_create(2))
         defer { resnet20_destroy(model) }
         #expect(resnet20_init_params(model, 42) == 0)
+        // SwiftPM's C build gives ReferenceInit's bits too (DeterminismTests).
+        let dir = try CBuild.temporaryDirectory("interop")
+        #expect(resnet20_save(model, dir + "/init.safetensors") == 0)
+        let graph = try Pipeline.analyse(try BuiltIn.resnet20())
+        let differences = try ReferenceInit.differences(savedAt: dir + "/init.safetensors", graph: graph, seed: 42)
+        #expect(differences.isEmpty, "\(differences.joined(separator: "; "))")
         var rng = TestRandom(seed: 3)
         let x = rng.floats(2 * 3 * 32 * 32)
         var probs = [Float](repeating: 0, count: 20)

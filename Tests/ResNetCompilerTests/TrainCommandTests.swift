@@ -1,5 +1,6 @@
 import Foundation
 import ResNetCompiler
+import ResNetDSL
 import ResNetTestSupport
 import Testing
 
@@ -47,18 +48,75 @@ import Testing
         #expect(svg.contains("error (%)"))
     }
 
-    /// Stopping and resuming gives the same weights, byte for byte.
-    @Test func resumeContinuesExactly() throws {
-        let straight = try CBuild.temporaryDirectory("train")
-        let resumed = try CBuild.temporaryDirectory("train")
-        for dir in [straight, resumed] { try Self.model.write(toFile: dir + "/tiny.swift", atomically: true, encoding: .utf8) }
-        #expect(try train(straight, ["--iterations", "30"]).status == 0)
-        #expect(try train(resumed, ["--iterations", "30", "--stop-at", "17"]).status == 0)
-        let r = try CBuild.run(CLITests.tool, ["train", resumed + "/tiny.swift", "-o", resumed + "/run", "--resume"])
-        #expect(r.status == 0, "\(r.output)")
-        let a = try Data(contentsOf: URL(fileURLWithPath: straight + "/run/tinydigits.safetensors"))
-        let b = try Data(contentsOf: URL(fileURLWithPath: resumed + "/run/tinydigits.safetensors"))
-        #expect(a == b)
+    /// At a fixed thread count, training gives the same bits run to run, and a
+    /// run stopped twice (--stop-at 3, during warm-up; --stop-at 13, between
+    /// rows and checkpoints) and resumed ends exactly as one that never
+    /// stopped: the weights, the last checkpoint (momentum buffers, step,
+    /// running statistics), the mean image, and train.csv and checkpoint.state
+    /// but for their timings. The run covers everything a resume must restore:
+    /// 84 training images at batch 16 cross an epoch every 5¼ steps (shuffles),
+    /// crops and flips, mean subtraction, a validation split, warm-up, an lr
+    /// milestone, and the loss summed since the last row. The network is mixnet
+    /// on the digits: every layer and shortcut kind, channel counts that are
+    /// not multiples of the 16-lane blocks.
+    @Test func trainingIsReproducibleAndResumesExactly() throws {
+        let dir = try CBuild.temporaryDirectory("train")
+        let model = dir + "/mixnet.json"
+        let spec = TestNetworks.mixnet(input: .image(channels: 1, height: 8, width: 8), classes: 10)
+        try JSONEncoder().encode(ModelFile(networks: [spec])).write(to: URL(fileURLWithPath: model))
+        // The first 100 training digits.
+        let digits = try SafeTensors.read(CBuild.root + "/data/digits-train.safetensors")
+        let images = digits["images"]!, labels = digits["labels"]!
+        try SafeTensors.write([
+            ("images", SafeTensors.Tensor(dtype: images.dtype, shape: [100] + images.shape.dropFirst(), bytes: images.bytes.prefix(100 * 64))),
+            ("labels", SafeTensors.Tensor(dtype: labels.dtype, shape: [100], bytes: labels.bytes.prefix(100))),
+        ], to: dir + "/small.safetensors")
+        let options = ["--data", dir + "/small.safetensors", "--val", "16", "--batch", "16", "--pad", "2",
+                       "--lr", "0.05", "--milestones", "18", "--lr-decay", "0.2", "--warmup", "--warmup-lr", "0.02",
+                       "--warmup-error", "85", "--iterations", "24", "--seed", "5", "--print-every", "5", "--eval-every", "10",
+                       "--checkpoint-every", "7", "--train-error-images", "32"]
+        let threads = ["OMP_NUM_THREADS": "2"]
+
+        // Stopped and resumed, as a user runs it.
+        let stopped = dir + "/stopped"
+        for arguments in [[model] + options + ["-o", stopped, "--stop-at", "3"],
+                          [model, "-o", stopped, "--resume", "--stop-at", "13"],
+                          [model, "-o", stopped, "--resume"]] {
+            let r = try HostTools.run(CLITests.tool, ["train"] + arguments, environment: threads)
+            #expect(r.status == 0, "\(arguments): \(r.output)")
+        }
+        // Twice without stopping, by the trainer that `train` built.
+        let runs = [dir + "/first", dir + "/second", stopped]
+        for run in runs.prefix(2) {
+            let r = try HostTools.run(stopped + "/build/train-mixnet", options + ["--out", run], environment: threads)
+            #expect(r.status == 0, "\(r.output)")
+        }
+
+        func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+        for file in ["mixnet.safetensors", "checkpoint.safetensors", "mean.safetensors"] {
+            let contents = try runs.map { try bytes($0 + "/" + file) }
+            #expect(Set(contents).count == 1, "\(file) differs between the runs")
+        }
+        // train.csv without images_per_second and elapsed_seconds; checkpoint.state without elapsed.
+        func csv(_ run: String) throws -> [String] {
+            let lines = try String(contentsOfFile: run + "/train.csv", encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("#") }
+            let header = lines[0].split(separator: ",", omittingEmptySubsequences: false)
+            let timings = Set(["images_per_second", "elapsed_seconds"].compactMap { header.firstIndex(of: Substring($0)) })
+            return lines.map { line in
+                line.split(separator: ",", omittingEmptySubsequences: false).enumerated()
+                    .filter { !timings.contains($0.offset) }.map(\.element).joined(separator: ",")
+            }
+        }
+        func state(_ run: String) throws -> [String] {
+            try String(contentsOfFile: run + "/checkpoint.state", encoding: .utf8).split(separator: "\n")
+                .filter { !$0.hasPrefix("elapsed ") }.map(String.init)
+        }
+        let logs = try runs.map(csv)
+        #expect(logs[0].count == 6, "\(logs[0])")  // the header, a row every 5 iterations and one at the end
+        #expect(logs[0].last?.hasPrefix("24,0.01,") == true, "lr after the milestone: \(logs[0].last ?? "")")
+        #expect(logs[1] == logs[0] && logs[2] == logs[0], "train.csv differs:\n\(logs.map { $0.joined(separator: "\n") }.joined(separator: "\n--\n"))")
+        let states = try runs.map(state)
+        #expect(states[1] == states[0] && states[2] == states[0], "checkpoint.state differs")
     }
 
     @Test func badDataIsReportedClearly() throws {

@@ -1272,8 +1272,19 @@ RC_UNUSED static int rc_st_save(const char *path, const rc_tensor *t, int nt)
 /* ------------------------------------------------------- random numbers */
 
 /// splitmix64 (Vigna's splitmix64.c, after Steele, Lea and Flood 2014): one
-/// word of state, and its stream is fixed by the seed alone, so
-/// NAME_init_params(seed) gives the same weights on every machine.
+/// word of state, and its stream is fixed by the seed alone.
+///
+/// NAME_init_params(seed) gives the same bits with every compiler, flag and
+/// libm because everything after the integer generator is an operation IEEE
+/// 754 rounds exactly (+, −, ×, ÷, sqrt, conversions, frexp) and the
+/// integers: no libm log, exp or cos, whose last bit differs between libms
+/// and even within one glibc between its FMA and SSE2 versions (Box–Muller
+/// with glibc's log and cos gave 13 244 different doubles in 2·10⁷ draws
+/// when glibc was made to pick its non-FMA code), and no addition of a
+/// rounded product, which -ffp-contract may or may not fuse (gcc's default
+/// outside ISO mode, and clang's within an expression, on FMA targets).
+/// (Not under -ffast-math, and not on x87, which rounds doubles twice:
+/// neither is a supported build of the generated C.)
 typedef struct { uint64_t s; } rc_rng;
 
 RC_UNUSED static void rc_rng_seed(rc_rng *r, uint64_t seed)
@@ -1289,20 +1300,67 @@ RC_UNUSED static uint64_t rc_rng_u64(rc_rng *r)
     return z ^ (z >> 31);
 }
 
-/// Uniform in [0, 1) from the top 53 bits: every value is an exact double.
+/// Uniform in [0, 1) from the top 53 bits: every value is an exact double
+/// (and so is 2u − 1, the symmetric uniform init_params takes from it).
 RC_UNUSED static double rc_rng_uniform(rc_rng *r)
 {
     return (double)(rc_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/// Standard normal by Box–Muller. The second value is discarded rather than
-/// cached, so the state stays one word and draw k depends only on the seed.
-RC_UNUSED static double rc_rng_normal(rc_rng *r)
+/// ln x for x in [2^-62, 1], from exactly rounded operations only (see
+/// rc_rng), with no floating-point addition that takes a rounded product, so
+/// that contracting a multiply-add into an FMA (or not) cannot change it:
+/// x = m·2^e with m in [√½, √2), and ln m = 2s(1 + Σ s^2k/(2k+1)), s = (m − 1)/(m + 1),
+/// |s| < 0.172, whose terms (k = 1…8, leaving < 1e-15) are products, summed
+/// exactly as 62-bit fixed-point integers; e·ln 2 + ln m is summed the same
+/// way, with ln 2 split into 40 bits and the rest: within 2e-15 relative of ln x.
+RC_UNUSED static double rc_ln(double x)
 {
-    const double two_pi = 6.283185307179586476925286766559;
-    double u1 = 1.0 - rc_rng_uniform(r);   /* (0, 1]: log(0) is impossible */
-    double u2 = rc_rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(two_pi * u2);
+    static const double odd_reciprocal[8] = {
+        1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+    };
+    const double ln2_hi = 0x1.62e42fefa4000p-1, ln2_lo = -0x1.8432a1b0e2634p-43; /* e·ln2_hi is exact */
+    int e;
+    double m = frexp(x, &e); /* x = m·2^e, m in [1/2, 1) */
+    if (m < 0.70710678118654752440) {
+        m *= 2.0;
+        e -= 1;
+    }
+    const double s = (m - 1.0) / (m + 1.0); /* m − 1 is exact (Sterbenz) */
+    const double z = s * s;
+    int64_t series = (int64_t)1 << 62; /* 1 + Σ z^k/(2k+1) in units of 2^-62: < 1.011 · 2^62 */
+    double zk = 1.0;
+    for (int k = 0; k < 8; k++) {
+        zk *= z;
+        series += (int64_t)(zk * odd_reciprocal[k] * 0x1p62);
+    }
+    const double ln_m = 2.0 * s * ((double)series * 0x1p-62);
+    if (e == 0) return ln_m;
+    /* |e·ln 2 + ln m| < 43 (x ≥ 2^-62), in units of 2^-56: < 2^62. */
+    const int64_t sum = (int64_t)((double)e * ln2_hi * 0x1p56) + (int64_t)((double)e * ln2_lo * 0x1p56)
+        + (int64_t)(ln_m * 0x1p56);
+    return (double)sum * 0x1p-56;
+}
+
+/// Two independent standard normals by Marsaglia's polar method: a point
+/// (u, v) uniform in [−1, 1)², each coordinate 32 bits of one draw, is kept
+/// when it falls inside the unit disk (π/4 of draws; the test is exact, in
+/// integers), and then u·k and v·k, k = √(−2 ln s / s), s = u² + v², are
+/// independent N(0, 1).
+RC_UNUSED static void rc_rng_normal_pair(rc_rng *r, double z[2])
+{
+    for (;;) {
+        const uint64_t w = rc_rng_u64(r);
+        const int64_t u = (int64_t)(w >> 32) - ((int64_t)1 << 31); /* in units of 2^-31 */
+        const int64_t v = (int64_t)(w & 0xFFFFFFFFu) - ((int64_t)1 << 31);
+        const uint64_t s = (uint64_t)(u * u) + (uint64_t)(v * v);  /* exact: < 2^63, units 2^-62 */
+        if (s == 0 || s >= (uint64_t)1 << 62) continue;
+        const double sd = (double)s * 0x1p-62;
+        const double k = sqrt(-2.0 * rc_ln(sd) / sd);
+        z[0] = (double)u * 0x1p-31 * k;
+        z[1] = (double)v * 0x1p-31 * k;
+        return;
+    }
 }
 
 /* OpenMP pragmas only when compiled with -fopenmp, so -Wall stays quiet without it. */
@@ -10573,14 +10631,24 @@ void resnet50_destroy(resnet50_model *m)
 int resnet50_init_params(resnet50_model *m, uint64_t seed)
 {
     if (!m) return RC_ERR_NULL;
+    /* One stream for all tensors in PARAMS order; normals come in pairs
+     * (rc_rng_normal_pair), and a pair's second value goes to the next
+     * normal, in this tensor or a later one. */
     rc_rng rng;
     rc_rng_seed(&rng, seed);
+    double normals[2];
+    int spare = 0;
     for (int t = 0; t < NUM_PARAMS; t++) {
         float *p = m->params + PARAMS[t].offset;
         for (size_t i = 0; i < PARAMS[t].count; i++) {
             double v = PARAMS[t].scale;
-            if (PARAMS[t].init == INIT_NORMAL) v = PARAMS[t].scale * rc_rng_normal(&rng);
-            else if (PARAMS[t].init == INIT_UNIFORM) v = PARAMS[t].scale * (2.0 * rc_rng_uniform(&rng) - 1.0);
+            if (PARAMS[t].init == INIT_NORMAL) {
+                if (!spare) rc_rng_normal_pair(&rng, normals);
+                v = PARAMS[t].scale * normals[spare];
+                spare = !spare;
+            } else if (PARAMS[t].init == INIT_UNIFORM) {
+                v = PARAMS[t].scale * (2.0 * rc_rng_uniform(&rng) - 1.0);
+            }
             p[i] = (float)v;
         }
     }

@@ -81,10 +81,10 @@ public struct CEmitter {
         }
 
         let params: [[String: Any]] = graph.parameters.map { p in
-            let (kind, scale) = Self.initialiser(p)
+            let (kind, scale) = Initialiser(p).table
             let dims = p.shape + Array(repeating: 0, count: 4 - p.shape.count)
             return ["name": p.name, "ndim": p.shape.count, "shape": dims.map(String.init).joined(separator: ", "),
-                    "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": scale,
+                    "offset": layout.offset[p.name]!, "count": p.count, "init": kind, "scale": String(format: "%.17g", scale),
                     "trainable": p.trainable ? 1 : 0]
         }
         let packs: [[String: Any]] = layout.packs.map { p in
@@ -145,26 +145,6 @@ public struct CEmitter {
         }
         while lines.last?.isEmpty == true { lines.removeLast() }
         return lines.joined(separator: "\n") + "\n"
-    }
-
-    /// torchvision's initialisation: conv kaiming-normal (fan_out, ReLU gain),
-    /// Linear and conv biases uniform ±1/√fan_in, BN γ = 1, β = 0, μ = 0, σ² = 1.
-    static func initialiser(_ p: Parameter) -> (kind: Int, scale: String) {
-        let normal = 0, uniform = 1, constant = 2
-        func fmt(_ v: Double) -> String { String(format: "%.17g", v) }
-        switch p.kind {
-        case .runningMean: return (constant, "0")
-        case .runningVar: return (constant, "1")
-        case .weight where p.shape.count == 1: return (constant, "1")
-        case .bias where p.fanIn == nil: return (constant, "0")
-        case .weight where p.shape.count == 4:
-            let fanOut = p.shape[0] * p.shape[2] * p.shape[3]
-            return (normal, fmt((2.0 / Double(fanOut)).squareRoot()))
-        case .weight:
-            return (uniform, fmt(1.0 / Double(p.shape[1]).squareRoot()))
-        case .bias:
-            return (uniform, fmt(1.0 / Double(max(1, p.fanIn!)).squareRoot()))
-        }
     }
 
     /// What one kernel needs: its template, the values it places, and its arguments.
