@@ -3070,7 +3070,7 @@ static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3249,7 +3249,7 @@ static void k_bntrain_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3397,7 +3397,7 @@ static void k_bntrain_32x16x16_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3576,7 +3576,7 @@ static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3659,7 +3659,7 @@ static void k_bntrain_32x16x16_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3807,7 +3807,7 @@ static void k_bntrain_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *R
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3986,7 +3986,7 @@ static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4069,7 +4069,7 @@ static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const floa
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4215,7 +4215,7 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4487,7 +4487,7 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4835,7 +4835,7 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5107,7 +5107,7 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5455,7 +5455,7 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5727,7 +5727,7 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {

@@ -4001,7 +4001,7 @@ static void k_bntrain_64x112x112_b16_relu(const float *RC_RESTRICT z, const floa
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4147,7 +4147,7 @@ static void k_bntrain_64x56x56_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4326,7 +4326,7 @@ static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4403,7 +4403,7 @@ static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4618,7 +4618,7 @@ static void k_bntrain_128x28x28_b16_relu(const float *RC_RESTRICT z, const float
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4865,7 +4865,7 @@ static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4942,7 +4942,7 @@ static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5157,7 +5157,7 @@ static void k_bntrain_256x14x14_b16_relu(const float *RC_RESTRICT z, const float
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5404,7 +5404,7 @@ static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5481,7 +5481,7 @@ static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5696,7 +5696,7 @@ static void k_bntrain_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5911,7 +5911,7 @@ static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_R
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5988,7 +5988,7 @@ static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -6202,7 +6202,7 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6441,7 +6441,7 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6834,7 +6834,7 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7226,7 +7226,7 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7465,7 +7465,7 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7890,7 +7890,7 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8282,7 +8282,7 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8521,7 +8521,7 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8946,7 +8946,7 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9338,7 +9338,7 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9577,7 +9577,7 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10002,7 +10002,7 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10277,7 +10277,7 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
