@@ -21,7 +21,9 @@ public enum CBuild {
         public var openMP: Bool
         /// Flags after the standard ones (e.g. -O3 -march=native).
         public var extra: [String] = []
-        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \(extra.joined(separator: " "))" }
+        /// Linker inputs after the sources (a runtime a sanitizer needs).
+        public var libraries: [String] = []
+        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \((extra + libraries).joined(separator: " "))" }
 
         /// Flags every build of generated code must pass warning-free.
         public var flags: [String] {
@@ -29,10 +31,11 @@ public enum CBuild {
             return openMP ? f + (HostTools.openMPFlags(for: cc) ?? ["-fopenmp"]) : f
         }
 
-        public init(cc: String, openMP: Bool, extra: [String] = []) {
+        public init(cc: String, openMP: Bool, extra: [String] = [], libraries: [String] = []) {
             self.cc = cc
             self.openMP = openMP
             self.extra = extra
+            self.libraries = libraries
         }
     }
 
@@ -89,10 +92,19 @@ public enum CBuild {
         try build(toolchain.cc, flags + extra + ["-c", source, "-o", output])
     }
 
+    /// Compiles `spec` to C in a fresh temporary directory: NAME.c, NAME.h and the rest.
+    public static func generate(_ spec: NetworkSpec, fuse: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+        let dir = try temporaryDirectory(spec.name)
+        let compiler = try Compiler(templates: Templates(directory: root + "/templates"), options: Pipeline.Options(fuse: fuse))
+        let artifacts = try compiler.compile(spec)
+        try AtomicWriter.write(artifacts.files, to: dir)
+        return (dir, artifacts)
+    }
+
     /// Compiles sources into an executable; throws with the compiler's output on failure or warnings.
     public static func compile(_ sources: [String], output: String, toolchain: Toolchain = standard,
                                extra: [String] = []) throws {
-        try build(toolchain.cc, toolchain.flags + extra + sources + ["-o", output, "-lm"])
+        try build(toolchain.cc, toolchain.flags + extra + sources + ["-o", output, "-lm"] + toolchain.libraries)
     }
 
     /// Runs the compiler; throws with its output when it fails or says anything.
@@ -170,10 +182,7 @@ public struct BuiltModel: Sendable {
 
     /// Compiles `spec` with the given options and builds the driver against it.
     public init(_ spec: NetworkSpec, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
-        let dir = try CBuild.temporaryDirectory(spec.name)
-        let compiler = try Compiler(templates: Templates(directory: CBuild.root + "/templates"), options: Pipeline.Options(fuse: fuse))
-        let artifacts = try compiler.compile(spec)
-        try AtomicWriter.write(artifacts.files, to: dir)
+        let (dir, artifacts) = try CBuild.generate(spec, fuse: fuse)
         name = spec.name
         directory = dir
         graph = artifacts.graph
