@@ -13,7 +13,7 @@ CC         ?= cc
 # Debian's libomp-dev keeps libomp.so under /usr/lib/llvm-N/lib; clang -fopenmp needs -L to it.
 OMP_LIBDIR := $(patsubst %/libomp.so,%,$(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libomp.so /usr/lib/llvm-*/lib/libomp.so)))
 DEMO_CC    := clang
-DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
+DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
 comma := ,
 
 .PHONY: all build demo test fuzz bench deps clean help

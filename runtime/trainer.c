@@ -1224,7 +1224,9 @@ int main(int argc, char **argv)
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
-    action.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends it at once */
+    /* A second Ctrl-C ends it at once. glibc's SA_RESETHAND is 0x80000000, an
+     * unsigned int, for an int field: the cast says the wrap is meant. */
+    action.sa_flags = (int)SA_RESETHAND;
     sigemptyset(&action.sa_mask);
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
@@ -1302,6 +1304,10 @@ int main(int argc, char **argv)
         }
     }
 
+    /* Stopped early: a checkpoint to resume from. Otherwise the end: the
+     * weights, and the final numbers (measured at the last row, or now when a
+     * resumed run had nothing left to do). Either way everything is freed. */
+    int status = 0;
     if (it < cfg.iterations && (interrupted || cfg.stop_at)) {
         if (checkpointed != it) {
             state.iteration = it;
@@ -1313,26 +1319,24 @@ int main(int argc, char **argv)
         }
         printf("train: %s at iteration %lld; checkpoint in %s; continue with --resume\n",
                interrupted ? "interrupted" : "stopped (--stop-at)", it, cfg.out);
-        return interrupted ? EXIT_INTERRUPTED : 0;
+        status = interrupted ? EXIT_INTERRUPTED : 0;
+    } else {
+        if (it == first_iteration) {
+            if (have_test) test_error = error_percent(m, &s, &test, mean, 0, test.count, NULL, x, probs, it);
+            if (cfg.val) val_error = error_percent(m, &s, &data, mean, train, (size_t)cfg.val, NULL, x, probs, it);
+            printf("train: already at iteration %lld of %lld; nothing to train\n", it, cfg.iterations);
+        }
+        rc = F(save)(m, weights_path);
+        if (rc < 0) fail(EXIT_MODEL, NET_NAME "_save(%s) failed: %s (code %d)", weights_path, F(strerror)(rc), rc);
+        char took[32];
+        format_duration(elapsed_before + (seconds_now() - session_start), took, sizeof took);
+        printf("train: done: %lld iterations in %s", it, took);
+        if (have_test) printf("; test error %.2f%% (accuracy %.2f%%) on %zu images", test_error, 100 - test_error, test.count);
+        if (cfg.val) printf("; validation error %.2f%% on %lld images", val_error, cfg.val);
+        printf("\ntrain: saved %s", weights_path);
+        if (cfg.mean) printf(" (inputs must have %s subtracted)", mean_path);
+        printf("\n");
     }
-
-    /* The end: the weights, and the final numbers (measured at the last row,
-     * or now when a resumed run had nothing left to do). */
-    if (it == first_iteration) {
-        if (have_test) test_error = error_percent(m, &s, &test, mean, 0, test.count, NULL, x, probs, it);
-        if (cfg.val) val_error = error_percent(m, &s, &data, mean, train, (size_t)cfg.val, NULL, x, probs, it);
-        printf("train: already at iteration %lld of %lld; nothing to train\n", it, cfg.iterations);
-    }
-    rc = F(save)(m, weights_path);
-    if (rc < 0) fail(EXIT_MODEL, NET_NAME "_save(%s) failed: %s (code %d)", weights_path, F(strerror)(rc), rc);
-    char took[32];
-    format_duration(elapsed_before + (seconds_now() - session_start), took, sizeof took);
-    printf("train: done: %lld iterations in %s", it, took);
-    if (have_test) printf("; test error %.2f%% (accuracy %.2f%%) on %zu images", test_error, 100 - test_error, test.count);
-    if (cfg.val) printf("; validation error %.2f%% on %lld images", val_error, cfg.val);
-    printf("\ntrain: saved %s", weights_path);
-    if (cfg.mean) printf(" (inputs must have %s subtracted)", mean_path);
-    printf("\n");
 
     F(destroy)(m);
     free(x);
@@ -1349,5 +1353,5 @@ int main(int argc, char **argv)
     free(test.u8);
     free(test.f32);
     free(test.labels);
-    return 0;
+    return status;
 }

@@ -8,24 +8,34 @@ public enum CBuild {
     public static let root: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
+    /// The warnings every build of the generated C, the trainer and the test
+    /// programs must pass with gcc and clang: any diagnostic fails the build.
+    /// None is left off: -Wconversion includes -Wsign-conversion in C (and
+    /// clang's -Wenum-float-conversion), so the C spells out every narrowing
+    /// and every signed/unsigned or enum/float mix (README, "Safety").
+    public static let warningFlags = ["-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror"]
+
     /// A C compiler and the flags that make it use OpenMP.
     public struct Toolchain: CustomStringConvertible, Sendable {
         public var cc: String
         public var openMP: Bool
         /// Flags after the standard ones (e.g. -O3 -march=native).
         public var extra: [String] = []
-        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \(extra.joined(separator: " "))" }
+        /// Linker inputs after the sources (a runtime a sanitizer needs).
+        public var libraries: [String] = []
+        public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \((extra + libraries).joined(separator: " "))" }
 
         /// Flags every build of generated code must pass warning-free.
         public var flags: [String] {
-            let f = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"] + extra
+            let f = ["-std=c11", "-O2"] + CBuild.warningFlags + extra
             return openMP ? f + (HostTools.openMPFlags(for: cc) ?? ["-fopenmp"]) : f
         }
 
-        public init(cc: String, openMP: Bool, extra: [String] = []) {
+        public init(cc: String, openMP: Bool, extra: [String] = [], libraries: [String] = []) {
             self.cc = cc
             self.openMP = openMP
             self.extra = extra
+            self.libraries = libraries
         }
     }
 
@@ -62,13 +72,46 @@ public enum CBuild {
         public var description: String
     }
 
+    /// Compiles one source to an object file, not linked; throws with the
+    /// compiler's output on failure or warnings. (The link flags OpenMP adds
+    /// for clang, -L DIR and -Wl,-rpath, are left out: with -c clang warns
+    /// that they are unused.)
+    public static func compileObject(_ source: String, output: String, toolchain: Toolchain = standard,
+                                     extra: [String] = []) throws {
+        var flags: [String] = []
+        var skipNext = false
+        for flag in toolchain.flags {
+            if skipNext {
+                skipNext = false
+            } else if flag == "-L" {
+                skipNext = true  // and its directory
+            } else if !flag.hasPrefix("-Wl,") {
+                flags.append(flag)
+            }
+        }
+        try build(toolchain.cc, flags + extra + ["-c", source, "-o", output])
+    }
+
+    /// Compiles `spec` to C in a fresh temporary directory: NAME.c, NAME.h and the rest.
+    public static func generate(_ spec: NetworkSpec, fuse: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+        let dir = try temporaryDirectory(spec.name)
+        let compiler = try Compiler(templates: Templates(directory: root + "/templates"), options: Pipeline.Options(fuse: fuse))
+        let artifacts = try compiler.compile(spec)
+        try AtomicWriter.write(artifacts.files, to: dir)
+        return (dir, artifacts)
+    }
+
     /// Compiles sources into an executable; throws with the compiler's output on failure or warnings.
     public static func compile(_ sources: [String], output: String, toolchain: Toolchain = standard,
                                extra: [String] = []) throws {
-        let args = toolchain.flags + extra + sources + ["-o", output, "-lm"]
-        let result = try run(toolchain.cc, args)
+        try build(toolchain.cc, toolchain.flags + extra + sources + ["-o", output, "-lm"] + toolchain.libraries)
+    }
+
+    /// Runs the compiler; throws with its output when it fails or says anything.
+    static func build(_ cc: String, _ args: [String]) throws {
+        let result = try run(cc, args)
         if result.status != 0 || !result.output.isEmpty {
-            throw BuildError(description: "\(toolchain.cc) \(args.joined(separator: " ")) failed:\n\(result.output)")
+            throw BuildError(description: "\(cc) \(args.joined(separator: " ")) failed:\n\(result.output)")
         }
     }
 }
@@ -139,10 +182,7 @@ public struct BuiltModel: Sendable {
 
     /// Compiles `spec` with the given options and builds the driver against it.
     public init(_ spec: NetworkSpec, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
-        let dir = try CBuild.temporaryDirectory(spec.name)
-        let compiler = try Compiler(templates: Templates(directory: CBuild.root + "/templates"), options: Pipeline.Options(fuse: fuse))
-        let artifacts = try compiler.compile(spec)
-        try AtomicWriter.write(artifacts.files, to: dir)
+        let (dir, artifacts) = try CBuild.generate(spec, fuse: fuse)
         name = spec.name
         directory = dir
         graph = artifacts.graph

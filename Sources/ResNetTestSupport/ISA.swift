@@ -10,7 +10,7 @@ import ResNetDSL
 /// the macros each one defines, so a variant can never silently take another path.
 public enum ISA {
     /// One way of building the generated C for the host: a name and the flags
-    /// appended after CBuild's standard ones (`-std=c11 -O2 -Wall -Wextra -Werror`).
+    /// appended after CBuild's standard ones (`-std=c11 -O2` and `CBuild.warningFlags`).
     public struct Variant: Sendable, Hashable, CustomStringConvertible {
         /// "native", "avx2" or "portable".
         public var name: String

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Builds and runs the C runtime tests (runtime_tests.c) against
 # runtime/runtime.c with every compiler available, the way the
-# generated C is held to: warning-free at -Wall -Wextra -Werror, with and
-# without OpenMP, plus a sanitizer build. Works from any directory; build
-# output goes to a temporary directory that is removed afterwards.
+# generated C is held to: warning-free at -Wall -Wextra -Wpedantic -Wshadow
+# -Wconversion -Werror (CBuild.warningFlags), with and without OpenMP, plus a
+# sanitizer build. Works from any directory; build output goes to a temporary
+# directory that is removed afterwards.
 #
 # Usage: Tests/CRuntime/run.sh            (CC_LIST="gcc clang" by default)
 # Exits non-zero if any build or test fails. Needs no Python.
@@ -25,7 +26,7 @@ if grep -n '{{' "$runtime/runtime.c"; then
     fail "$runtime/runtime.c has mustache tags"
 fi
 
-warn="-std=c11 -O2 -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion -Wpedantic"
+warn="-std=c11 -O2 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror"
 
 # Runs: build NAME COMPILER EXTRA-FLAGS...
 build_and_run() {

@@ -70,7 +70,7 @@ import Testing
         var keep = false
         defer { if !keep { try? FileManager.default.removeItem(atPath: dir) } }
         let exe = dir + "/fuzz_" + name
-        let build = try CBuild.run(clang, ["-g", "-O1", "-std=c11", "-Wall", "-Wextra", "-Werror",
+        let build = try CBuild.run(clang, ["-g", "-O1", "-std=c11"] + CBuild.warningFlags + [
                                            "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
                                            "-I", CBuild.root + "/runtime", CBuild.root + "/Tests/Fuzz/fuzz_\(name).c",
                                            "-o", exe, "-lm"])

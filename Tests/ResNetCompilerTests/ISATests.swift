@@ -304,9 +304,13 @@ struct KernelCase: Sendable, CustomStringConvertible {
     /// setting too, on its one-layer networks).
     static let warningFreeBuilds: [Build] = combinations.map { Build(variant: ISA.native, cc: $0.cc, openMP: $0.openMP) }
 
-    /// A network with every layer and shortcut kind (mixnet) built at -Wall
-    /// -Wextra -Werror (CBuild's flags: any diagnostic fails the build) and
-    /// checked against the interpreter. Once the kernels use AVX-512 intrinsics
+    /// A network with every layer and shortcut kind (mixnet) built with
+    /// CBuild.warningFlags (-Wall -Wextra -Wpedantic -Wshadow -Wconversion
+    /// -Werror: any diagnostic fails the build) and checked against the
+    /// interpreter, and the trainer (runtime/trainer.c, with the runtime and
+    /// data reader it includes) compiled against its header with the same
+    /// flags. (Every other build of the suite uses these flags too: the kernel
+    /// matrix on every path, aarch64.) Once the kernels use AVX-512 intrinsics
     /// (the C names `__AVX512F__`), the native binary of an AVX-512 machine must
     /// use zmm registers with every compiler (clang's auto-vectoriser alone uses
     /// none there today).
@@ -315,6 +319,7 @@ struct KernelCase: Sendable, CustomStringConvertible {
         #expect(ISA.compilers.count >= 2 || !ISA.inCI, "CI has gcc and clang; found \(ISA.compilers)")
         let spec = TestNetworks.mixnet(), toolchain = build.toolchain, variant = build.variant
         let model = try BuiltModel(spec, toolchain: toolchain)
+        try Self.compileTrainer(model, toolchain: toolchain)
         let worst = try Self.checkAgainstInterpreter(spec, model: model, label: "mixnet [\(toolchain)]")
         try Self.expectNoWiderVectors(model.executable, variant: variant, label: "mixnet [\(toolchain)]")
         try Self.checkInitialWeights(model, label: "mixnet [\(toolchain)]")
@@ -326,6 +331,14 @@ struct KernelCase: Sendable, CustomStringConvertible {
         if variant.name == "native" && variant.defines.contains("__AVX512F__") && source.contains("__AVX512F__") {
             #expect(registers.zmm > 0, "\(toolchain): the C has an AVX-512 path but the binary uses no zmm")
         }
+    }
+
+    /// runtime/trainer.c against a built model's header (compiled, not linked:
+    /// the model's C is already built); throws on any diagnostic.
+    static func compileTrainer(_ model: BuiltModel, toolchain: CBuild.Toolchain) throws {
+        try CBuild.compileObject(CBuild.root + "/runtime/trainer.c", output: model.directory + "/trainer.o", toolchain: toolchain,
+                                 extra: ["-I", model.directory, "-DNET=\(model.name)", "-DUNET=\(model.name.uppercased())",
+                                         "-DNET_HEADER=\"\(model.name).h\""])
     }
 
     /// How many instructions of an executable name zmm / ymm registers (objdump -d).
@@ -376,12 +389,14 @@ struct KernelCase: Sendable, CustomStringConvertible {
 
     /// Ten SGD steps of the mixnet PyTorch fixture (every layer and shortcut kind)
     /// under qemu: losses within 1e-4 and parameters within 1e-3 relative, as
-    /// TrainingTests.tenStepsMatchPyTorch checks the host build. (ResNet-20's
-    /// training fixture takes ~25 s per step under emulation.)
+    /// TrainingTests.tenStepsMatchPyTorch checks the host build; and the trainer
+    /// compiles warning-free for aarch64. (ResNet-20's training fixture takes
+    /// ~25 s per step under emulation.)
     @Test(.enabled(if: armRuns, armSkip))
     func armTrainingMatchesPyTorch() throws {
         let arm = try Self.armTarget()
         let model = try arm.build(try TestNetworks.fixture("mixnet"))
+        try Self.compileTrainer(model, toolchain: arm.toolchain())
         let check = try PyTorchTrainingComparison(fixture: "mixnet", model: model)
         #expect(check.worstLossRelative <= 1e-4, "aarch64 mixnet: losses \(check.losses) vs \(check.expectedLosses)")
         for p in check.parameters where !(p.difference <= p.allowed) {

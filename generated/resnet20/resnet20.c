@@ -3128,7 +3128,7 @@ static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3307,7 +3307,7 @@ static void k_bntrain_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3455,7 +3455,7 @@ static void k_bntrain_32x16x16_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3634,7 +3634,7 @@ static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3717,7 +3717,7 @@ static void k_bntrain_32x16x16_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3865,7 +3865,7 @@ static void k_bntrain_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *R
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4044,7 +4044,7 @@ static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4127,7 +4127,7 @@ static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const floa
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4273,7 +4273,7 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4545,7 +4545,7 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4893,7 +4893,7 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5165,7 +5165,7 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5513,7 +5513,7 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5785,7 +5785,7 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {

@@ -4059,7 +4059,7 @@ static void k_bntrain_64x112x112_b16_relu(const float *RC_RESTRICT z, const floa
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4205,7 +4205,7 @@ static void k_bntrain_64x56x56_b16_relu(const float *RC_RESTRICT z, const float 
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4384,7 +4384,7 @@ static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4461,7 +4461,7 @@ static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4676,7 +4676,7 @@ static void k_bntrain_128x28x28_b16_relu(const float *RC_RESTRICT z, const float
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4923,7 +4923,7 @@ static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5000,7 +5000,7 @@ static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5215,7 +5215,7 @@ static void k_bntrain_256x14x14_b16_relu(const float *RC_RESTRICT z, const float
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5462,7 +5462,7 @@ static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5539,7 +5539,7 @@ static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5754,7 +5754,7 @@ static void k_bntrain_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5969,7 +5969,7 @@ static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_R
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -6046,7 +6046,7 @@ static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const fl
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -6260,7 +6260,7 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6499,7 +6499,7 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6892,7 +6892,7 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7284,7 +7284,7 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7523,7 +7523,7 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7948,7 +7948,7 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8340,7 +8340,7 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8579,7 +8579,7 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9004,7 +9004,7 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9396,7 +9396,7 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9635,7 +9635,7 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10060,7 +10060,7 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10335,7 +10335,7 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
      * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * HW;
+    const double count = (double)n * (double)HW;
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
