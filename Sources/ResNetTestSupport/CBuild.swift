@@ -25,10 +25,16 @@ public enum CBuild {
         public var libraries: [String] = []
         public var description: String { "\(cc)\(openMP ? " -fopenmp" : "") \((extra + libraries).joined(separator: " "))" }
 
-        /// Flags every build of generated code must pass warning-free.
+        /// The flags every build of generated code must pass warning-free.
+        private var baseFlags: [String] { ["-std=c11", "-O2"] + CBuild.warningFlags + extra }
+
+        /// Flags that compile a translation unit, without the linker flags
+        /// (with -c, clang warns that -L DIR and -Wl,-rpath are unused).
+        public var compileFlags: [String] { baseFlags + (openMP ? ["-fopenmp"] : []) }
+
+        /// Flags that compile and link: with OpenMP, also where this compiler's runtime lives.
         public var flags: [String] {
-            let f = ["-std=c11", "-O2"] + CBuild.warningFlags + extra
-            return openMP ? f + (HostTools.openMPFlags(for: cc) ?? ["-fopenmp"]) : f
+            baseFlags + (openMP ? HostTools.openMPFlags(for: cc) ?? ["-fopenmp"] : [])
         }
 
         public init(cc: String, openMP: Bool, extra: [String] = [], libraries: [String] = []) {
@@ -73,23 +79,10 @@ public enum CBuild {
     }
 
     /// Compiles one source to an object file, not linked; throws with the
-    /// compiler's output on failure or warnings. (The link flags OpenMP adds
-    /// for clang, -L DIR and -Wl,-rpath, are left out: with -c clang warns
-    /// that they are unused.)
+    /// compiler's output on failure or warnings.
     public static func compileObject(_ source: String, output: String, toolchain: Toolchain = standard,
                                      extra: [String] = []) throws {
-        var flags: [String] = []
-        var skipNext = false
-        for flag in toolchain.flags {
-            if skipNext {
-                skipNext = false
-            } else if flag == "-L" {
-                skipNext = true  // and its directory
-            } else if !flag.hasPrefix("-Wl,") {
-                flags.append(flag)
-            }
-        }
-        try build(toolchain.cc, flags + extra + ["-c", source, "-o", output])
+        try build(toolchain.cc, toolchain.compileFlags + extra + ["-c", source, "-o", output])
     }
 
     /// Compiles `spec` to C in a fresh temporary directory: NAME.c, NAME.h and the rest.
