@@ -35,7 +35,9 @@
 /// used that many times) and, within an output row, `width` outputs
 /// accumulated in registers. A padded conv first copies its input into a
 /// zero-bordered buffer (arena scratch, live only while the kernel runs), so
-/// every window lies inside it and no output needs bounds checks. The cost
+/// every window lies inside it and no output needs bounds checks. (The
+/// vector Winograd convs and weight gradients read their input in place and
+/// skip, or read zeros for, what lies in the border.) The cost
 /// model is deliberately simple: the widest of 16/8/4/2/1 that fits the row
 /// (so small maps still get a register tile), and 4 channels when the count
 /// divides by 4 (2 or 1 otherwise), which keeps 4×16 accumulators within the
@@ -139,15 +141,14 @@ public struct Schedule: Pass {
             case .conv, .fusedConv, .convGradData:
                 useDirect(&g.nodes[i], g)
             case .convGradWeight:
-                // The padded input copy, then one partial ∂W per group of images
-                // (at most one per image); `width` is the rows of a band (see `bandRows`).
-                let f = g.nodes[node.attrs.forward!], x = g.shape(f.inputs[0]), y = f.shape!, p = f.attrs.padding!, k = f.attrs.kernel!
+                // One partial ∂W per group of images (at most one per image), the
+                // input read in place; `width` is the rows of a band (see `bandRows`).
+                let f = g.nodes[node.attrs.forward!], x = g.shape(f.inputs[0]), y = f.shape!, k = f.attrs.kernel!
                 let xc = g.layout(f.inputs[0]).padded(x.c)
-                let copy = p > 0 ? xc * (x.h + 2 * p) * (x.w + 2 * p) : 0
-                let rows = bandRows(output: y, inputWidth: x.w + 2 * p, inputBlock: g.layout(f.inputs[0]).block,
+                let rows = bandRows(output: y, inputWidth: x.w, inputBlock: g.layout(f.inputs[0]).block,
                                     kernel: k, stride: f.attrs.stride!)
-                g.nodes[i].attrs.tile = Tile(outChannels: block, width: rows, paddedInput: p > 0)
-                g.nodes[i].attrs.scratch = copy + blocks(y.c) * block * xc * k * k
+                g.nodes[i].attrs.tile = Tile(outChannels: block, width: rows, paddedInput: false)
+                g.nodes[i].attrs.scratch = blocks(y.c) * block * xc * k * k
             case .batchNormAct:
                 // Per-image partial sums in double.
                 g.nodes[i].attrs.scratch = blocks(node.shape!.c) * block * 2
@@ -322,9 +323,8 @@ public struct Schedule: Pass {
         node.attrs.algorithm = .winograd(rows: rows)
         node.attrs.wideTile = vectorTile(blocks: ob, width: tiles, budget: 24, fmaCost: 1, stepsPerTile: cb * block)
         node.attrs.narrowTile = vectorTile(blocks: ob, width: tiles, budget: 6, fmaCost: 2, stepsPerTile: cb * block)
-        node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: true)
-        let copy = cb * block * (chunks * rows * 4 + 2) * (tw * 4 + 2)
-        node.attrs.scratch = copy + chunks * 36 * (cb + ob) * tiles * block
+        node.attrs.tile = Tile(outChannels: block, width: 0, paddedInput: false)
+        node.attrs.scratch = chunks * 36 * (cb + ob) * tiles * block
     }
 
     /// L1 data cache a tile's weights may use (of 48 KiB on Sapphire Rapids, 32 KiB

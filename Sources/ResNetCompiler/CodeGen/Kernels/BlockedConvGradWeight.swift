@@ -27,7 +27,7 @@ struct BlockedConvGradWeight: KernelFamily {
             "inShape": "\(input)", "outShape": "\(output)", "inLayout": inputBlock == 1 ? "NCHW" : "NCHW\(inputBlock)c",
             "c": input.c, "ib": inputBlock, "cb": (input.c + inputBlock - 1) / inputBlock, "h": input.h, "w": input.w,
             "oc": output.c, "ob": (output.c + block - 1) / block, "oh": output.h, "ow": output.w,
-            "k": kernel, "s": stride, "p": padding, "paddedInput": padding > 0, "hasBias": bias,
+            "k": kernel, "s": stride, "p": padding, "hasBias": bias,
             "bandRows": bandRows, "lanesWide": inputBlock, "lanesNarrow": [4, 2, 1].first { inputBlock % $0 == 0 }!,
         ]
     }

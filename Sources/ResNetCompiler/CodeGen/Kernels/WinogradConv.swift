@@ -17,7 +17,7 @@ struct WinogradConv: KernelFamily {
 
     var template: String { "winograd.c" }
 
-    /// The padded copy's top/left border: the conv's padding, or K−1−P for a data gradient.
+    /// The zero border read around the input, top and left: the conv's padding, or K−1−P for a data gradient.
     var padTop: Int { gradient ? 2 - padding : padding }
 
     var name: String {
