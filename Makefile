@@ -34,11 +34,13 @@ help:
 # the aarch64 tests skip with the reason, and fail when CI=true. The fuzz tests
 # need a clang that links -fsanitize=fuzzer (Swift's clang does); when the clang
 # on PATH cannot, Debian's libFuzzer (libclang-rt-N-dev) is installed for it.
+# OpenMPI (openmpi-bin, libopenmpi-dev) runs the data-parallel test under mpirun.
 deps:
 	@missing=""; cross=""; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	ls /usr/lib/x86_64-linux-gnu/libomp.so >/dev/null 2>&1 || ls /usr/lib/llvm-*/lib/libomp.so >/dev/null 2>&1 || missing="$$missing libomp-dev"; \
+	command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin libopenmpi-dev"; \
 	command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || cross="$$cross gcc-aarch64-linux-gnu"; \
 	fuzzdir=$$(mktemp -d); echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' > $$fuzzdir/p.c; \
 	if command -v clang >/dev/null 2>&1 && ! clang -fsanitize=fuzzer,address,undefined $$fuzzdir/p.c -o $$fuzzdir/p >/dev/null 2>&1; then \
@@ -50,7 +52,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	else echo "dependencies present: clang, gcc, libomp-dev, libFuzzer"; fi; \
+	else echo "dependencies present: clang, gcc, libomp-dev, libFuzzer, OpenMPI"; fi; \
 	if [ -n "$$cross" ]; then \
 	  echo "installing:$$cross"; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$cross >/dev/null \

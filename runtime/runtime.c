@@ -57,6 +57,7 @@
 #define RC_ERR_NONFINITE    (-13) /* NaN/Inf in a weight file, or a non-finite loss */
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
+#define RC_ERR_ALLREDUCE    (-16) /* the all-reduce hook returned an error */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -78,7 +79,107 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_NONFINITE:    return "non-finite value (NaN or Inf in weights, or non-finite loss)";
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
+    case RC_ERR_ALLREDUCE:    return "the all-reduce hook (set_allreduce) returned an error";
     default:                  return "unknown error code";
+    }
+}
+
+/* ------------------------------------------- data-parallel training hook */
+
+/* The caller's all-reduce (NAME_set_allreduce): sums `count` floats in place
+ * across `replicas` models, each training on its shard of the batch. fn NULL
+ * or replicas 1 is one process: the reductions are skipped. A failed call is
+ * remembered and the step's later reductions are skipped (the step then
+ * fails as a whole, before anything reaches the model). */
+typedef int (*rc_allreduce_fn)(float *data, size_t count, void *ctx);
+typedef struct {
+    rc_allreduce_fn fn;
+    void *ctx;
+    int replicas;
+    int failed;
+} rc_reducer;
+
+/* The replicas whose batches make up the global one: 1 without a hook. */
+RC_UNUSED static int rc_replicas(const rc_reducer *r)
+{
+    return r->fn && r->replicas > 1 ? r->replicas : 1;
+}
+
+RC_UNUSED static void rc_allreduce(rc_reducer *r, float *data, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->fn(data, count, r->ctx) != 0) r->failed = 1;
+}
+
+/* 2^k as a double, for -1022 <= k <= 1023 (no libm). */
+RC_UNUSED static double rc_pow2(int k)
+{
+    const uint64_t bits = (uint64_t)(k + 1023) << 52;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* A quiet NaN (no math.h). */
+RC_UNUSED static double rc_quiet_nan(void)
+{
+    const uint64_t bits = 0x7FF8000000000000u;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* The k with 2^(k-1) <= |v| < 2^k, for a finite v != 0 (subnormals: -1021). */
+RC_UNUSED static int rc_exponent(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    const int e = (int)((bits >> 52) & 0x7FF);
+    return e == 0 ? -1021 : e - 1022;
+}
+
+/* Sums `count` doubles across replicas exactly, whatever order the hook adds
+ * in: two calls. The first sums |v| as floats, giving every value a scale
+ * 2^E above its sum over replicas (the same on every replica, since the hook
+ * returns the same sums everywhere); the second sums each value as a 48-bit
+ * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
+ * without rounding for up to 256 replicas. The global sum then has the same
+ * bits in any order of addition, within replicas · 2^−48 of its scale (each
+ * replica's value is rounded once). Sums beyond float's range (3.4e38) come
+ * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->replicas > 256) {
+        for (size_t i = 0; i < count; i++) tmp[i] = (float)v[i];
+        rc_allreduce(r, tmp, count);
+        for (size_t i = 0; i < count; i++) v[i] = (double)tmp[i];
+        return;
+    }
+    for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
+    rc_allreduce(r, tmp, count);
+    if (r->failed) return;
+    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    for (size_t i = 0; i < count; i++) {
+        const double s = (double)tmp[i];
+        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
+         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
+         * beyond float's range (or NaN) comes back NaN. */
+        const int finite = s < 1e300;  /* false for NaN and Inf too */
+        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
+        if (e < -974) e = -974;
+        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
+        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+        tmp[i] = (float)(q & 0xFFFF);
+        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
+        tmp[2 * count + i] = (float)(q >> 32);
+        v[i] = finite ? (double)e : 2000.0;
+    }
+    rc_allreduce(r, tmp, 3 * count);
+    if (r->failed) return;
+    for (size_t i = 0; i < count; i++) {
+        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
+        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
     }
 }
 

@@ -733,10 +733,59 @@ static void test_rng(void)
           mean, var, kurtosis);
 }
 
+/* A transport for `replicas` replicas that all hold the same values: each sum is replicas × the value. */
+static int same_everywhere(float *data, size_t count, void *ctx)
+{
+    const int replicas = *(const int *)ctx;
+    for (size_t i = 0; i < count; i++) data[i] *= (float)replicas;
+    return 0;
+}
+
+static int failing(float *data, size_t count, void *ctx)
+{
+    (void)data, (void)count, (void)ctx;
+    return -1;
+}
+
+/* rc_allreduce_doubles: sums within replicas · 2^−47 of their size (each
+ * replica's value rounded once to 48 bits; the 16-bit pieces add without
+ * rounding), at every magnitude in float's range, signs and zero; NaN and
+ * sums beyond float's range come back NaN; a failure is kept. */
+static void test_allreduce_doubles(void)
+{
+    const double values[] = { 0.0, 1.0, -1.0, 3.0e-300, -7.25e30, 0.1, -2.0 / 3.0, 123456789.123456789, 1e-12, -5e-9 };
+    enum { K = (int)(sizeof values / sizeof values[0]) };
+    for (int replicas = 2; replicas <= 256; replicas *= 4) {
+        rc_reducer r = { same_everywhere, &replicas, replicas, 0 };
+        double v[K];
+        float tmp[3 * K];
+        memcpy(v, values, sizeof v);
+        rc_allreduce_doubles(&r, v, tmp, K);
+        for (int i = 0; i < K; i++) {
+            const double want = values[i] * replicas, err = fabs(v[i] - want);
+            CHECK(err <= (fabs(want) * 0x1p-47 + 0x1p-1022) * replicas, "%d replicas: sum of %.17g is %.17g, not %.17g", replicas, values[i], v[i], want);
+        }
+    }
+    int two = 2;
+    rc_reducer r = { same_everywhere, &two, 2, 0 };
+    double v[3] = { 1.5, 0.0, 1e39 };
+    float tmp[9];
+    v[1] = v[1] / v[1];  /* NaN */
+    rc_allreduce_doubles(&r, v, tmp, 3);
+    CHECK(v[0] == 3.0 && v[1] != v[1] && v[2] != v[2], "1.5, NaN, 1e39: %g %g %g", v[0], v[1], v[2]);
+    rc_reducer bad = { failing, NULL, 2, 0 };
+    rc_allreduce_doubles(&bad, v, tmp, 2);
+    CHECK(bad.failed == 1, "a failing hook is remembered");
+    rc_reducer alone = { NULL, NULL, 1, 0 };
+    v[0] = 0.25;
+    rc_allreduce_doubles(&alone, v, tmp, 1);
+    CHECK(v[0] == 0.25 && rc_replicas(&alone) == 1, "one replica: nothing to sum");
+}
+
 static void test_strerror(void)
 {
-    const char *seen[16];
-    for (int code = 0; code >= -15; code--) {
+    const char *seen[17];
+    for (int code = 0; code >= -16; code--) {
         const char *s = rc_strerror(code);
         CHECK(s != NULL && strlen(s) > 5 && strcmp(s, "unknown error code") != 0, "rc_strerror(%d) = %s", code,
               s != NULL ? s : "(null)");
@@ -744,7 +793,7 @@ static void test_strerror(void)
             CHECK(strcmp(seen[k], s) != 0, "rc_strerror(%d) repeats rc_strerror(%d)", code, -k);
         seen[-code] = s;
     }
-    CHECK(strcmp(rc_strerror(-16), "unknown error code") == 0, "rc_strerror(-16)");
+    CHECK(strcmp(rc_strerror(-17), "unknown error code") == 0, "rc_strerror(-17)");
     CHECK(strcmp(rc_strerror(1), "unknown error code") == 0, "rc_strerror(1)");
 }
 
@@ -798,6 +847,7 @@ int main(void)
     test_changed_while_read();
     test_rng();
     test_strerror();
+    test_allreduce_doubles();
 #ifdef _OPENMP
     test_threads();
 #endif

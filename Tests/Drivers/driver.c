@@ -92,12 +92,12 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("init_params(NULL) %d\n", F(init_params)(NULL, 1));
     printf("strerror(-9999) %s\n", F(strerror)(-9999));
     int named = 1;
-    for (int code = -1; code >= -15; code--) {
+    for (int code = -1; code >= -16; code--) {
         const char *s = F(strerror)(code);
         named &= s != NULL && strcmp(s, F(strerror)(-9999)) != 0 && strcmp(s, F(strerror)(0)) != 0;
         for (int other = code + 1; other <= -1; other++) named &= strcmp(s, F(strerror)(other)) != 0;
     }
-    printf("strerror(-1...-15) %s\n", named ? "distinct messages" : "missing or repeated message");
+    printf("strerror(-1...-16) %s\n", named ? "distinct messages" : "missing or repeated message");
     int32_t labels[2] = { 0, U(NUM_CLASSES) };
     float loss = 0.0f;
     printf("train_step(NULL labels) %d\n", F(train_step)(m, x, NULL, 1, 0.1f, &loss));
@@ -117,6 +117,10 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("set_optimizer(NULL) %d\n", F(set_optimizer)(NULL, 0.9f, 0.0f));
     printf("set_optimizer(NaN, 0) %d\n", F(set_optimizer)(m, NAN, 0.0f));
     printf("set_optimizer(0, Inf) %d\n", F(set_optimizer)(m, 0.0f, INFINITY));
+    printf("set_allreduce(NULL model) %d\n", F(set_allreduce)(NULL, NULL, NULL, 1));
+    printf("set_allreduce(replicas=0) %d\n", F(set_allreduce)(m, NULL, NULL, 0));
+    printf("set_allreduce(NULL fn, replicas=2) %d\n", F(set_allreduce)(m, NULL, NULL, 2));
+    printf("set_allreduce(NULL, 1) %d\n", F(set_allreduce)(m, NULL, NULL, 1));
     printf("save_checkpoint(NULL) %d\n", F(save_checkpoint)(m, NULL));
     printf("save_checkpoint(NULL model) %d\n", F(save_checkpoint)(NULL, "x"));
     printf("load_checkpoint(missing) %d\n", F(load_checkpoint)(m, "/nonexistent/checkpoint"));

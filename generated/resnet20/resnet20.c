@@ -76,6 +76,7 @@
 #define RC_ERR_NONFINITE    (-13) /* NaN/Inf in a weight file, or a non-finite loss */
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
+#define RC_ERR_ALLREDUCE    (-16) /* the all-reduce hook returned an error */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -97,7 +98,107 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_NONFINITE:    return "non-finite value (NaN or Inf in weights, or non-finite loss)";
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
+    case RC_ERR_ALLREDUCE:    return "the all-reduce hook (set_allreduce) returned an error";
     default:                  return "unknown error code";
+    }
+}
+
+/* ------------------------------------------- data-parallel training hook */
+
+/* The caller's all-reduce (NAME_set_allreduce): sums `count` floats in place
+ * across `replicas` models, each training on its shard of the batch. fn NULL
+ * or replicas 1 is one process: the reductions are skipped. A failed call is
+ * remembered and the step's later reductions are skipped (the step then
+ * fails as a whole, before anything reaches the model). */
+typedef int (*rc_allreduce_fn)(float *data, size_t count, void *ctx);
+typedef struct {
+    rc_allreduce_fn fn;
+    void *ctx;
+    int replicas;
+    int failed;
+} rc_reducer;
+
+/* The replicas whose batches make up the global one: 1 without a hook. */
+RC_UNUSED static int rc_replicas(const rc_reducer *r)
+{
+    return r->fn && r->replicas > 1 ? r->replicas : 1;
+}
+
+RC_UNUSED static void rc_allreduce(rc_reducer *r, float *data, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->fn(data, count, r->ctx) != 0) r->failed = 1;
+}
+
+/* 2^k as a double, for -1022 <= k <= 1023 (no libm). */
+RC_UNUSED static double rc_pow2(int k)
+{
+    const uint64_t bits = (uint64_t)(k + 1023) << 52;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* A quiet NaN (no math.h). */
+RC_UNUSED static double rc_quiet_nan(void)
+{
+    const uint64_t bits = 0x7FF8000000000000u;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* The k with 2^(k-1) <= |v| < 2^k, for a finite v != 0 (subnormals: -1021). */
+RC_UNUSED static int rc_exponent(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    const int e = (int)((bits >> 52) & 0x7FF);
+    return e == 0 ? -1021 : e - 1022;
+}
+
+/* Sums `count` doubles across replicas exactly, whatever order the hook adds
+ * in: two calls. The first sums |v| as floats, giving every value a scale
+ * 2^E above its sum over replicas (the same on every replica, since the hook
+ * returns the same sums everywhere); the second sums each value as a 48-bit
+ * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
+ * without rounding for up to 256 replicas. The global sum then has the same
+ * bits in any order of addition, within replicas · 2^−48 of its scale (each
+ * replica's value is rounded once). Sums beyond float's range (3.4e38) come
+ * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->replicas > 256) {
+        for (size_t i = 0; i < count; i++) tmp[i] = (float)v[i];
+        rc_allreduce(r, tmp, count);
+        for (size_t i = 0; i < count; i++) v[i] = (double)tmp[i];
+        return;
+    }
+    for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
+    rc_allreduce(r, tmp, count);
+    if (r->failed) return;
+    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    for (size_t i = 0; i < count; i++) {
+        const double s = (double)tmp[i];
+        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
+         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
+         * beyond float's range (or NaN) comes back NaN. */
+        const int finite = s < 1e300;  /* false for NaN and Inf too */
+        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
+        if (e < -974) e = -974;
+        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
+        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+        tmp[i] = (float)(q & 0xFFFF);
+        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
+        tmp[2 * count + i] = (float)(q >> 32);
+        v[i] = finite ? (double)e : 2000.0;
+    }
+    rc_allreduce(r, tmp, 3 * count);
+    if (r->failed) return;
+    for (size_t i = 0; i < count; i++) {
+        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
+        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
     }
 }
 
@@ -1940,6 +2041,7 @@ struct resnet20_model {
     double loss;                /* the last step's mean cross-entropy */
     int64_t step;               /* training steps taken */
     float opt_momentum, opt_weight_decay;
+    rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
 };
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
@@ -3208,15 +3310,19 @@ static void k_conv3x3s1p1_3x32x32_nchw_16_b16_w1x16n1x4(const float *RC_RESTRICT
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by bn1, layer1.0.bn1, layer1.1.bn1, layer1.2.bn1 */
 static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3247,11 +3353,14 @@ static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float 
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -3398,15 +3507,19 @@ static void k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(const float *RC_R
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer1.0.bn2, layer1.1.bn2, layer1.2.bn2 */
 static void k_bntrain_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3437,11 +3550,14 @@ static void k_bntrain_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const fl
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -3546,15 +3662,19 @@ static void k_conv3x3s2p1_16x32x32_b16_32_b16_w2x8n1x4(const float *RC_RESTRICT 
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.0.bn1, layer2.1.bn1, layer2.2.bn1 */
 static void k_bntrain_32x16x16_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3585,11 +3705,14 @@ static void k_bntrain_32x16x16_b16_relu(const float *RC_RESTRICT z, const float 
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -3736,15 +3859,19 @@ static void k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(const float *RC_R
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.0.bn2 */
 static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3775,11 +3902,14 @@ static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -3819,15 +3949,19 @@ static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.1.bn2, layer2.2.bn2 */
 static void k_bntrain_32x16x16_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -3858,11 +3992,14 @@ static void k_bntrain_32x16x16_b16_add_relu(const float *RC_RESTRICT z, const fl
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -3967,15 +4104,19 @@ static void k_conv3x3s2p1_32x16x16_b16_64_b16_w2x8n1x4(const float *RC_RESTRICT 
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.0.bn1, layer3.1.bn1, layer3.2.bn1 */
 static void k_bntrain_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4006,11 +4147,14 @@ static void k_bntrain_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *R
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4157,15 +4301,19 @@ static void k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(const float *RC_RES
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.0.bn2 */
 static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4196,11 +4344,14 @@ static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4240,15 +4391,19 @@ static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.1.bn2, layer3.2.bn2 */
 static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4279,11 +4434,14 @@ static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const floa
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4316,11 +4474,13 @@ static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const floa
 }
 
 /* mean softmax cross-entropy over 10 classes; output ∂loss/∂logits
+ * (with replicas, the mean over the global batch of n · replicas images)
  * used by loss */
 static void k_loss_10(const float *RC_RESTRICT logits, const int32_t *RC_RESTRICT labels, double *RC_RESTRICT loss,
-                   float *RC_RESTRICT grad, int n)
+                   rc_reducer *red, float *RC_RESTRICT grad, int n)
 {
     enum { K = 10 };
+    const double count = (double)n * (double)rc_replicas(red);
     double total = 0.0;
     for (int i = 0; i < n; i++) {
         const float *RC_RESTRICT lp = logits + (size_t)i * K;
@@ -4332,10 +4492,12 @@ static void k_loss_10(const float *RC_RESTRICT logits, const int32_t *RC_RESTRIC
         total += -((double)lp[labels[i]] - m - log(z));
         for (int j = 0; j < K; j++) {
             const double p = exp((double)lp[j] - m) / z;
-            gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / (double)n);
+            gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / count);
         }
     }
-    *loss = total / (double)n;
+    float tmp[3];
+    rc_allreduce_doubles(red, &total, tmp, 1);
+    *loss = total / count;
 }
 
 /* ∂x, ∂W, ∂b of a fully connected layer 64 → 10
@@ -4386,15 +4548,17 @@ static void k_avgpoolgrad_64x8x8_b16(const float *RC_RESTRICT dy, float *RC_REST
  * used by layer3.2.bn2.grad, layer3.1.bn2.grad, layer3.0.bn2.grad */
 static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4432,7 +4596,8 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -4440,11 +4605,16 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -4673,15 +4843,17 @@ static void k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(const float *RC_R
  * used by layer3.2.bn1.grad, layer3.1.bn1.grad, layer3.0.bn1.grad */
 static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 64, CB = 4, H = 8, W = 8, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -4718,7 +4890,8 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -4726,11 +4899,16 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -5036,15 +5214,17 @@ static void k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(const floa
  * used by layer2.2.bn2.grad, layer2.1.bn2.grad, layer2.0.bn2.grad */
 static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5082,7 +5262,8 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -5090,11 +5271,16 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -5323,15 +5509,17 @@ static void k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(const float *RC
  * used by layer2.2.bn1.grad, layer2.1.bn1.grad, layer2.0.bn1.grad */
 static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 32, CB = 2, H = 16, W = 16, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5368,7 +5556,8 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -5376,11 +5565,16 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -5686,15 +5880,17 @@ static void k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(const
  * used by layer1.2.bn2.grad, layer1.1.bn2.grad, layer1.0.bn2.grad */
 static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -5732,7 +5928,8 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -5740,11 +5937,16 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -5973,15 +6175,17 @@ static void k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(const float *RC
  * used by layer1.2.bn1.grad, layer1.1.bn1.grad, layer1.0.bn1.grad, bn1.grad */
 static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 16, CB = 1, H = 32, W = 32, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6018,7 +6222,8 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -6026,11 +6231,16 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -6443,7 +6653,12 @@ int resnet20_infer(resnet20_model *m, const float *x, int n, float *probs)
 
 /* ---- training ---- */
 
-/* The training graph in order: forward (batch statistics), loss, backward. */
+/* The training graph in order: forward (batch statistics), loss, backward.
+ * With replicas, the gradients are summed across them in buckets of at least
+ * 65536 floats: contiguous ranges of m->grads (the state-dict order,
+ * so the backward pass completes them from the end), each handed to the hook
+ * as soon as its last gradient is written, so that a transport can overlap
+ * the reduction with the rest of the backward pass. */
 static void train_forward_backward(resnet20_model *m, const float *x, const int32_t *labels, int n)
 {
     float *arena = m->arena;
@@ -6452,104 +6667,108 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
     k_conv3x3s1p1_3x32x32_nchw_16_b16_w1x16n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 432, arena + (size_t)73728 * mb, n); /* conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->params + 432, m->params + 448, m->bn_stats + 0, arena + (size_t)0 * mb, arena + (size_t)90112 * mb, n); /* bn1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->params + 432, m->params + 448, m->bn_stats + 0, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)90112 * mb, n); /* bn1 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->tpacked + 448, m->tpacked + 9664, arena + (size_t)106496 * mb, n); /* layer1.0.conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->params + 2800, m->params + 2816, m->bn_stats + 32, arena + (size_t)0 * mb, arena + (size_t)122880 * mb, n); /* layer1.0.bn1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->params + 2800, m->params + 2816, m->bn_stats + 32, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)122880 * mb, n); /* layer1.0.bn1 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 9680, m->tpacked + 18896, arena + (size_t)139264 * mb, n); /* layer1.0.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->params + 5184, m->bn_stats + 64, arena + (size_t)0 * mb, arena + (size_t)155648 * mb, n); /* layer1.0.bn2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->params + 5184, m->bn_stats + 64, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.0.bn2 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 18912, m->tpacked + 28128, arena + (size_t)172032 * mb, n); /* layer1.1.conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)172032 * mb, m->params + 7536, m->params + 7552, m->bn_stats + 96, arena + (size_t)0 * mb, arena + (size_t)188416 * mb, n); /* layer1.1.bn1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)172032 * mb, m->params + 7536, m->params + 7552, m->bn_stats + 96, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer1.1.bn1 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 28144, m->tpacked + 37360, arena + (size_t)204800 * mb, n); /* layer1.1.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)155648 * mb, m->params + 9904, m->params + 9920, m->bn_stats + 128, arena + (size_t)0 * mb, arena + (size_t)221184 * mb, n); /* layer1.1.bn2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)155648 * mb, m->params + 9904, m->params + 9920, m->bn_stats + 128, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)221184 * mb, n); /* layer1.1.bn2 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->tpacked + 37376, m->tpacked + 46592, arena + (size_t)237568 * mb, n); /* layer1.2.conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)237568 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 160, arena + (size_t)0 * mb, arena + (size_t)253952 * mb, n); /* layer1.2.bn1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)237568 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 160, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)253952 * mb, n); /* layer1.2.bn1 */
     k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)253952 * mb, arena + (size_t)0 * mb, m->tpacked + 46608, m->tpacked + 55824, arena + (size_t)270336 * mb, n); /* layer1.2.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)270336 * mb, arena + (size_t)221184 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 192, arena + (size_t)0 * mb, arena + (size_t)36992 * mb, n); /* layer1.2.bn2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)270336 * mb, arena + (size_t)221184 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 192, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)36992 * mb, n); /* layer1.2.bn2 */
     k_conv3x3s2p1_16x32x32_b16_32_b16_w2x8n1x4(arena + (size_t)36992 * mb, arena + (size_t)0 * mb, m->tpacked + 55840, m->tpacked + 60448, arena + (size_t)53376 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)53376 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 224, arena + (size_t)0 * mb, arena + (size_t)61568 * mb, n); /* layer2.0.bn1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)53376 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 224, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)61568 * mb, n); /* layer2.0.bn1 */
     k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61568 * mb, arena + (size_t)0 * mb, m->tpacked + 60480, m->tpacked + 97344, arena + (size_t)286720 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)286720 * mb, arena + (size_t)36992 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 288, arena + (size_t)0 * mb, arena + (size_t)294912 * mb, n); /* layer2.0.bn2 */
+    k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)286720 * mb, arena + (size_t)36992 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 288, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer2.0.bn2 */
     k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 97376, m->tpacked + 134240, arena + (size_t)303104 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)303104 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 352, arena + (size_t)0 * mb, arena + (size_t)311296 * mb, n); /* layer2.1.bn1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)303104 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 352, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)311296 * mb, n); /* layer2.1.bn1 */
     k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)311296 * mb, arena + (size_t)0 * mb, m->tpacked + 134272, m->tpacked + 171136, arena + (size_t)319488 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)319488 * mb, arena + (size_t)294912 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 416, arena + (size_t)0 * mb, arena + (size_t)327680 * mb, n); /* layer2.1.bn2 */
+    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)319488 * mb, arena + (size_t)294912 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 416, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)327680 * mb, n); /* layer2.1.bn2 */
     k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)327680 * mb, arena + (size_t)0 * mb, m->tpacked + 171168, m->tpacked + 208032, arena + (size_t)335872 * mb, n); /* layer2.2.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)335872 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 480, arena + (size_t)0 * mb, arena + (size_t)344064 * mb, n); /* layer2.2.bn1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)335872 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 480, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)344064 * mb, n); /* layer2.2.bn1 */
     k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)344064 * mb, arena + (size_t)0 * mb, m->tpacked + 208064, m->tpacked + 244928, arena + (size_t)352256 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)352256 * mb, arena + (size_t)327680 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 544, arena + (size_t)0 * mb, arena + (size_t)360448 * mb, n); /* layer2.2.bn2 */
+    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)352256 * mb, arena + (size_t)327680 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 544, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)360448 * mb, n); /* layer2.2.bn2 */
     k_conv3x3s2p1_32x16x16_b16_64_b16_w2x8n1x4(arena + (size_t)360448 * mb, arena + (size_t)0 * mb, m->tpacked + 244960, m->tpacked + 263392, arena + (size_t)368640 * mb, n); /* layer3.0.conv1 */
-    k_bntrain_64x8x8_b16_relu(arena + (size_t)368640 * mb, m->params + 84592, m->params + 84656, m->bn_stats + 608, arena + (size_t)0 * mb, arena + (size_t)372736 * mb, n); /* layer3.0.bn1 */
+    k_bntrain_64x8x8_b16_relu(arena + (size_t)368640 * mb, m->params + 84592, m->params + 84656, m->bn_stats + 608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)372736 * mb, n); /* layer3.0.bn1 */
     k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)372736 * mb, arena + (size_t)0 * mb, m->tpacked + 263456, m->tpacked + 410912, arena + (size_t)376832 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)376832 * mb, arena + (size_t)360448 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 736, arena + (size_t)0 * mb, arena + (size_t)380928 * mb, n); /* layer3.0.bn2 */
+    k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)376832 * mb, arena + (size_t)360448 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 736, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)380928 * mb, n); /* layer3.0.bn2 */
     k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)380928 * mb, arena + (size_t)0 * mb, m->tpacked + 410976, m->tpacked + 558432, arena + (size_t)385024 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_64x8x8_b16_relu(arena + (size_t)385024 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 864, arena + (size_t)0 * mb, arena + (size_t)389120 * mb, n); /* layer3.1.bn1 */
+    k_bntrain_64x8x8_b16_relu(arena + (size_t)385024 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 864, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)389120 * mb, n); /* layer3.1.bn1 */
     k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)389120 * mb, arena + (size_t)0 * mb, m->tpacked + 558496, m->tpacked + 705952, arena + (size_t)393216 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)393216 * mb, arena + (size_t)380928 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 992, arena + (size_t)0 * mb, arena + (size_t)397312 * mb, n); /* layer3.1.bn2 */
+    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)393216 * mb, arena + (size_t)380928 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 992, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)397312 * mb, n); /* layer3.1.bn2 */
     k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)397312 * mb, arena + (size_t)0 * mb, m->tpacked + 706016, m->tpacked + 853472, arena + (size_t)401408 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_64x8x8_b16_relu(arena + (size_t)401408 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 1120, arena + (size_t)0 * mb, arena + (size_t)405504 * mb, n); /* layer3.2.bn1 */
+    k_bntrain_64x8x8_b16_relu(arena + (size_t)401408 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 1120, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)405504 * mb, n); /* layer3.2.bn1 */
     k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)405504 * mb, arena + (size_t)0 * mb, m->tpacked + 853536, m->tpacked + 1000992, arena + (size_t)18432 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)18432 * mb, arena + (size_t)397312 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 1248, arena + (size_t)4096 * mb, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
+    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)18432 * mb, arena + (size_t)397312 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 1248, arena + (size_t)4096 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
     k_avgpool_64x8x8_b16(arena + (size_t)0 * mb, arena + (size_t)4096 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)4096 * mb, m->params + 270448, m->params + 271088, arena + (size_t)4160 * mb, n); /* fc */
-    k_loss_10(arena + (size_t)4160 * mb, labels, &m->loss, arena + (size_t)4176 * mb, n); /* loss */
+    k_loss_10(arena + (size_t)4160 * mb, labels, &m->loss, &m->reducer, arena + (size_t)4176 * mb, n); /* loss */
     k_densegrad_64_10(arena + (size_t)4176 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, arena + (size_t)421888 * mb, n); /* fc.grad */
     k_avgpoolgrad_64x8x8_b16(arena + (size_t)421888 * mb, arena + (size_t)4096 * mb, n); /* avgpool1.grad */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)4096 * mb, arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->params + 270192, m->bn_stats + 1248, m->grads + 270192, m->grads + 270256, arena + (size_t)8192 * mb, arena + (size_t)413696 * mb, arena + (size_t)409600 * mb, n); /* layer3.2.bn2.grad */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)4096 * mb, arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->params + 270192, m->bn_stats + 1248, m->grads + 270192, m->grads + 270256, arena + (size_t)8192 * mb, &m->reducer, arena + (size_t)413696 * mb, arena + (size_t)409600 * mb, n); /* layer3.2.bn2.grad */
     k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)409600 * mb, arena + (size_t)405504 * mb, arena + (size_t)0 * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)409600 * mb, arena + (size_t)0 * mb, m->tpacked + 1001056, m->tpacked + 1148512, arena + (size_t)18432 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)401408 * mb, arena + (size_t)405504 * mb, m->params + 233072, m->bn_stats + 1120, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, arena + (size_t)417792 * mb, n); /* layer3.2.bn1.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)401408 * mb, arena + (size_t)405504 * mb, m->params + 233072, m->bn_stats + 1120, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)417792 * mb, n); /* layer3.2.bn1.grad */
     k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)417792 * mb, arena + (size_t)397312 * mb, arena + (size_t)0 * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 196080, 75018); /* gradients: layer3.1.bn2.running_mean … fc.bias */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)417792 * mb, arena + (size_t)0 * mb, m->tpacked + 1148576, m->tpacked + 1296032, arena + (size_t)413696 * mb, arena + (size_t)18432 * mb, n); /* layer3.2.conv1.grad */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)18432 * mb, arena + (size_t)393216 * mb, arena + (size_t)397312 * mb, m->params + 195952, m->bn_stats + 992, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, arena + (size_t)405504 * mb, arena + (size_t)401408 * mb, n); /* layer3.1.bn2.grad */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)18432 * mb, arena + (size_t)393216 * mb, arena + (size_t)397312 * mb, m->params + 195952, m->bn_stats + 992, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)405504 * mb, arena + (size_t)401408 * mb, n); /* layer3.1.bn2.grad */
     k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)401408 * mb, arena + (size_t)389120 * mb, arena + (size_t)0 * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 1296096, m->tpacked + 1443552, arena + (size_t)18432 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)385024 * mb, arena + (size_t)389120 * mb, m->params + 158832, m->bn_stats + 864, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, arena + (size_t)393216 * mb, n); /* layer3.1.bn1.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)385024 * mb, arena + (size_t)389120 * mb, m->params + 158832, m->bn_stats + 864, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)393216 * mb, n); /* layer3.1.bn1.grad */
     k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)393216 * mb, arena + (size_t)380928 * mb, arena + (size_t)0 * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 121840, 74240); /* gradients: layer3.0.bn2.running_mean … layer3.1.bn2.bias */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)393216 * mb, arena + (size_t)0 * mb, m->tpacked + 1443616, m->tpacked + 1591072, arena + (size_t)405504 * mb, arena + (size_t)18432 * mb, n); /* layer3.1.conv1.grad */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)18432 * mb, arena + (size_t)376832 * mb, arena + (size_t)380928 * mb, m->params + 121712, m->bn_stats + 736, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, arena + (size_t)389120 * mb, arena + (size_t)385024 * mb, n); /* layer3.0.bn2.grad */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)18432 * mb, arena + (size_t)376832 * mb, arena + (size_t)380928 * mb, m->params + 121712, m->bn_stats + 736, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)389120 * mb, arena + (size_t)385024 * mb, n); /* layer3.0.bn2.grad */
     k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)385024 * mb, arena + (size_t)372736 * mb, arena + (size_t)0 * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)385024 * mb, arena + (size_t)0 * mb, m->tpacked + 1591136, m->tpacked + 1738592, arena + (size_t)18432 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)368640 * mb, arena + (size_t)372736 * mb, m->params + 84592, m->bn_stats + 608, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, arena + (size_t)397312 * mb, n); /* layer3.0.bn1.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)18432 * mb, arena + (size_t)368640 * mb, arena + (size_t)372736 * mb, m->params + 84592, m->bn_stats + 608, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)397312 * mb, n); /* layer3.0.bn1.grad */
     k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)397312 * mb, arena + (size_t)360448 * mb, arena + (size_t)0 * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(arena + (size_t)397312 * mb, arena + (size_t)0 * mb, m->tpacked + 1738656, m->tpacked + 1757088, arena + (size_t)389120 * mb, arena + (size_t)20736 * mb, n); /* layer3.0.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)20736 * mb, arena + (size_t)352256 * mb, arena + (size_t)360448 * mb, m->params + 66032, m->bn_stats + 544, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, arena + (size_t)376832 * mb, arena + (size_t)368640 * mb, n); /* layer2.2.bn2.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)20736 * mb, arena + (size_t)352256 * mb, arena + (size_t)360448 * mb, m->params + 66032, m->bn_stats + 544, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)376832 * mb, arena + (size_t)368640 * mb, n); /* layer2.2.bn2.grad */
     k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)368640 * mb, arena + (size_t)344064 * mb, arena + (size_t)0 * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)368640 * mb, arena + (size_t)0 * mb, m->tpacked + 1757120, m->tpacked + 1793984, arena + (size_t)352256 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)352256 * mb, arena + (size_t)335872 * mb, arena + (size_t)344064 * mb, m->params + 56688, m->bn_stats + 480, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, arena + (size_t)360448 * mb, n); /* layer2.2.bn1.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)352256 * mb, arena + (size_t)335872 * mb, arena + (size_t)344064 * mb, m->params + 56688, m->bn_stats + 480, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)360448 * mb, n); /* layer2.2.bn1.grad */
     k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)360448 * mb, arena + (size_t)327680 * mb, arena + (size_t)0 * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 47408, 74432); /* gradients: layer2.1.bn2.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)360448 * mb, arena + (size_t)0 * mb, m->tpacked + 1794016, m->tpacked + 1830880, arena + (size_t)376832 * mb, arena + (size_t)335872 * mb, n); /* layer2.2.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)335872 * mb, arena + (size_t)319488 * mb, arena + (size_t)327680 * mb, m->params + 47344, m->bn_stats + 416, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, arena + (size_t)352256 * mb, arena + (size_t)344064 * mb, n); /* layer2.1.bn2.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)335872 * mb, arena + (size_t)319488 * mb, arena + (size_t)327680 * mb, m->params + 47344, m->bn_stats + 416, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)352256 * mb, arena + (size_t)344064 * mb, n); /* layer2.1.bn2.grad */
     k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)344064 * mb, arena + (size_t)311296 * mb, arena + (size_t)0 * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)344064 * mb, arena + (size_t)0 * mb, m->tpacked + 1830912, m->tpacked + 1867776, arena + (size_t)319488 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)319488 * mb, arena + (size_t)303104 * mb, arena + (size_t)311296 * mb, m->params + 38000, m->bn_stats + 352, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, arena + (size_t)335872 * mb, n); /* layer2.1.bn1.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)319488 * mb, arena + (size_t)303104 * mb, arena + (size_t)311296 * mb, m->params + 38000, m->bn_stats + 352, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)335872 * mb, n); /* layer2.1.bn1.grad */
     k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)335872 * mb, arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)335872 * mb, arena + (size_t)0 * mb, m->tpacked + 1867808, m->tpacked + 1904672, arena + (size_t)352256 * mb, arena + (size_t)303104 * mb, n); /* layer2.1.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)303104 * mb, arena + (size_t)286720 * mb, arena + (size_t)294912 * mb, m->params + 28656, m->bn_stats + 288, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, arena + (size_t)311296 * mb, arena + (size_t)352256 * mb, n); /* layer2.0.bn2.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)303104 * mb, arena + (size_t)286720 * mb, arena + (size_t)294912 * mb, m->params + 28656, m->bn_stats + 288, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)311296 * mb, arena + (size_t)352256 * mb, n); /* layer2.0.bn2.grad */
     k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)352256 * mb, arena + (size_t)61568 * mb, arena + (size_t)0 * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)352256 * mb, arena + (size_t)0 * mb, m->tpacked + 1904704, m->tpacked + 1941568, arena + (size_t)286720 * mb, n); /* layer2.0.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)286720 * mb, arena + (size_t)53376 * mb, arena + (size_t)61568 * mb, m->params + 19312, m->bn_stats + 224, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, arena + (size_t)376832 * mb, n); /* layer2.0.bn1.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)286720 * mb, arena + (size_t)53376 * mb, arena + (size_t)61568 * mb, m->params + 19312, m->bn_stats + 224, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)376832 * mb, n); /* layer2.0.bn1.grad */
     k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)376832 * mb, arena + (size_t)36992 * mb, arena + (size_t)0 * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(arena + (size_t)376832 * mb, arena + (size_t)0 * mb, m->tpacked + 1941600, m->tpacked + 1946208, arena + (size_t)311296 * mb, arena + (size_t)53376 * mb, n); /* layer2.0.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)53376 * mb, arena + (size_t)270336 * mb, arena + (size_t)36992 * mb, m->params + 14640, m->bn_stats + 192, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, arena + (size_t)303104 * mb, arena + (size_t)286720 * mb, n); /* layer1.2.bn2.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)53376 * mb, arena + (size_t)270336 * mb, arena + (size_t)36992 * mb, m->params + 14640, m->bn_stats + 192, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)303104 * mb, arena + (size_t)286720 * mb, n); /* layer1.2.bn2.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)286720 * mb, arena + (size_t)253952 * mb, arena + (size_t)0 * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)286720 * mb, arena + (size_t)0 * mb, m->tpacked + 1946224, m->tpacked + 1955440, arena + (size_t)270336 * mb, n); /* layer1.2.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)270336 * mb, arena + (size_t)237568 * mb, arena + (size_t)253952 * mb, m->params + 12272, m->bn_stats + 160, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, arena + (size_t)319488 * mb, n); /* layer1.2.bn1.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)270336 * mb, arena + (size_t)237568 * mb, arena + (size_t)253952 * mb, m->params + 12272, m->bn_stats + 160, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)319488 * mb, n); /* layer1.2.bn1.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)319488 * mb, arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)319488 * mb, arena + (size_t)0 * mb, m->tpacked + 1955456, m->tpacked + 1964672, arena + (size_t)303104 * mb, arena + (size_t)237568 * mb, n); /* layer1.2.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)237568 * mb, arena + (size_t)204800 * mb, arena + (size_t)221184 * mb, m->params + 9904, m->bn_stats + 128, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, arena + (size_t)270336 * mb, arena + (size_t)253952 * mb, n); /* layer1.1.bn2.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)237568 * mb, arena + (size_t)204800 * mb, arena + (size_t)221184 * mb, m->params + 9904, m->bn_stats + 128, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)270336 * mb, arena + (size_t)253952 * mb, n); /* layer1.1.bn2.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)253952 * mb, arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)253952 * mb, arena + (size_t)0 * mb, m->tpacked + 1964688, m->tpacked + 1973904, arena + (size_t)204800 * mb, n); /* layer1.1.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)204800 * mb, arena + (size_t)172032 * mb, arena + (size_t)188416 * mb, m->params + 7536, m->bn_stats + 96, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, arena + (size_t)221184 * mb, n); /* layer1.1.bn1.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)204800 * mb, arena + (size_t)172032 * mb, arena + (size_t)188416 * mb, m->params + 7536, m->bn_stats + 96, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)221184 * mb, n); /* layer1.1.bn1.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)221184 * mb, arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->tpacked + 1973920, m->tpacked + 1983136, arena + (size_t)270336 * mb, arena + (size_t)172032 * mb, n); /* layer1.1.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)172032 * mb, arena + (size_t)139264 * mb, arena + (size_t)155648 * mb, m->params + 5168, m->bn_stats + 64, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, arena + (size_t)204800 * mb, arena + (size_t)188416 * mb, n); /* layer1.0.bn2.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)172032 * mb, arena + (size_t)139264 * mb, arena + (size_t)155648 * mb, m->params + 5168, m->bn_stats + 64, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)204800 * mb, arena + (size_t)188416 * mb, n); /* layer1.0.bn2.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)188416 * mb, arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1983152, m->tpacked + 1992368, arena + (size_t)139264 * mb, n); /* layer1.0.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)139264 * mb, arena + (size_t)106496 * mb, arena + (size_t)122880 * mb, m->params + 2800, m->bn_stats + 32, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, arena + (size_t)155648 * mb, n); /* layer1.0.bn1.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)139264 * mb, arena + (size_t)106496 * mb, arena + (size_t)122880 * mb, m->params + 2800, m->bn_stats + 32, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.0.bn1.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1992384, m->tpacked + 2001600, arena + (size_t)204800 * mb, arena + (size_t)106496 * mb, n); /* layer1.0.conv1.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)106496 * mb, arena + (size_t)73728 * mb, arena + (size_t)90112 * mb, m->params + 432, m->bn_stats + 0, m->grads + 432, m->grads + 448, arena + (size_t)16384 * mb, arena + (size_t)0 * mb, n); /* bn1.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)106496 * mb, arena + (size_t)73728 * mb, arena + (size_t)90112 * mb, m->params + 432, m->bn_stats + 0, m->grads + 432, m->grads + 448, arena + (size_t)16384 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* bn1.grad */
     k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(arena + (size_t)0 * mb, x, arena + (size_t)16384 * mb, m->grads + 0, n); /* conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 0, 47408); /* gradients: conv1.weight … layer2.1.bn2.bias */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,
@@ -6613,9 +6832,11 @@ int resnet20_train_step(resnet20_model *m, const float *x, const int32_t *labels
         if (labels[i] < 0 || labels[i] >= RESNET20_NUM_CLASSES) return RC_ERR_LABEL;
     const int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
+    m->reducer.failed = 0;
     train_forward_backward(m, x, labels, n);
-    /* Nothing has been written to the parameters yet: a non-finite loss or
-     * gradient leaves the model exactly as it was. */
+    /* Nothing has been written to the parameters yet: a failed all-reduce or
+     * a non-finite loss or gradient leaves the model exactly as it was. */
+    if (m->reducer.failed) return RC_ERR_ALLREDUCE;
     if (!isfinite(m->loss)) return RC_ERR_NONFINITE;
     for (int t = 0; t < NUM_PARAMS; t++) {
         if (!PARAMS[t].trainable) continue;
@@ -6625,6 +6846,21 @@ int resnet20_train_step(resnet20_model *m, const float *x, const int32_t *labels
     }
     apply_update(m, lr);
     *loss = (float)m->loss;
+    return RC_OK;
+}
+
+/* Data-parallel training: with a hook, each replica's step is the step on the
+ * concatenated batch (BN statistics and their gradient sums, the loss and the
+ * gradients summed across replicas by fn; see train_forward_backward for the
+ * gradient buckets). replicas 1 (fn ignored) is one process. */
+int resnet20_set_allreduce(resnet20_model *m, resnet20_allreduce_fn fn, void *ctx, int replicas)
+{
+    if (!m) return RC_ERR_NULL;
+    if (replicas < 1 || (replicas > 1 && !fn)) return RC_ERR_ARG;
+    m->reducer.fn = replicas > 1 ? fn : NULL;
+    m->reducer.ctx = replicas > 1 ? ctx : NULL;
+    m->reducer.replicas = replicas;
+    m->reducer.failed = 0;
     return RC_OK;
 }
 

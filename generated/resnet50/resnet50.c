@@ -76,6 +76,7 @@
 #define RC_ERR_NONFINITE    (-13) /* NaN/Inf in a weight file, or a non-finite loss */
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
+#define RC_ERR_ALLREDUCE    (-16) /* the all-reduce hook returned an error */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -97,7 +98,107 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_NONFINITE:    return "non-finite value (NaN or Inf in weights, or non-finite loss)";
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
+    case RC_ERR_ALLREDUCE:    return "the all-reduce hook (set_allreduce) returned an error";
     default:                  return "unknown error code";
+    }
+}
+
+/* ------------------------------------------- data-parallel training hook */
+
+/* The caller's all-reduce (NAME_set_allreduce): sums `count` floats in place
+ * across `replicas` models, each training on its shard of the batch. fn NULL
+ * or replicas 1 is one process: the reductions are skipped. A failed call is
+ * remembered and the step's later reductions are skipped (the step then
+ * fails as a whole, before anything reaches the model). */
+typedef int (*rc_allreduce_fn)(float *data, size_t count, void *ctx);
+typedef struct {
+    rc_allreduce_fn fn;
+    void *ctx;
+    int replicas;
+    int failed;
+} rc_reducer;
+
+/* The replicas whose batches make up the global one: 1 without a hook. */
+RC_UNUSED static int rc_replicas(const rc_reducer *r)
+{
+    return r->fn && r->replicas > 1 ? r->replicas : 1;
+}
+
+RC_UNUSED static void rc_allreduce(rc_reducer *r, float *data, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->fn(data, count, r->ctx) != 0) r->failed = 1;
+}
+
+/* 2^k as a double, for -1022 <= k <= 1023 (no libm). */
+RC_UNUSED static double rc_pow2(int k)
+{
+    const uint64_t bits = (uint64_t)(k + 1023) << 52;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* A quiet NaN (no math.h). */
+RC_UNUSED static double rc_quiet_nan(void)
+{
+    const uint64_t bits = 0x7FF8000000000000u;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* The k with 2^(k-1) <= |v| < 2^k, for a finite v != 0 (subnormals: -1021). */
+RC_UNUSED static int rc_exponent(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    const int e = (int)((bits >> 52) & 0x7FF);
+    return e == 0 ? -1021 : e - 1022;
+}
+
+/* Sums `count` doubles across replicas exactly, whatever order the hook adds
+ * in: two calls. The first sums |v| as floats, giving every value a scale
+ * 2^E above its sum over replicas (the same on every replica, since the hook
+ * returns the same sums everywhere); the second sums each value as a 48-bit
+ * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
+ * without rounding for up to 256 replicas. The global sum then has the same
+ * bits in any order of addition, within replicas · 2^−48 of its scale (each
+ * replica's value is rounded once). Sums beyond float's range (3.4e38) come
+ * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (r->replicas > 256) {
+        for (size_t i = 0; i < count; i++) tmp[i] = (float)v[i];
+        rc_allreduce(r, tmp, count);
+        for (size_t i = 0; i < count; i++) v[i] = (double)tmp[i];
+        return;
+    }
+    for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
+    rc_allreduce(r, tmp, count);
+    if (r->failed) return;
+    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    for (size_t i = 0; i < count; i++) {
+        const double s = (double)tmp[i];
+        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
+         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
+         * beyond float's range (or NaN) comes back NaN. */
+        const int finite = s < 1e300;  /* false for NaN and Inf too */
+        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
+        if (e < -974) e = -974;
+        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
+        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+        tmp[i] = (float)(q & 0xFFFF);
+        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
+        tmp[2 * count + i] = (float)(q >> 32);
+        v[i] = finite ? (double)e : 2000.0;
+    }
+    rc_allreduce(r, tmp, 3 * count);
+    if (r->failed) return;
+    for (size_t i = 0; i < count; i++) {
+        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
+        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
     }
 }
 
@@ -2314,6 +2415,7 @@ struct resnet50_model {
     double loss;                /* the last step's mean cross-entropy */
     int64_t step;               /* training steps taken */
     float opt_momentum, opt_weight_decay;
+    rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
 };
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
@@ -4084,15 +4186,19 @@ static void k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(const float *RC_RESTRIC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by bn1 */
 static void k_bntrain_64x112x112_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4123,11 +4229,14 @@ static void k_bntrain_64x112x112_b16_relu(const float *RC_RESTRICT z, const floa
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4230,15 +4339,19 @@ static void k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(const float *RC_RESTRICT 
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer1.0.bn1, layer1.0.bn2, layer1.1.bn1 and 3 more */
 static void k_bntrain_64x56x56_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4269,11 +4382,14 @@ static void k_bntrain_64x56x56_b16_relu(const float *RC_RESTRICT z, const float 
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4420,15 +4536,19 @@ static void k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(const float *RC_R
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer1.0.downsample.1 */
 static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4459,11 +4579,14 @@ static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4497,15 +4620,19 @@ static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer1.0.bn3, layer1.1.bn3, layer1.2.bn3 */
 static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4536,11 +4663,14 @@ static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4712,15 +4842,19 @@ static void k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(const float *RC_RESTRIC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.0.bn1, layer2.0.bn2, layer2.1.bn1 and 5 more */
 static void k_bntrain_128x28x28_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -4751,11 +4885,14 @@ static void k_bntrain_128x28x28_b16_relu(const float *RC_RESTRICT z, const float
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -4970,15 +5107,19 @@ static void k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(const float *RC_RESTRIC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.0.downsample.1 */
 static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5009,11 +5150,14 @@ static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -5047,15 +5191,19 @@ static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer2.0.bn3, layer2.1.bn3, layer2.2.bn3, layer2.3.bn3 */
 static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5086,11 +5234,14 @@ static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -5262,15 +5413,19 @@ static void k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(const float *RC_RESTRIC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.0.bn1, layer3.0.bn2, layer3.1.bn1 and 9 more */
 static void k_bntrain_256x14x14_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5301,11 +5456,14 @@ static void k_bntrain_256x14x14_b16_relu(const float *RC_RESTRICT z, const float
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -5520,15 +5678,19 @@ static void k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(const float *RC_RESTRI
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.0.downsample.1 */
 static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5559,11 +5721,14 @@ static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -5597,15 +5762,19 @@ static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer3.0.bn3, layer3.1.bn3, layer3.2.bn3 and 3 more */
 static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5636,11 +5805,14 @@ static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -5812,15 +5984,19 @@ static void k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(const float *RC_RESTRI
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer4.0.bn1, layer4.0.bn2, layer4.1.bn1 and 3 more */
 static void k_bntrain_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -5851,11 +6027,14 @@ static void k_bntrain_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -6027,15 +6206,19 @@ static void k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(const float *RC_RESTRIC
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer4.0.downsample.1 */
 static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -6066,11 +6249,14 @@ static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_R
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -6104,15 +6290,19 @@ static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_R
  * normalise, unbiased saved for the running estimate), one channel block per vector
  * used by layer4.0.bn3, layer4.1.bn3, layer4.2.bn3 */
 static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT gamma,
-                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, float *RC_RESTRICT y, int n)
+                   const float *RC_RESTRICT beta, float *RC_RESTRICT stats, float *RC_RESTRICT scratch, rc_reducer *red,
+                   float *RC_RESTRICT y, int n)
 {
     /* Sums are taken per image (a row in float vectors, rows and images in
      * double) into scratch, then added in image order: the same bits at any
-     * thread count. Padded channels are zero in z, have γ = β = 0, and stay zero. */
+     * thread count. With replicas (red), each pass's per-channel sums are
+     * summed across them: the statistics of the global batch. Padded
+     * channels are zero in z, have γ = β = 0, and stay zero. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    double mean[CB * 16], inv[CB * 16];
-    const double count = (double)n * (double)HW;
+    double mean[CB * 16], inv[CB * 16], total[CB * 16];
+    float tmp[3 * CB * 16];
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
         for (int i = 0; i < n; i++) {
@@ -6143,11 +6333,14 @@ static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const fl
             }
         }
         for (int c = 0; c < CB * 16; c++) {
-            double total = 0.0;
-            for (int i = 0; i < n; i++) total += part[(size_t)i * (CB * 16) + (size_t)c];
-            if (pass == 0) mean[c] = total / count;
+            total[c] = 0.0;
+            for (int i = 0; i < n; i++) total[c] += part[(size_t)i * (CB * 16) + (size_t)c];
+        }
+        rc_allreduce_doubles(red, total, tmp, CB * 16);
+        for (int c = 0; c < CB * 16; c++) {
+            if (pass == 0) mean[c] = total[c] / count;
             else {
-                const double var = total / count;
+                const double var = total[c] / count;
                 inv[c] = 1.0 / sqrt(var + 1e-5);
                 if (c < C) {
                     stats[c] = (float)mean[c];
@@ -6248,11 +6441,13 @@ static void k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(const float *RC_RESTRIC
 }
 
 /* mean softmax cross-entropy over 1000 classes; output ∂loss/∂logits
+ * (with replicas, the mean over the global batch of n · replicas images)
  * used by loss */
 static void k_loss_1000(const float *RC_RESTRICT logits, const int32_t *RC_RESTRICT labels, double *RC_RESTRICT loss,
-                   float *RC_RESTRICT grad, int n)
+                   rc_reducer *red, float *RC_RESTRICT grad, int n)
 {
     enum { K = 1000 };
+    const double count = (double)n * (double)rc_replicas(red);
     double total = 0.0;
     for (int i = 0; i < n; i++) {
         const float *RC_RESTRICT lp = logits + (size_t)i * K;
@@ -6264,10 +6459,12 @@ static void k_loss_1000(const float *RC_RESTRICT logits, const int32_t *RC_RESTR
         total += -((double)lp[labels[i]] - m - log(z));
         for (int j = 0; j < K; j++) {
             const double p = exp((double)lp[j] - m) / z;
-            gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / (double)n);
+            gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / count);
         }
     }
-    *loss = total / (double)n;
+    float tmp[3];
+    rc_allreduce_doubles(red, &total, tmp, 1);
+    *loss = total / count;
 }
 
 /* ∂x, ∂W, ∂b of a fully connected layer 2048 → 1000
@@ -6318,15 +6515,17 @@ static void k_avgpoolgrad_2048x7x7_b16(const float *RC_RESTRICT dy, float *RC_RE
  * used by layer4.2.bn3.grad, layer4.1.bn3.grad, layer4.0.bn3.grad */
 static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6364,7 +6563,8 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -6372,11 +6572,16 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -6562,15 +6767,17 @@ static void k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRI
  * used by layer4.2.bn2.grad, layer4.2.bn1.grad, layer4.1.bn2.grad and 3 more */
 static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 512, CB = 32, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -6607,7 +6814,8 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -6615,11 +6823,16 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -6964,15 +7177,17 @@ static void k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(const float *RC_RE
  * used by layer4.0.downsample.1.grad */
 static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT z,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 2048, CB = 128, H = 7, W = 7, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7009,7 +7224,8 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -7017,11 +7233,16 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -7366,15 +7587,17 @@ static void k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(const float *RC_RE
  * used by layer3.5.bn3.grad, layer3.4.bn3.grad, layer3.3.bn3.grad and 3 more */
 static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7412,7 +7635,8 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -7420,11 +7644,16 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -7610,15 +7839,17 @@ static void k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(const float *RC_REST
  * used by layer3.5.bn2.grad, layer3.5.bn1.grad, layer3.4.bn2.grad and 9 more */
 static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 256, CB = 16, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -7655,7 +7886,8 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -7663,11 +7895,16 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -8055,15 +8292,17 @@ static void k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(const float *RC_
  * used by layer3.0.downsample.1.grad */
 static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT z,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 1024, CB = 64, H = 14, W = 14, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8100,7 +8339,8 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -8108,11 +8348,16 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -8457,15 +8702,17 @@ static void k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(const float *RC_R
  * used by layer2.3.bn3.grad, layer2.2.bn3.grad, layer2.1.bn3.grad, layer2.0.bn3.grad */
 static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8503,7 +8750,8 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -8511,11 +8759,16 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -8701,15 +8954,17 @@ static void k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(const float *RC_RESTR
  * used by layer2.3.bn2.grad, layer2.3.bn1.grad, layer2.2.bn2.grad and 5 more */
 static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -8746,7 +9001,8 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -8754,11 +9010,16 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -9146,15 +9407,17 @@ static void k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(const float *RC_R
  * used by layer2.0.downsample.1.grad */
 static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT z,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 512, CB = 32, H = 28, W = 28, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9191,7 +9454,8 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -9199,11 +9463,16 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -9548,15 +9817,17 @@ static void k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(const float *RC_R
  * used by layer1.2.bn3.grad, layer1.1.bn3.grad, layer1.0.bn3.grad */
 static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, float *RC_RESTRICT dr,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red, float *RC_RESTRICT dr,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9594,7 +9865,8 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -9602,11 +9874,16 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -9792,15 +10069,17 @@ static void k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(const float *RC_RESTRI
  * used by layer1.2.bn2.grad, layer1.2.bn1.grad, layer1.1.bn2.grad and 3 more */
 static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -9837,7 +10116,8 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -9845,11 +10125,16 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -10237,15 +10522,17 @@ static void k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(const float *RC_RE
  * used by layer1.0.downsample.1.grad */
 static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_RESTRICT z,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 256, CB = 16, H = 56, W = 56, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10282,7 +10569,8 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -10290,11 +10578,16 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -10517,15 +10810,17 @@ static void k_maxpoolgrad3s2p1_64x112x112_b16(const float *RC_RESTRICT dy, const
  * used by bn1.grad */
 static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const float *RC_RESTRICT z, const float *RC_RESTRICT y,
                    const float *RC_RESTRICT gamma, const float *RC_RESTRICT stats, float *RC_RESTRICT dgamma,
-                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch,
+                   float *RC_RESTRICT dbeta, float *RC_RESTRICT scratch, rc_reducer *red,
                    float *RC_RESTRICT dz, int n)
 {
     /* g = dy (masked by y > 0 for a fused ReLU); with the forward's batch mean
      * and variance (stats: mean, unbiased variance), ∂β = Σg, ∂γ = Σg·x̂ and
-     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image order. */
+     * ∂z = γ/σ · (g − ∂β/N − x̂·∂γ/N). The sums are per image, then in image
+     * order. With replicas, ∂γ and ∂β are this replica's share (summed with
+     * the other gradients later) and ∂z uses the sums across replicas. */
     enum { C = 64, CB = 4, H = 112, W = 112, HW = H * W };
     double *RC_RESTRICT part = (double *)(void *)scratch;
-    const double count = (double)n * (double)HW;
+    const double count = (double)n * (double)HW * (double)rc_replicas(red);
     float meanf[CB * 16];
     double inv[CB * 16];
     for (int c = 0; c < CB * 16; c++) {
@@ -10562,7 +10857,8 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
         double sdy = 0.0, sdx = 0.0;
@@ -10570,11 +10866,16 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
             sdy += part[((size_t)i * CB + (size_t)cb) * 32 + (size_t)l];
             sdx += part[((size_t)i * CB + (size_t)cb) * 32 + 16 + (size_t)l];
         }
-        sdx *= inv[c];
+        sums[c] = sdy;
+        sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)sdx;
+            dgamma[c] = (float)(sdx * inv[c]);
             dbeta[c] = (float)sdy;
         }
+    }
+    rc_allreduce_doubles(red, sums, tmp, CB * 32);
+    for (int c = 0; c < CB * 16; c++) {
+        const double sdy = sums[c], sdx = sums[CB * 16 + c] * inv[c];
         const double g = c < C ? (double)gamma[c] : 0.0;
         k[c] = (float)(g * inv[c]);
         a[c] = (float)(sdy / count);
@@ -10909,7 +11210,12 @@ int resnet50_infer(resnet50_model *m, const float *x, int n, float *probs)
 
 /* ---- training ---- */
 
-/* The training graph in order: forward (batch statistics), loss, backward. */
+/* The training graph in order: forward (batch statistics), loss, backward.
+ * With replicas, the gradients are summed across them in buckets of at least
+ * 65536 floats: contiguous ranges of m->grads (the state-dict order,
+ * so the backward pass completes them from the end), each handed to the hook
+ * as soon as its last gradient is written, so that a transport can overlap
+ * the reduction with the rest of the backward pass. */
 static void train_forward_backward(resnet50_model *m, const float *x, const int32_t *labels, int n)
 {
     float *arena = m->arena;
@@ -10918,276 +11224,322 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
     k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)2359296 * mb, n); /* conv1 */
-    k_bntrain_64x112x112_b16_relu(arena + (size_t)2359296 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)0 * mb, arena + (size_t)3162112 * mb, n); /* bn1 */
+    k_bntrain_64x112x112_b16_relu(arena + (size_t)2359296 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)3162112 * mb, n); /* bn1 */
     k_maxpool3s2p1_64x112x112_b16(arena + (size_t)3162112 * mb, arena + (size_t)13197312 * mb, n); /* maxpool1 */
     k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)13197312 * mb, m->tpacked + 9472, m->tpacked + 13568, arena + (size_t)13398016 * mb, n); /* layer1.0.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)13398016 * mb, m->params + 13760, m->params + 13824, m->bn_stats + 128, arena + (size_t)0 * mb, arena + (size_t)13598720 * mb, n); /* layer1.0.bn1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)13398016 * mb, m->params + 13760, m->params + 13824, m->bn_stats + 128, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)13598720 * mb, n); /* layer1.0.bn1 */
     k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)13598720 * mb, arena + (size_t)0 * mb, m->tpacked + 13632, m->tpacked + 161088, arena + (size_t)13799424 * mb, n); /* layer1.0.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)13799424 * mb, m->params + 50880, m->params + 50944, m->bn_stats + 256, arena + (size_t)0 * mb, arena + (size_t)14000128 * mb, n); /* layer1.0.bn2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)13799424 * mb, m->params + 50880, m->params + 50944, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)14000128 * mb, n); /* layer1.0.bn2 */
     k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)14000128 * mb, m->tpacked + 161152, m->tpacked + 177536, arena + (size_t)3964928 * mb, n); /* layer1.0.conv3 */
     k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)13197312 * mb, m->tpacked + 177792, m->tpacked + 194176, arena + (size_t)4767744 * mb, n); /* layer1.0.downsample.0 */
-    k_bntrain_256x56x56_b16(arena + (size_t)4767744 * mb, m->params + 84928, m->params + 85184, m->bn_stats + 896, arena + (size_t)802816 * mb, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)3964928 * mb, arena + (size_t)0 * mb, m->params + 67520, m->params + 67776, m->bn_stats + 384, arena + (size_t)802816 * mb, arena + (size_t)5570560 * mb, n); /* layer1.0.bn3 */
+    k_bntrain_256x56x56_b16(arena + (size_t)4767744 * mb, m->params + 84928, m->params + 85184, m->bn_stats + 896, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)3964928 * mb, arena + (size_t)0 * mb, m->params + 67520, m->params + 67776, m->bn_stats + 384, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)5570560 * mb, n); /* layer1.0.bn3 */
     k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)5570560 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)14200832 * mb, n); /* layer1.1.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)14200832 * mb, m->params + 102336, m->params + 102400, m->bn_stats + 1408, arena + (size_t)0 * mb, arena + (size_t)14401536 * mb, n); /* layer1.1.bn1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)14200832 * mb, m->params + 102336, m->params + 102400, m->bn_stats + 1408, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)14401536 * mb, n); /* layer1.1.bn1 */
     k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)14401536 * mb, arena + (size_t)0 * mb, m->tpacked + 210880, m->tpacked + 358336, arena + (size_t)14602240 * mb, n); /* layer1.1.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)14602240 * mb, m->params + 139456, m->params + 139520, m->bn_stats + 1536, arena + (size_t)0 * mb, arena + (size_t)14802944 * mb, n); /* layer1.1.bn2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)14602240 * mb, m->params + 139456, m->params + 139520, m->bn_stats + 1536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)14802944 * mb, n); /* layer1.1.bn2 */
     k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)14802944 * mb, m->tpacked + 358400, m->tpacked + 374784, arena + (size_t)6373376 * mb, n); /* layer1.1.conv3 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)6373376 * mb, arena + (size_t)5570560 * mb, m->params + 156096, m->params + 156352, m->bn_stats + 1664, arena + (size_t)0 * mb, arena + (size_t)7176192 * mb, n); /* layer1.1.bn3 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)6373376 * mb, arena + (size_t)5570560 * mb, m->params + 156096, m->params + 156352, m->bn_stats + 1664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7176192 * mb, n); /* layer1.1.bn3 */
     k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)7176192 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)15003648 * mb, n); /* layer1.2.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)15003648 * mb, m->params + 173504, m->params + 173568, m->bn_stats + 2176, arena + (size_t)0 * mb, arena + (size_t)15204352 * mb, n); /* layer1.2.bn1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)15003648 * mb, m->params + 173504, m->params + 173568, m->bn_stats + 2176, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)15204352 * mb, n); /* layer1.2.bn1 */
     k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)15204352 * mb, arena + (size_t)0 * mb, m->tpacked + 391488, m->tpacked + 538944, arena + (size_t)15405056 * mb, n); /* layer1.2.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)15405056 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 2304, arena + (size_t)0 * mb, arena + (size_t)15605760 * mb, n); /* layer1.2.bn2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)15405056 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 2304, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)15605760 * mb, n); /* layer1.2.bn2 */
     k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)15605760 * mb, m->tpacked + 539008, m->tpacked + 555392, arena + (size_t)7979008 * mb, n); /* layer1.2.conv3 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)7979008 * mb, arena + (size_t)7176192 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 2432, arena + (size_t)0 * mb, arena + (size_t)8781824 * mb, n); /* layer1.2.bn3 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)7979008 * mb, arena + (size_t)7176192 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 2432, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8781824 * mb, n); /* layer1.2.bn3 */
     k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)8781824 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)18616320 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)18616320 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 2944, arena + (size_t)0 * mb, arena + (size_t)18716672 * mb, n); /* layer2.0.bn1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)18616320 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 2944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18716672 * mb, n); /* layer2.0.bn1 */
     k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)18716672 * mb, arena + (size_t)0 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)18817024 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)18817024 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 3200, arena + (size_t)0 * mb, arena + (size_t)18917376 * mb, n); /* layer2.0.bn2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)18817024 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 3200, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18917376 * mb, n); /* layer2.0.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)18917376 * mb, m->tpacked + 1178496, m->tpacked + 1244032, arena + (size_t)9584640 * mb, n); /* layer2.0.conv3 */
     k_conv1x1s2p0_256x56x56_b16_512_b16_w2x7n1x4(arena + (size_t)8781824 * mb, m->tpacked + 1244544, m->tpacked + 1375616, arena + (size_t)9986048 * mb, n); /* layer2.0.downsample.0 */
-    k_bntrain_512x28x28_b16(arena + (size_t)9986048 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 4480, arena + (size_t)401408 * mb, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)9584640 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 3456, arena + (size_t)401408 * mb, arena + (size_t)10387456 * mb, n); /* layer2.0.bn3 */
+    k_bntrain_512x28x28_b16(arena + (size_t)9986048 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 4480, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)9584640 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 3456, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)10387456 * mb, n); /* layer2.0.bn3 */
     k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)10387456 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)19017728 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)19017728 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 5504, arena + (size_t)0 * mb, arena + (size_t)19118080 * mb, n); /* layer2.1.bn1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)19017728 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 5504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)19118080 * mb, n); /* layer2.1.bn1 */
     k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)19118080 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)19218432 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)19218432 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 5760, arena + (size_t)0 * mb, arena + (size_t)19318784 * mb, n); /* layer2.1.bn2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)19218432 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 5760, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)19318784 * mb, n); /* layer2.1.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)19318784 * mb, m->tpacked + 2031744, m->tpacked + 2097280, arena + (size_t)10788864 * mb, n); /* layer2.1.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)10788864 * mb, arena + (size_t)10387456 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 6016, arena + (size_t)0 * mb, arena + (size_t)11190272 * mb, n); /* layer2.1.bn3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)10788864 * mb, arena + (size_t)10387456 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 6016, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11190272 * mb, n); /* layer2.1.bn3 */
     k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)11190272 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)19419136 * mb, n); /* layer2.2.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)19419136 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 7040, arena + (size_t)0 * mb, arena + (size_t)19519488 * mb, n); /* layer2.2.bn1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)19419136 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 7040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)19519488 * mb, n); /* layer2.2.bn1 */
     k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)19519488 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)19619840 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)19619840 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 7296, arena + (size_t)0 * mb, arena + (size_t)19720192 * mb, n); /* layer2.2.bn2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)19619840 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 7296, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)19720192 * mb, n); /* layer2.2.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)19720192 * mb, m->tpacked + 2753408, m->tpacked + 2818944, arena + (size_t)11591680 * mb, n); /* layer2.2.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)11591680 * mb, arena + (size_t)11190272 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 7552, arena + (size_t)0 * mb, arena + (size_t)11993088 * mb, n); /* layer2.2.bn3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)11591680 * mb, arena + (size_t)11190272 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 7552, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11993088 * mb, n); /* layer2.2.bn3 */
     k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)11993088 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)19820544 * mb, n); /* layer2.3.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)19820544 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 8576, arena + (size_t)0 * mb, arena + (size_t)19920896 * mb, n); /* layer2.3.bn1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)19820544 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 8576, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)19920896 * mb, n); /* layer2.3.bn1 */
     k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)19920896 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)20021248 * mb, n); /* layer2.3.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)20021248 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 8832, arena + (size_t)0 * mb, arena + (size_t)20121600 * mb, n); /* layer2.3.bn2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)20021248 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 8832, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20121600 * mb, n); /* layer2.3.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)20121600 * mb, m->tpacked + 3475072, m->tpacked + 3540608, arena + (size_t)12394496 * mb, n); /* layer2.3.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)12394496 * mb, arena + (size_t)11993088 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 9088, arena + (size_t)0 * mb, arena + (size_t)12795904 * mb, n); /* layer2.3.bn3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)12394496 * mb, arena + (size_t)11993088 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 9088, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12795904 * mb, n); /* layer2.3.bn3 */
     k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)12795904 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)20824064 * mb, n); /* layer3.0.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)20824064 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 10112, arena + (size_t)0 * mb, arena + (size_t)20874240 * mb, n); /* layer3.0.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)20824064 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 10112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20874240 * mb, n); /* layer3.0.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)20874240 * mb, arena + (size_t)0 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)20924416 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)20924416 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 10624, arena + (size_t)0 * mb, arena + (size_t)20974592 * mb, n); /* layer3.0.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)20924416 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 10624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20974592 * mb, n); /* layer3.0.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)20974592 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)15806464 * mb, n); /* layer3.0.conv3 */
     k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)12795904 * mb, m->tpacked + 6295168, m->tpacked + 6819456, arena + (size_t)16007168 * mb, n); /* layer3.0.downsample.0 */
-    k_bntrain_1024x14x14_b16(arena + (size_t)16007168 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 13184, arena + (size_t)200704 * mb, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)15806464 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 11136, arena + (size_t)200704 * mb, arena + (size_t)16207872 * mb, n); /* layer3.0.bn3 */
+    k_bntrain_1024x14x14_b16(arena + (size_t)16007168 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 13184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)15806464 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 11136, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)16207872 * mb, n); /* layer3.0.bn3 */
     k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)16207872 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)21024768 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21024768 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 15232, arena + (size_t)0 * mb, arena + (size_t)21074944 * mb, n); /* layer3.1.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21024768 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 15232, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21074944 * mb, n); /* layer3.1.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21074944 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)21125120 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21125120 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 15744, arena + (size_t)0 * mb, arena + (size_t)21175296 * mb, n); /* layer3.1.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21125120 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 15744, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21175296 * mb, n); /* layer3.1.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21175296 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)16408576 * mb, n); /* layer3.1.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16408576 * mb, arena + (size_t)16207872 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 16256, arena + (size_t)0 * mb, arena + (size_t)16609280 * mb, n); /* layer3.1.bn3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16408576 * mb, arena + (size_t)16207872 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 16256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)16609280 * mb, n); /* layer3.1.bn3 */
     k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)16609280 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)21225472 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21225472 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 18304, arena + (size_t)0 * mb, arena + (size_t)21275648 * mb, n); /* layer3.2.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21225472 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 18304, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21275648 * mb, n); /* layer3.2.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21275648 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)21325824 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21325824 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 18816, arena + (size_t)0 * mb, arena + (size_t)21376000 * mb, n); /* layer3.2.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21325824 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 18816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21376000 * mb, n); /* layer3.2.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21376000 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)16809984 * mb, n); /* layer3.2.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16809984 * mb, arena + (size_t)16609280 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 19328, arena + (size_t)0 * mb, arena + (size_t)17010688 * mb, n); /* layer3.2.bn3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)16809984 * mb, arena + (size_t)16609280 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 19328, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17010688 * mb, n); /* layer3.2.bn3 */
     k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17010688 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)21426176 * mb, n); /* layer3.3.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21426176 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 21376, arena + (size_t)0 * mb, arena + (size_t)21476352 * mb, n); /* layer3.3.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21426176 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 21376, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21476352 * mb, n); /* layer3.3.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21476352 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)21526528 * mb, n); /* layer3.3.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21526528 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 21888, arena + (size_t)0 * mb, arena + (size_t)21576704 * mb, n); /* layer3.3.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21526528 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 21888, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21576704 * mb, n); /* layer3.3.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21576704 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)17211392 * mb, n); /* layer3.3.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17211392 * mb, arena + (size_t)17010688 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 22400, arena + (size_t)0 * mb, arena + (size_t)17412096 * mb, n); /* layer3.3.bn3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17211392 * mb, arena + (size_t)17010688 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 22400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17412096 * mb, n); /* layer3.3.bn3 */
     k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17412096 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)21626880 * mb, n); /* layer3.4.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21626880 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 24448, arena + (size_t)0 * mb, arena + (size_t)21677056 * mb, n); /* layer3.4.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21626880 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 24448, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21677056 * mb, n); /* layer3.4.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21677056 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)21727232 * mb, n); /* layer3.4.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21727232 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 24960, arena + (size_t)0 * mb, arena + (size_t)21777408 * mb, n); /* layer3.4.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21727232 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 24960, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21777408 * mb, n); /* layer3.4.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21777408 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)17612800 * mb, n); /* layer3.4.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17612800 * mb, arena + (size_t)17412096 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 25472, arena + (size_t)0 * mb, arena + (size_t)17813504 * mb, n); /* layer3.4.bn3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)17612800 * mb, arena + (size_t)17412096 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 25472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17813504 * mb, n); /* layer3.4.bn3 */
     k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)17813504 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)21827584 * mb, n); /* layer3.5.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21827584 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 27520, arena + (size_t)0 * mb, arena + (size_t)21877760 * mb, n); /* layer3.5.bn1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21827584 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 27520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21877760 * mb, n); /* layer3.5.bn1 */
     k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)21877760 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)21927936 * mb, n); /* layer3.5.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)21927936 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 28032, arena + (size_t)0 * mb, arena + (size_t)21978112 * mb, n); /* layer3.5.bn2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)21927936 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 28032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)21978112 * mb, n); /* layer3.5.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)21978112 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)18014208 * mb, n); /* layer3.5.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)18014208 * mb, arena + (size_t)17813504 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 28544, arena + (size_t)0 * mb, arena + (size_t)18214912 * mb, n); /* layer3.5.bn3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)18014208 * mb, arena + (size_t)17813504 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 28544, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18214912 * mb, n); /* layer3.5.bn3 */
     k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)18214912 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)22028288 * mb, n); /* layer4.0.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)22028288 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 30592, arena + (size_t)0 * mb, arena + (size_t)22053376 * mb, n); /* layer4.0.bn1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)22028288 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 30592, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22053376 * mb, n); /* layer4.0.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22053376 * mb, arena + (size_t)0 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)22078464 * mb, n); /* layer4.0.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)22078464 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 31616, arena + (size_t)0 * mb, arena + (size_t)22103552 * mb, n); /* layer4.0.bn2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)22078464 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 31616, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22103552 * mb, n); /* layer4.0.bn2 */
     k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)22103552 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)18415616 * mb, n); /* layer4.0.conv3 */
     k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)18214912 * mb, m->tpacked + 25181312, m->tpacked + 27278464, arena + (size_t)18515968 * mb, n); /* layer4.0.downsample.0 */
-    k_bntrain_2048x7x7_b16(arena + (size_t)18515968 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 36736, arena + (size_t)100352 * mb, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)18415616 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 32640, arena + (size_t)100352 * mb, arena + (size_t)20221952 * mb, n); /* layer4.0.bn3 */
+    k_bntrain_2048x7x7_b16(arena + (size_t)18515968 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 36736, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)18415616 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 32640, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)20221952 * mb, n); /* layer4.0.bn3 */
     k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)20221952 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)22128640 * mb, n); /* layer4.1.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)22128640 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 40832, arena + (size_t)0 * mb, arena + (size_t)22153728 * mb, n); /* layer4.1.bn1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)22128640 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 40832, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22153728 * mb, n); /* layer4.1.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22153728 * mb, arena + (size_t)0 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)22178816 * mb, n); /* layer4.1.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)22178816 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 41856, arena + (size_t)0 * mb, arena + (size_t)22203904 * mb, n); /* layer4.1.bn2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)22178816 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 41856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22203904 * mb, n); /* layer4.1.bn2 */
     k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)22203904 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)20322304 * mb, n); /* layer4.1.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)20322304 * mb, arena + (size_t)20221952 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 42880, arena + (size_t)0 * mb, arena + (size_t)20422656 * mb, n); /* layer4.1.bn3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)20322304 * mb, arena + (size_t)20221952 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 42880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20422656 * mb, n); /* layer4.1.bn3 */
     k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)20422656 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)20723712 * mb, n); /* layer4.2.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)20723712 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 46976, arena + (size_t)0 * mb, arena + (size_t)20748800 * mb, n); /* layer4.2.bn1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)20723712 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 46976, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20748800 * mb, n); /* layer4.2.bn1 */
     k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20748800 * mb, arena + (size_t)0 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)1048576 * mb, n); /* layer4.2.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)1048576 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 48000, arena + (size_t)0 * mb, arena + (size_t)1073664 * mb, n); /* layer4.2.bn2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)1048576 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 48000, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1073664 * mb, n); /* layer4.2.bn2 */
     k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)1073664 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)0 * mb, n); /* layer4.2.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)20422656 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 49024, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.bn3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)20422656 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 49024, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.2.bn3 */
     k_avgpool_2048x7x7_b16(arena + (size_t)100352 * mb, arena + (size_t)200704 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)200704 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)202752 * mb, n); /* fc */
-    k_loss_1000(arena + (size_t)202752 * mb, labels, &m->loss, arena + (size_t)203760 * mb, n); /* loss */
+    k_loss_1000(arena + (size_t)202752 * mb, labels, &m->loss, &m->reducer, arena + (size_t)203760 * mb, n); /* loss */
     k_densegrad_2048_1000(arena + (size_t)203760 * mb, arena + (size_t)200704 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, arena + (size_t)22279168 * mb, n); /* fc.grad */
+    rc_allreduce(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
     k_avgpoolgrad_2048x7x7_b16(arena + (size_t)22279168 * mb, arena + (size_t)200704 * mb, n); /* avgpool1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 23552960, m->bn_stats + 49024, m->grads + 23552960, m->grads + 23555008, arena + (size_t)301056 * mb, arena + (size_t)20623360 * mb, arena + (size_t)20523008 * mb, n); /* layer4.2.bn3.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 23552960, m->bn_stats + 49024, m->grads + 23552960, m->grads + 23555008, arena + (size_t)301056 * mb, &m->reducer, arena + (size_t)20623360 * mb, arena + (size_t)20523008 * mb, n); /* layer4.2.bn3.grad */
     k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20523008 * mb, arena + (size_t)1073664 * mb, arena + (size_t)0 * mb, m->grads + 22504384, n); /* layer4.2.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20523008 * mb, arena + (size_t)0 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)100352 * mb, n); /* layer4.2.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)1048576 * mb, arena + (size_t)1073664 * mb, m->params + 22502336, m->bn_stats + 48000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)0 * mb, arena + (size_t)22228992 * mb, n); /* layer4.2.bn2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)1048576 * mb, arena + (size_t)1073664 * mb, m->params + 22502336, m->bn_stats + 48000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22228992 * mb, n); /* layer4.2.bn2.grad */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)22228992 * mb, arena + (size_t)20748800 * mb, arena + (size_t)0 * mb, m->grads + 20143040, n); /* layer4.2.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)22228992 * mb, arena + (size_t)0 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)41472 * mb, n); /* layer4.2.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)20723712 * mb, arena + (size_t)20748800 * mb, m->params + 20140992, m->bn_stats + 46976, m->grads + 20140992, m->grads + 20141504, arena + (size_t)0 * mb, arena + (size_t)22254080 * mb, n); /* layer4.2.bn1.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)20723712 * mb, arena + (size_t)20748800 * mb, m->params + 20140992, m->bn_stats + 46976, m->grads + 20140992, m->grads + 20141504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22254080 * mb, n); /* layer4.2.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)22254080 * mb, arena + (size_t)20422656 * mb, arena + (size_t)0 * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)22254080 * mb, arena + (size_t)100352 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)20623360 * mb, arena + (size_t)0 * mb, n); /* layer4.2.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)20322304 * mb, arena + (size_t)20422656 * mb, m->params + 19084224, m->bn_stats + 42880, m->grads + 19084224, m->grads + 19086272, arena + (size_t)100352 * mb, arena + (size_t)20723712 * mb, arena + (size_t)20623360 * mb, n); /* layer4.1.bn3.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)20322304 * mb, arena + (size_t)20422656 * mb, m->params + 19084224, m->bn_stats + 42880, m->grads + 19084224, m->grads + 19086272, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)20723712 * mb, arena + (size_t)20623360 * mb, n); /* layer4.1.bn3.grad */
     k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20623360 * mb, arena + (size_t)22203904 * mb, arena + (size_t)0 * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20623360 * mb, arena + (size_t)0 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)100352 * mb, n); /* layer4.1.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22178816 * mb, arena + (size_t)22203904 * mb, m->params + 18033600, m->bn_stats + 41856, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, arena + (size_t)20422656 * mb, n); /* layer4.1.bn2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22178816 * mb, arena + (size_t)22203904 * mb, m->params + 18033600, m->bn_stats + 41856, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20422656 * mb, n); /* layer4.1.bn2.grad */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)20422656 * mb, arena + (size_t)22153728 * mb, arena + (size_t)0 * mb, m->grads + 15674304, n); /* layer4.1.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20422656 * mb, arena + (size_t)0 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)41472 * mb, n); /* layer4.1.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22128640 * mb, arena + (size_t)22153728 * mb, m->params + 15672256, m->bn_stats + 40832, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, arena + (size_t)20447744 * mb, n); /* layer4.1.bn1.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22128640 * mb, arena + (size_t)22153728 * mb, m->params + 15672256, m->bn_stats + 40832, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20447744 * mb, n); /* layer4.1.bn1.grad */
     k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)20447744 * mb, arena + (size_t)20221952 * mb, arena + (size_t)0 * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)20447744 * mb, arena + (size_t)100352 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)20723712 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18415616 * mb, arena + (size_t)20221952 * mb, m->params + 12510144, m->bn_stats + 32640, m->grads + 12510144, m->grads + 12512192, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, arena + (size_t)20322304 * mb, n); /* layer4.0.bn3.grad */
-    k_bngrad_2048x7x7_b16(arena + (size_t)100352 * mb, arena + (size_t)18515968 * mb, m->params + 14615488, m->bn_stats + 36736, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, arena + (size_t)20221952 * mb, n); /* layer4.0.downsample.1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18415616 * mb, arena + (size_t)20221952 * mb, m->params + 12510144, m->bn_stats + 32640, m->grads + 12510144, m->grads + 12512192, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)100352 * mb, arena + (size_t)20322304 * mb, n); /* layer4.0.bn3.grad */
+    k_bngrad_2048x7x7_b16(arena + (size_t)100352 * mb, arena + (size_t)18515968 * mb, m->params + 14615488, m->bn_stats + 36736, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20221952 * mb, n); /* layer4.0.downsample.1.grad */
     k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)20221952 * mb, arena + (size_t)18214912 * mb, arena + (size_t)0 * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
     k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)20221952 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)18415616 * mb, n); /* layer4.0.downsample.0.grad */
     k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)20322304 * mb, arena + (size_t)22103552 * mb, arena + (size_t)0 * mb, m->grads + 11461568, n); /* layer4.0.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20322304 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)100352 * mb, n); /* layer4.0.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22078464 * mb, arena + (size_t)22103552 * mb, m->params + 11459520, m->bn_stats + 31616, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, arena + (size_t)20472832 * mb, n); /* layer4.0.bn2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)100352 * mb, arena + (size_t)22078464 * mb, arena + (size_t)22103552 * mb, m->params + 11459520, m->bn_stats + 31616, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20472832 * mb, n); /* layer4.0.bn2.grad */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)20472832 * mb, arena + (size_t)22053376 * mb, arena + (size_t)0 * mb, m->grads + 9100224, n); /* layer4.0.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)20472832 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)41472 * mb, n); /* layer4.0.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22028288 * mb, arena + (size_t)22053376 * mb, m->params + 9098176, m->bn_stats + 30592, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, arena + (size_t)20497920 * mb, n); /* layer4.0.bn1.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)41472 * mb, arena + (size_t)22028288 * mb, arena + (size_t)22053376 * mb, m->params + 9098176, m->bn_stats + 30592, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)20497920 * mb, n); /* layer4.0.bn1.grad */
     k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)20497920 * mb, arena + (size_t)18214912 * mb, arena + (size_t)0 * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
     k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)20497920 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)18415616 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18014208 * mb, arena + (size_t)18214912 * mb, m->params + 8569792, m->bn_stats + 28544, m->grads + 8569792, m->grads + 8570816, arena + (size_t)200704 * mb, arena + (size_t)589824 * mb, arena + (size_t)2107392 * mb, n); /* layer3.5.bn3.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)18014208 * mb, arena + (size_t)18214912 * mb, m->params + 8569792, m->bn_stats + 28544, m->grads + 8569792, m->grads + 8570816, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)589824 * mb, arena + (size_t)2107392 * mb, n); /* layer3.5.bn3.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)2107392 * mb, arena + (size_t)21978112 * mb, arena + (size_t)0 * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)2107392 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)200704 * mb, n); /* layer3.5.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21927936 * mb, arena + (size_t)21978112 * mb, m->params + 8306624, m->bn_stats + 28032, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, arena + (size_t)2308096 * mb, n); /* layer3.5.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21927936 * mb, arena + (size_t)21978112 * mb, m->params + 8306624, m->bn_stats + 28032, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)2308096 * mb, n); /* layer3.5.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)2308096 * mb, arena + (size_t)21877760 * mb, arena + (size_t)0 * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)2308096 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)294912 * mb, n); /* layer3.5.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21827584 * mb, arena + (size_t)21877760 * mb, m->params + 7715776, m->bn_stats + 27520, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, arena + (size_t)18214912 * mb, n); /* layer3.5.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21827584 * mb, arena + (size_t)21877760 * mb, m->params + 7715776, m->bn_stats + 27520, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18214912 * mb, n); /* layer3.5.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)18214912 * mb, arena + (size_t)17813504 * mb, arena + (size_t)0 * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)18214912 * mb, arena + (size_t)200704 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)589824 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17612800 * mb, arena + (size_t)17813504 * mb, m->params + 7449536, m->bn_stats + 25472, m->grads + 7449536, m->grads + 7450560, arena + (size_t)200704 * mb, arena + (size_t)589824 * mb, arena + (size_t)18014208 * mb, n); /* layer3.4.bn3.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17612800 * mb, arena + (size_t)17813504 * mb, m->params + 7449536, m->bn_stats + 25472, m->grads + 7449536, m->grads + 7450560, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)589824 * mb, arena + (size_t)18014208 * mb, n); /* layer3.4.bn3.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)18014208 * mb, arena + (size_t)21777408 * mb, arena + (size_t)0 * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)18014208 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)200704 * mb, n); /* layer3.4.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21727232 * mb, arena + (size_t)21777408 * mb, m->params + 7186368, m->bn_stats + 24960, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, arena + (size_t)17813504 * mb, n); /* layer3.4.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21727232 * mb, arena + (size_t)21777408 * mb, m->params + 7186368, m->bn_stats + 24960, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17813504 * mb, n); /* layer3.4.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)17813504 * mb, arena + (size_t)21677056 * mb, arena + (size_t)0 * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17813504 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)294912 * mb, n); /* layer3.4.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21626880 * mb, arena + (size_t)21677056 * mb, m->params + 6595520, m->bn_stats + 24448, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, arena + (size_t)17863680 * mb, n); /* layer3.4.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21626880 * mb, arena + (size_t)21677056 * mb, m->params + 6595520, m->bn_stats + 24448, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17863680 * mb, n); /* layer3.4.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17863680 * mb, arena + (size_t)17412096 * mb, arena + (size_t)0 * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17863680 * mb, arena + (size_t)200704 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)589824 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17211392 * mb, arena + (size_t)17412096 * mb, m->params + 6329280, m->bn_stats + 22400, m->grads + 6329280, m->grads + 6330304, arena + (size_t)200704 * mb, arena + (size_t)589824 * mb, arena + (size_t)17612800 * mb, n); /* layer3.3.bn3.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)17211392 * mb, arena + (size_t)17412096 * mb, m->params + 6329280, m->bn_stats + 22400, m->grads + 6329280, m->grads + 6330304, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)589824 * mb, arena + (size_t)17612800 * mb, n); /* layer3.3.bn3.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)17612800 * mb, arena + (size_t)21576704 * mb, arena + (size_t)0 * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17612800 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)200704 * mb, n); /* layer3.3.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21526528 * mb, arena + (size_t)21576704 * mb, m->params + 6066112, m->bn_stats + 21888, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, arena + (size_t)17412096 * mb, n); /* layer3.3.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21526528 * mb, arena + (size_t)21576704 * mb, m->params + 6066112, m->bn_stats + 21888, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17412096 * mb, n); /* layer3.3.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)17412096 * mb, arena + (size_t)21476352 * mb, arena + (size_t)0 * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17412096 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)294912 * mb, n); /* layer3.3.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21426176 * mb, arena + (size_t)21476352 * mb, m->params + 5475264, m->bn_stats + 21376, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, arena + (size_t)17462272 * mb, n); /* layer3.3.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21426176 * mb, arena + (size_t)21476352 * mb, m->params + 5475264, m->bn_stats + 21376, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17462272 * mb, n); /* layer3.3.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17462272 * mb, arena + (size_t)17010688 * mb, arena + (size_t)0 * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17462272 * mb, arena + (size_t)200704 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)589824 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16809984 * mb, arena + (size_t)17010688 * mb, m->params + 5209024, m->bn_stats + 19328, m->grads + 5209024, m->grads + 5210048, arena + (size_t)200704 * mb, arena + (size_t)589824 * mb, arena + (size_t)17211392 * mb, n); /* layer3.2.bn3.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16809984 * mb, arena + (size_t)17010688 * mb, m->params + 5209024, m->bn_stats + 19328, m->grads + 5209024, m->grads + 5210048, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)589824 * mb, arena + (size_t)17211392 * mb, n); /* layer3.2.bn3.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)17211392 * mb, arena + (size_t)21376000 * mb, arena + (size_t)0 * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)17211392 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)200704 * mb, n); /* layer3.2.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21325824 * mb, arena + (size_t)21376000 * mb, m->params + 4945856, m->bn_stats + 18816, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, arena + (size_t)17010688 * mb, n); /* layer3.2.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21325824 * mb, arena + (size_t)21376000 * mb, m->params + 4945856, m->bn_stats + 18816, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17010688 * mb, n); /* layer3.2.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)17010688 * mb, arena + (size_t)21275648 * mb, arena + (size_t)0 * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)17010688 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)294912 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21225472 * mb, arena + (size_t)21275648 * mb, m->params + 4355008, m->bn_stats + 18304, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, arena + (size_t)17060864 * mb, n); /* layer3.2.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21225472 * mb, arena + (size_t)21275648 * mb, m->params + 4355008, m->bn_stats + 18304, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)17060864 * mb, n); /* layer3.2.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)17060864 * mb, arena + (size_t)16609280 * mb, arena + (size_t)0 * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)17060864 * mb, arena + (size_t)200704 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)589824 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16408576 * mb, arena + (size_t)16609280 * mb, m->params + 4088768, m->bn_stats + 16256, m->grads + 4088768, m->grads + 4089792, arena + (size_t)200704 * mb, arena + (size_t)589824 * mb, arena + (size_t)16809984 * mb, n); /* layer3.1.bn3.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)16408576 * mb, arena + (size_t)16609280 * mb, m->params + 4088768, m->bn_stats + 16256, m->grads + 4088768, m->grads + 4089792, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)589824 * mb, arena + (size_t)16809984 * mb, n); /* layer3.1.bn3.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)16809984 * mb, arena + (size_t)21175296 * mb, arena + (size_t)0 * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16809984 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)200704 * mb, n); /* layer3.1.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21125120 * mb, arena + (size_t)21175296 * mb, m->params + 3825600, m->bn_stats + 15744, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, arena + (size_t)16609280 * mb, n); /* layer3.1.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)21125120 * mb, arena + (size_t)21175296 * mb, m->params + 3825600, m->bn_stats + 15744, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)16609280 * mb, n); /* layer3.1.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)16609280 * mb, arena + (size_t)21074944 * mb, arena + (size_t)0 * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)16609280 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)294912 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21024768 * mb, arena + (size_t)21074944 * mb, m->params + 3234752, m->bn_stats + 15232, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, arena + (size_t)16659456 * mb, n); /* layer3.1.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)21024768 * mb, arena + (size_t)21074944 * mb, m->params + 3234752, m->bn_stats + 15232, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)16659456 * mb, n); /* layer3.1.bn1.grad */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)16659456 * mb, arena + (size_t)16207872 * mb, arena + (size_t)0 * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)16659456 * mb, arena + (size_t)200704 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)589824 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)15806464 * mb, arena + (size_t)16207872 * mb, m->params + 2440128, m->bn_stats + 11136, m->grads + 2440128, m->grads + 2441152, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, arena + (size_t)16408576 * mb, n); /* layer3.0.bn3.grad */
-    k_bngrad_1024x14x14_b16(arena + (size_t)200704 * mb, arena + (size_t)16007168 * mb, m->params + 2968512, m->bn_stats + 13184, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, arena + (size_t)15806464 * mb, n); /* layer3.0.downsample.1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)15806464 * mb, arena + (size_t)16207872 * mb, m->params + 2440128, m->bn_stats + 11136, m->grads + 2440128, m->grads + 2441152, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)200704 * mb, arena + (size_t)16408576 * mb, n); /* layer3.0.bn3.grad */
+    k_bngrad_1024x14x14_b16(arena + (size_t)200704 * mb, arena + (size_t)16007168 * mb, m->params + 2968512, m->bn_stats + 13184, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)15806464 * mb, n); /* layer3.0.downsample.1.grad */
     k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)15806464 * mb, arena + (size_t)12795904 * mb, arena + (size_t)0 * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
     k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)15806464 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)802816 * mb, n); /* layer3.0.downsample.0.grad */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)16408576 * mb, arena + (size_t)20974592 * mb, arena + (size_t)0 * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)16408576 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)200704 * mb, n); /* layer3.0.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)20924416 * mb, arena + (size_t)20974592 * mb, m->params + 2176960, m->bn_stats + 10624, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, arena + (size_t)16007168 * mb, n); /* layer3.0.bn2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)20924416 * mb, arena + (size_t)20974592 * mb, m->params + 2176960, m->bn_stats + 10624, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)16007168 * mb, n); /* layer3.0.bn2.grad */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)16007168 * mb, arena + (size_t)20874240 * mb, arena + (size_t)0 * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)16007168 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)294912 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)20824064 * mb, arena + (size_t)20874240 * mb, m->params + 1586112, m->bn_stats + 10112, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, arena + (size_t)16057344 * mb, n); /* layer3.0.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)294912 * mb, arena + (size_t)20824064 * mb, arena + (size_t)20874240 * mb, m->params + 1586112, m->bn_stats + 10112, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)16057344 * mb, n); /* layer3.0.bn1.grad */
     k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)16057344 * mb, arena + (size_t)12795904 * mb, arena + (size_t)0 * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
     k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)16057344 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)802816 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)12394496 * mb, arena + (size_t)12795904 * mb, m->params + 1452992, m->bn_stats + 9088, m->grads + 1452992, m->grads + 1453504, arena + (size_t)401408 * mb, arena + (size_t)451584 * mb, arena + (size_t)1705984 * mb, n); /* layer2.3.bn3.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)12394496 * mb, arena + (size_t)12795904 * mb, m->params + 1452992, m->bn_stats + 9088, m->grads + 1452992, m->grads + 1453504, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)451584 * mb, arena + (size_t)1705984 * mb, n); /* layer2.3.bn3.grad */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)1705984 * mb, arena + (size_t)20121600 * mb, arena + (size_t)0 * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)1705984 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)852992 * mb, n); /* layer2.3.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)20021248 * mb, arena + (size_t)20121600 * mb, m->params + 1386944, m->bn_stats + 8832, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, arena + (size_t)12795904 * mb, n); /* layer2.3.bn2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)20021248 * mb, arena + (size_t)20121600 * mb, m->params + 1386944, m->bn_stats + 8832, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12795904 * mb, n); /* layer2.3.bn2.grad */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12795904 * mb, arena + (size_t)19920896 * mb, arena + (size_t)0 * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12795904 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)852992 * mb, n); /* layer2.3.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19820544 * mb, arena + (size_t)19920896 * mb, m->params + 1238976, m->bn_stats + 8576, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, arena + (size_t)12896256 * mb, n); /* layer2.3.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19820544 * mb, arena + (size_t)19920896 * mb, m->params + 1238976, m->bn_stats + 8576, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12896256 * mb, n); /* layer2.3.bn1.grad */
     k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12896256 * mb, arena + (size_t)11993088 * mb, arena + (size_t)0 * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12896256 * mb, arena + (size_t)852992 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)451584 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)11591680 * mb, arena + (size_t)11993088 * mb, m->params + 1171392, m->bn_stats + 7552, m->grads + 1171392, m->grads + 1171904, arena + (size_t)401408 * mb, arena + (size_t)451584 * mb, arena + (size_t)12394496 * mb, n); /* layer2.2.bn3.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)11591680 * mb, arena + (size_t)11993088 * mb, m->params + 1171392, m->bn_stats + 7552, m->grads + 1171392, m->grads + 1171904, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)451584 * mb, arena + (size_t)12394496 * mb, n); /* layer2.2.bn3.grad */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)12394496 * mb, arena + (size_t)19720192 * mb, arena + (size_t)0 * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)12394496 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)852992 * mb, n); /* layer2.2.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19619840 * mb, arena + (size_t)19720192 * mb, m->params + 1105344, m->bn_stats + 7296, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, arena + (size_t)11993088 * mb, n); /* layer2.2.bn2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19619840 * mb, arena + (size_t)19720192 * mb, m->params + 1105344, m->bn_stats + 7296, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11993088 * mb, n); /* layer2.2.bn2.grad */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)11993088 * mb, arena + (size_t)19519488 * mb, arena + (size_t)0 * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)11993088 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)852992 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19419136 * mb, arena + (size_t)19519488 * mb, m->params + 957376, m->bn_stats + 7040, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, arena + (size_t)12093440 * mb, n); /* layer2.2.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19419136 * mb, arena + (size_t)19519488 * mb, m->params + 957376, m->bn_stats + 7040, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12093440 * mb, n); /* layer2.2.bn1.grad */
     k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12093440 * mb, arena + (size_t)11190272 * mb, arena + (size_t)0 * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12093440 * mb, arena + (size_t)852992 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)451584 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10788864 * mb, arena + (size_t)11190272 * mb, m->params + 889792, m->bn_stats + 6016, m->grads + 889792, m->grads + 890304, arena + (size_t)401408 * mb, arena + (size_t)451584 * mb, arena + (size_t)11591680 * mb, n); /* layer2.1.bn3.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10788864 * mb, arena + (size_t)11190272 * mb, m->params + 889792, m->bn_stats + 6016, m->grads + 889792, m->grads + 890304, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)451584 * mb, arena + (size_t)11591680 * mb, n); /* layer2.1.bn3.grad */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)11591680 * mb, arena + (size_t)19318784 * mb, arena + (size_t)0 * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)11591680 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)852992 * mb, n); /* layer2.1.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19218432 * mb, arena + (size_t)19318784 * mb, m->params + 823744, m->bn_stats + 5760, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, arena + (size_t)12193792 * mb, n); /* layer2.1.bn2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19218432 * mb, arena + (size_t)19318784 * mb, m->params + 823744, m->bn_stats + 5760, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12193792 * mb, n); /* layer2.1.bn2.grad */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12193792 * mb, arena + (size_t)19118080 * mb, arena + (size_t)0 * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12193792 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)852992 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19017728 * mb, arena + (size_t)19118080 * mb, m->params + 675776, m->bn_stats + 5504, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, arena + (size_t)12294144 * mb, n); /* layer2.1.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)852992 * mb, arena + (size_t)19017728 * mb, arena + (size_t)19118080 * mb, m->params + 675776, m->bn_stats + 5504, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12294144 * mb, n); /* layer2.1.bn1.grad */
     k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)12294144 * mb, arena + (size_t)10387456 * mb, arena + (size_t)0 * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)12294144 * mb, arena + (size_t)852992 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)451584 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)9584640 * mb, arena + (size_t)10387456 * mb, m->params + 475072, m->bn_stats + 3456, m->grads + 475072, m->grads + 475584, arena + (size_t)802816 * mb, arena + (size_t)401408 * mb, arena + (size_t)10788864 * mb, n); /* layer2.0.bn3.grad */
-    k_bngrad_512x28x28_b16(arena + (size_t)401408 * mb, arena + (size_t)9986048 * mb, m->params + 608192, m->bn_stats + 4480, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, arena + (size_t)10387456 * mb, n); /* layer2.0.downsample.1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)9584640 * mb, arena + (size_t)10387456 * mb, m->params + 475072, m->bn_stats + 3456, m->grads + 475072, m->grads + 475584, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)401408 * mb, arena + (size_t)10788864 * mb, n); /* layer2.0.bn3.grad */
+    k_bngrad_512x28x28_b16(arena + (size_t)401408 * mb, arena + (size_t)9986048 * mb, m->params + 608192, m->bn_stats + 4480, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10387456 * mb, n); /* layer2.0.downsample.1.grad */
     k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)10387456 * mb, arena + (size_t)8781824 * mb, arena + (size_t)0 * mb, m->grads + 477120, n); /* layer2.0.downsample.0.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
     k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)10387456 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)9584640 * mb, n); /* layer2.0.downsample.0.grad */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)10788864 * mb, arena + (size_t)18917376 * mb, arena + (size_t)0 * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)10788864 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)401408 * mb, n); /* layer2.0.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)18817024 * mb, arena + (size_t)18917376 * mb, m->params + 409024, m->bn_stats + 3200, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, arena + (size_t)12996608 * mb, n); /* layer2.0.bn2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)18817024 * mb, arena + (size_t)18917376 * mb, m->params + 409024, m->bn_stats + 3200, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12996608 * mb, n); /* layer2.0.bn2.grad */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)12996608 * mb, arena + (size_t)18716672 * mb, arena + (size_t)0 * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)12996608 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)451584 * mb, n); /* layer2.0.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)451584 * mb, arena + (size_t)18616320 * mb, arena + (size_t)18716672 * mb, m->params + 261056, m->bn_stats + 2944, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, arena + (size_t)13096960 * mb, n); /* layer2.0.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)451584 * mb, arena + (size_t)18616320 * mb, arena + (size_t)18716672 * mb, m->params + 261056, m->bn_stats + 2944, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)13096960 * mb, n); /* layer2.0.bn1.grad */
     k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)13096960 * mb, arena + (size_t)8781824 * mb, arena + (size_t)0 * mb, m->grads + 228288, n); /* layer2.0.conv1.grad_weight */
     k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)13096960 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)9584640 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7979008 * mb, arena + (size_t)8781824 * mb, m->params + 227264, m->bn_stats + 2432, m->grads + 227264, m->grads + 227520, arena + (size_t)802816 * mb, arena + (size_t)9584640 * mb, arena + (size_t)903168 * mb, n); /* layer1.2.bn3.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7979008 * mb, arena + (size_t)8781824 * mb, m->params + 227264, m->bn_stats + 2432, m->grads + 227264, m->grads + 227520, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)9584640 * mb, arena + (size_t)903168 * mb, n); /* layer1.2.bn3.grad */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)903168 * mb, arena + (size_t)15605760 * mb, arena + (size_t)0 * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)7979008 * mb, n); /* layer1.2.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)7979008 * mb, arena + (size_t)15405056 * mb, arena + (size_t)15605760 * mb, m->params + 210624, m->bn_stats + 2304, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, arena + (size_t)11190272 * mb, n); /* layer1.2.bn2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)7979008 * mb, arena + (size_t)15405056 * mb, arena + (size_t)15605760 * mb, m->params + 210624, m->bn_stats + 2304, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11190272 * mb, n); /* layer1.2.bn2.grad */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)11190272 * mb, arena + (size_t)15204352 * mb, arena + (size_t)0 * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 173632, 87680); /* gradients: layer1.2.bn1.running_mean … layer2.0.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)11190272 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)7979008 * mb, n); /* layer1.2.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)7979008 * mb, arena + (size_t)15003648 * mb, arena + (size_t)15204352 * mb, m->params + 173504, m->bn_stats + 2176, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, arena + (size_t)11390976 * mb, n); /* layer1.2.bn1.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)7979008 * mb, arena + (size_t)15003648 * mb, arena + (size_t)15204352 * mb, m->params + 173504, m->bn_stats + 2176, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11390976 * mb, n); /* layer1.2.bn1.grad */
     k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)11390976 * mb, arena + (size_t)7176192 * mb, arena + (size_t)0 * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)11390976 * mb, arena + (size_t)7979008 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)9584640 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6373376 * mb, arena + (size_t)7176192 * mb, m->params + 156096, m->bn_stats + 1664, m->grads + 156096, m->grads + 156352, arena + (size_t)802816 * mb, arena + (size_t)8781824 * mb, arena + (size_t)7979008 * mb, n); /* layer1.1.bn3.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6373376 * mb, arena + (size_t)7176192 * mb, m->params + 156096, m->bn_stats + 1664, m->grads + 156096, m->grads + 156352, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)8781824 * mb, arena + (size_t)7979008 * mb, n); /* layer1.1.bn3.grad */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)7979008 * mb, arena + (size_t)14802944 * mb, arena + (size_t)0 * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)7979008 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)6373376 * mb, n); /* layer1.1.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)6373376 * mb, arena + (size_t)14602240 * mb, arena + (size_t)14802944 * mb, m->params + 139456, m->bn_stats + 1536, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, arena + (size_t)9584640 * mb, n); /* layer1.1.bn2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)6373376 * mb, arena + (size_t)14602240 * mb, arena + (size_t)14802944 * mb, m->params + 139456, m->bn_stats + 1536, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)9584640 * mb, n); /* layer1.1.bn2.grad */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)9584640 * mb, arena + (size_t)14401536 * mb, arena + (size_t)0 * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 102464, 71168); /* gradients: layer1.1.bn1.running_mean … layer1.2.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)9584640 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)6373376 * mb, n); /* layer1.1.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)6373376 * mb, arena + (size_t)14200832 * mb, arena + (size_t)14401536 * mb, m->params + 102336, m->bn_stats + 1408, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, arena + (size_t)9785344 * mb, n); /* layer1.1.bn1.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)6373376 * mb, arena + (size_t)14200832 * mb, arena + (size_t)14401536 * mb, m->params + 102336, m->bn_stats + 1408, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)9785344 * mb, n); /* layer1.1.bn1.grad */
     k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)9785344 * mb, arena + (size_t)5570560 * mb, arena + (size_t)0 * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)9785344 * mb, arena + (size_t)6373376 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)8781824 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)3964928 * mb, arena + (size_t)5570560 * mb, m->params + 67520, m->bn_stats + 384, m->grads + 67520, m->grads + 67776, arena + (size_t)802816 * mb, arena + (size_t)7176192 * mb, arena + (size_t)6373376 * mb, n); /* layer1.0.bn3.grad */
-    k_bngrad_256x56x56_b16(arena + (size_t)7176192 * mb, arena + (size_t)4767744 * mb, m->params + 84928, m->bn_stats + 896, m->grads + 84928, m->grads + 85184, arena + (size_t)0 * mb, arena + (size_t)3964928 * mb, n); /* layer1.0.downsample.1.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)3964928 * mb, arena + (size_t)5570560 * mb, m->params + 67520, m->bn_stats + 384, m->grads + 67520, m->grads + 67776, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)7176192 * mb, arena + (size_t)6373376 * mb, n); /* layer1.0.bn3.grad */
+    k_bngrad_256x56x56_b16(arena + (size_t)7176192 * mb, arena + (size_t)4767744 * mb, m->params + 84928, m->bn_stats + 896, m->grads + 84928, m->grads + 85184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)3964928 * mb, n); /* layer1.0.downsample.1.grad */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)3964928 * mb, arena + (size_t)13197312 * mb, arena + (size_t)0 * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3964928 * mb, arena + (size_t)0 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)4767744 * mb, n); /* layer1.0.downsample.0.grad */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)6373376 * mb, arena + (size_t)14000128 * mb, arena + (size_t)0 * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)6373376 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)4968448 * mb, n); /* layer1.0.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)4968448 * mb, arena + (size_t)13799424 * mb, arena + (size_t)14000128 * mb, m->params + 50880, m->bn_stats + 256, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, arena + (size_t)5570560 * mb, n); /* layer1.0.bn2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)4968448 * mb, arena + (size_t)13799424 * mb, arena + (size_t)14000128 * mb, m->params + 50880, m->bn_stats + 256, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5570560 * mb, n); /* layer1.0.bn2.grad */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)5570560 * mb, arena + (size_t)13598720 * mb, arena + (size_t)0 * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 13888, 88576); /* gradients: layer1.0.bn1.running_mean … layer1.1.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)5570560 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)4968448 * mb, n); /* layer1.0.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)4968448 * mb, arena + (size_t)13398016 * mb, arena + (size_t)13598720 * mb, m->params + 13760, m->bn_stats + 128, m->grads + 13760, m->grads + 13824, arena + (size_t)0 * mb, arena + (size_t)5771264 * mb, n); /* layer1.0.bn1.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)4968448 * mb, arena + (size_t)13398016 * mb, arena + (size_t)13598720 * mb, m->params + 13760, m->bn_stats + 128, m->grads + 13760, m->grads + 13824, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5771264 * mb, n); /* layer1.0.bn1.grad */
     k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)5771264 * mb, arena + (size_t)13197312 * mb, arena + (size_t)0 * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)5771264 * mb, arena + (size_t)0 * mb, m->tpacked + 72381504, m->tpacked + 72385600, arena + (size_t)4767744 * mb, arena + (size_t)4968448 * mb, n); /* layer1.0.conv1.grad */
     k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)4968448 * mb, arena + (size_t)3162112 * mb, arena + (size_t)0 * mb, n); /* maxpool1.grad */
-    k_bngrad_64x112x112_b16_relu(arena + (size_t)0 * mb, arena + (size_t)2359296 * mb, arena + (size_t)3162112 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)802816 * mb, arena + (size_t)4767744 * mb, n); /* bn1.grad */
+    k_bngrad_64x112x112_b16_relu(arena + (size_t)0 * mb, arena + (size_t)2359296 * mb, arena + (size_t)3162112 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)4767744 * mb, n); /* bn1.grad */
     k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(arena + (size_t)4767744 * mb, x, arena + (size_t)0 * mb, m->grads + 0, n); /* conv1.grad_weight */
+    rc_allreduce(&m->reducer, m->grads + 0, 13888); /* gradients: conv1.weight … layer1.0.bn1.bias */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,
@@ -11251,9 +11603,11 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
         if (labels[i] < 0 || labels[i] >= RESNET50_NUM_CLASSES) return RC_ERR_LABEL;
     const int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
+    m->reducer.failed = 0;
     train_forward_backward(m, x, labels, n);
-    /* Nothing has been written to the parameters yet: a non-finite loss or
-     * gradient leaves the model exactly as it was. */
+    /* Nothing has been written to the parameters yet: a failed all-reduce or
+     * a non-finite loss or gradient leaves the model exactly as it was. */
+    if (m->reducer.failed) return RC_ERR_ALLREDUCE;
     if (!isfinite(m->loss)) return RC_ERR_NONFINITE;
     for (int t = 0; t < NUM_PARAMS; t++) {
         if (!PARAMS[t].trainable) continue;
@@ -11263,6 +11617,21 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
     }
     apply_update(m, lr);
     *loss = (float)m->loss;
+    return RC_OK;
+}
+
+/* Data-parallel training: with a hook, each replica's step is the step on the
+ * concatenated batch (BN statistics and their gradient sums, the loss and the
+ * gradients summed across replicas by fn; see train_forward_backward for the
+ * gradient buckets). replicas 1 (fn ignored) is one process. */
+int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ctx, int replicas)
+{
+    if (!m) return RC_ERR_NULL;
+    if (replicas < 1 || (replicas > 1 && !fn)) return RC_ERR_ARG;
+    m->reducer.fn = replicas > 1 ? fn : NULL;
+    m->reducer.ctx = replicas > 1 ? ctx : NULL;
+    m->reducer.replicas = replicas;
+    m->reducer.failed = 0;
     return RC_OK;
 }
 

@@ -58,6 +58,18 @@ int resnet50_infer(resnet50_model *m, const float *x, int n, float *probs);
  * step's loss. A non-finite loss or gradient returns an error and leaves the
  * model unchanged. The first call allocates the training state. */
 int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels, int n, float lr, float *loss);
+/* Data-parallel training. Sums `count` floats in place across all replicas
+ * (every replica calls it with the same count, in the same order); returns 0
+ * on success, anything else is an error. */
+typedef int (*resnet50_allreduce_fn)(float *data, size_t count, void *ctx);
+/* With a hook and replicas > 1, train_step on each replica's shard (the same n
+ * everywhere) takes the step of one model on the concatenated batch of
+ * replicas × n images: the loss is the global mean, batch norm is
+ * synchronized (batch statistics and the two per-channel gradient sums are
+ * summed across replicas), and the gradients are summed in buckets during the
+ * backward pass. A failing hook makes train_step return an error and leave
+ * the model unchanged. (m, NULL, NULL, 1) returns to one process. */
+int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ctx, int replicas);
 /* Momentum and weight decay for train_step (defaults 0.9 and 1e-4). */
 int resnet50_set_optimizer(resnet50_model *m, float momentum, float weight_decay);
 /* Parameters, running statistics, momentum buffers, step count and optimizer

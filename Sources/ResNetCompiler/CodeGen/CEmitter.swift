@@ -49,6 +49,7 @@ public struct CEmitter {
                 return "arena + (size_t)\(plan.offsets[id]) * mb"
             }
             var lines: [String] = []
+            var buckets = g.training ? GradientBuckets(graph, layout) : nil
             for node in g.nodes where ![.input, .secondOutput, .sgdUpdate].contains(node.op) {
                 let view = try kernelView(node, g, layout)
                 if views[view.fn] == nil {
@@ -66,7 +67,12 @@ public struct CEmitter {
                 if node.shape != nil && node.op != .convGradWeight { args.append(buffer(node.id)) }
                 args.append("n")
                 lines.append("\(view.fn)(\(args.joined(separator: ", "))); /* \(node.name) */")
+                for case let .pointer(expression) in view.args where expression.hasPrefix("m->grads + ") {
+                    buckets?.written(offset: Int(expression.dropFirst("m->grads + ".count))!)
+                }
+                if let line = buckets?.next(final: false) { lines.append(line) }
             }
+            if let line = buckets?.next(final: true) { lines.append(line) }
             return lines
         }
         let inferenceCalls = try calls(for: graph, output: true)
@@ -115,6 +121,7 @@ public struct CEmitter {
             "arenaFloats": plan.arenaFloats, "naiveFloats": plan.naiveFloats, "lowerBoundFloats": plan.lowerBoundFloats,
             "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
             "hasTraining": training != nil, "trainingCalls": trainingCalls,
+            "bucketFloats": GradientBuckets.minimumFloats,
             "trainArenaFloats": training?.memory?.arenaFloats ?? 0,
             "trainNaiveFloats": training?.memory?.naiveFloats ?? 0,
             "trainLowerBoundFloats": training?.memory?.lowerBoundFloats ?? 0,
@@ -145,6 +152,51 @@ public struct CEmitter {
         }
         while lines.last?.isEmpty == true { lines.removeLast() }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The gradient buckets of a training step with replicas: contiguous
+    /// ranges of `m->grads`, from the end (the state-dict order is the
+    /// forward order, so the backward pass completes it from the end), each
+    /// summed across replicas by the hook (`rc_allreduce`) right after the
+    /// kernel that writes its last gradient, once it holds at least
+    /// `minimumFloats` (256 KiB: large enough that a transport's per-call
+    /// latency, tens of microseconds for MPI, is small beside the transfer,
+    /// small enough that a ResNet-20 has several buckets to overlap with its
+    /// backward pass); the rest at the end. Running statistics have no
+    /// gradient and count as done (their slots are zeros).
+    struct GradientBuckets {
+        static let minimumFloats = 1 << 16
+        var names: [String], offsets: [Int], done: [Bool]
+        /// Parameters from `reduced` on are summed already; `end` is the first float after the unreduced ones.
+        var reduced: Int, end: Int
+        var index: [Int: Int] = [:]
+
+        init(_ graph: Graph, _ layout: ParameterLayout) {
+            names = graph.parameters.map(\.name)
+            offsets = names.map { layout.offset[$0]! }
+            done = graph.parameters.map { !$0.trainable }
+            reduced = names.count
+            end = graph.parameterCount
+            for (i, o) in offsets.enumerated() where index[o] == nil { index[o] = i }
+        }
+
+        /// A kernel wrote the gradient of the parameter at `offset`.
+        mutating func written(offset: Int) {
+            if let i = index[offset] { done[i] = true }
+        }
+
+        /// The reduction to emit now, if a bucket is complete (`final`: all that is left).
+        mutating func next(final: Bool) -> String? {
+            var first = reduced
+            while first > 0 && (final || done[first - 1]) { first -= 1 }
+            let start = first < names.count ? offsets[first] : end
+            guard first < reduced, final || end - start >= Self.minimumFloats else { return nil }
+            let line = "rc_allreduce(&m->reducer, m->grads + \(start), \(end - start)); /* gradients: "
+                + (first == reduced - 1 ? names[first] : "\(names[first]) … \(names[reduced - 1])") + " */"
+            reduced = first
+            end = start
+            return line
+        }
     }
 
     /// What one kernel needs: its template, the values it places, and its arguments.

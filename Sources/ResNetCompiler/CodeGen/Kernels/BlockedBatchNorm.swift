@@ -1,7 +1,8 @@
 /// Train-mode batch norm in the blocked layout (templates/bn_blocked.c.mustache):
 /// the forward pass with its epilogue (shortcut add, ReLU) and the gradient
 /// with its ReLU mask and second output. Sums are per image, then in image
-/// order, so results do not depend on the thread count.
+/// order, so results do not depend on the thread count; with replicas
+/// (`m->reducer`) the per-channel sums are synchronized across them.
 struct BlockedBatchNorm: KernelFamily {
     enum Kind: Hashable {
         case forward(Epilogue)
@@ -30,7 +31,7 @@ struct BlockedBatchNorm: KernelFamily {
                                           shape: node.shape!, block: g.layout(node.id).block)
             return family.view(node.inputs.map(CEmitter.Argument.buffer)
                 + [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
-                   .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id)])
+                   .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .scratch(node.id), .pointer("&m->reducer")])
         }
         let f = g.nodes[a.forward!]
         let second = g.secondOutput(of: node.id)
@@ -38,7 +39,7 @@ struct BlockedBatchNorm: KernelFamily {
                                       shape: node.shape!, block: g.layout(node.id).block)
         var args = node.inputs.map(CEmitter.Argument.buffer)
         args += [layout.param(f.name + ".weight"), .pointer("m->bn_stats + \(layout.statsOffset[f.name]!)"),
-                 layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"), .scratch(node.id)]
+                 layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"), .scratch(node.id), .pointer("&m->reducer")]
         if let second { args.append(.buffer(second.id)) }
         return family.view(args)
     }

@@ -43,7 +43,7 @@ struct Classifier: KernelFamily {
         case .softmax:
             return Classifier(kind: .softmax(classes: node.shape!.count)).view([x])
         case .loss:
-            return Classifier(kind: .loss(classes: node.shape!.count)).view([x, .pointer("labels"), .pointer("&m->loss")])
+            return Classifier(kind: .loss(classes: node.shape!.count)).view([x, .pointer("labels"), .pointer("&m->loss"), .pointer("&m->reducer")])
         default:
             let f = g.nodes[node.attrs.forward!]
             let family = Classifier(kind: .denseGrad(inputs: node.shape!.count, outputs: g.shape(node.inputs[0]).count))

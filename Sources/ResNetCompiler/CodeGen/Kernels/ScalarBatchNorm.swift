@@ -2,7 +2,7 @@
 /// the running statistics, for graphs where it is not folded into a conv, and
 /// train mode with its epilogue and its gradient. Train mode sums a channel
 /// on one thread, in double and in image order, so results do not depend on
-/// the thread count.
+/// the thread count; with replicas the sums are synchronized across them.
 struct ScalarBatchNorm: KernelFamily {
     enum Kind: Hashable {
         /// y = (x − running mean) · γ / √(running var + ε) + β.
@@ -43,12 +43,13 @@ struct ScalarBatchNorm: KernelFamily {
             return ScalarBatchNorm(kind: .inference, shape: shape).view(args)
         case .batchNorm, .batchNormAct:
             args += [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
-                     .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)")]
+                     .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .pointer("&m->reducer")]
             return ScalarBatchNorm(kind: .training(.forward(Epilogue.of(node, g))), shape: shape).view(args)
         default:
             let f = g.nodes[node.attrs.forward!]
             let second = g.secondOutput(of: node.id)
-            args += [layout.param(f.name + ".weight"), layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias")]
+            args += [layout.param(f.name + ".weight"), layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"),
+                     .pointer("&m->reducer")]
             if let second { args.append(.buffer(second.id)) }
             let kind = BlockedBatchNorm.Kind.gradient(reluMask: node.attrs.reluMask == true, second: second != nil)
             return ScalarBatchNorm(kind: .training(kind), shape: shape).view(args)
