@@ -32,6 +32,19 @@ import Testing
         #expect(imported.outputsLogits == (name != "resnet18q"))
     }
 
+    /// Unfused (one kernel per op: the option-A zeroPad materialised, BN apart) gives the same.
+    @Test(arguments: ["resnet8a", "resnet18q"])
+    func unfusedMatchesONNXRuntime(name: String) throws {
+        let imported = try Self.imported(name)
+        let model = try BuiltModel(lowered: imported.graph, fuse: false)
+        let weights = model.directory + "/\(name).safetensors"
+        try ONNXImporter.safetensors(imported).write(to: URL(fileURLWithPath: weights))
+        let io = try SafeTensors.read(Self.fixtures + name + ".onnx.io.safetensors")
+        let got = try model.infer(weights: weights, input: io["input"]!.floats, batch: io["input"]!.shape[0])
+        let diff = maxAbsDifference(got, io["output"]!.floats)
+        #expect(diff <= 1e-4, "\(name) unfused: max |C − onnxruntime| = \(diff)")
+    }
+
     /// The patterns of each export: option A read in place by the conv epilogue,
     /// folded batch norm as a conv bias, BN kept where it was exported.
     @Test func patternsMapOntoTheIR() throws {
