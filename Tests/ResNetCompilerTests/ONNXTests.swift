@@ -158,6 +158,26 @@ import Testing
         _ = try Compiler().compile(lowered: imported.graph)
     }
 
+    /// MatMul by a constant + Add of a constant is the same dense layer as Gemm
+    /// with transB (the in×out weight transposed); ReduceMean without keepdims
+    /// and a final Softmax map too.
+    @Test func matMulPlusAddIsDense() throws {
+        let gemm = try ONNXImporter.decode(ONNXWriter.Model.small().bytes, source: "g.onnx", name: "g")
+        var m = ONNXWriter.Model.small()
+        m.nodes[2] = ONNXWriter.Node(op: "ReduceMean", name: "mean", inputs: ["r"], outputs: ["f"], attributes: [.ints("axes", [2, 3]), .int("keepdims", 0)])
+        m.nodes[3] = ONNXWriter.Node(op: "MatMul", name: "/fc/MatMul", inputs: ["f", "wt"], outputs: ["mm"])
+        m.nodes[4] = ONNXWriter.Node(op: "Add", name: "/fc/Add", inputs: ["mm", "fc.bias"], outputs: ["logits"])
+        m.nodes.append(ONNXWriter.Node(op: "Softmax", name: "/Softmax", inputs: ["logits"], outputs: ["y"], attributes: [.int("axis", 1)]))
+        let w = m.initializers[2].values   // 5×4, row-major
+        m.initializers.append(ONNXWriter.Tensor(name: "wt", dims: [4, 5], values: (0..<20).map { w[($0 % 5) * 4 + $0 / 5] }))
+        let matmul = try ONNXImporter.decode(m.bytes, source: "m.onnx", name: "m")
+        #expect(matmul.graph.nodes.map(\.op) == [.input, .conv, .relu, .globalAvgPool, .dense, .softmax])
+        #expect(!matmul.outputsLogits)
+        let dense = matmul.graph.nodes[4].name
+        #expect(matmul.weights[dense + ".weight"] == gemm.weights["fc.weight"])
+        #expect(matmul.weights[dense + ".bias"] == gemm.weights["fc.bias"])
+    }
+
     @Test func unsupportedOpIsNamed() {
         var m = ONNXWriter.Model.small()
         m.nodes[1].op = "Sigmoid"
