@@ -145,10 +145,6 @@ NETWORKS = {
 }
 
 
-def fc_of(model):
-    return model.fc
-
-
 @torch.no_grad()
 def make(name):
     import onnx
