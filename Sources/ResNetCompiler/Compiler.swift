@@ -22,15 +22,28 @@ public struct Compiler {
 
     /// Runs the pipeline; `dumpAfter` receives the IR text after the named pass.
     public func compile(_ spec: NetworkSpec, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
+        try checkDumpAfter(dumpAfter)
+        return try compile(lowered: try Lower.lower(spec), dumpAfter: dumpAfter, dump: dump)
+    }
+
+    func checkDumpAfter(_ dumpAfter: String?) throws {
         let front = Pipeline.analysis
-        let inference = Pipeline.inferenceTail(options)
-        let trainingTail = Pipeline.trainingTail(options)
         var known = ["Lower"]
-        for name in front.names + inference.names + trainingTail.names where !known.contains(name) { known.append(name) }
+        for name in front.names + Pipeline.inferenceTail(options).names + Pipeline.trainingTail(options).names where !known.contains(name) {
+            known.append(name)
+        }
         if let wanted = dumpAfter, !known.contains(wanted) {
             throw CompileError("unknown pass '\(wanted)' for --dump-after; the passes are: \(known.joined(separator: ", "))")
         }
-        let lowered = try Lower.lower(spec)
+    }
+
+    /// Runs the pipeline on a graph already in the IR (lowered from the DSL or
+    /// imported from ONNX); `dumpAfter: "Lower"` prints it as given.
+    public func compile(lowered: Graph, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
+        try checkDumpAfter(dumpAfter)
+        let front = Pipeline.analysis
+        let inference = Pipeline.inferenceTail(options)
+        let trainingTail = Pipeline.trainingTail(options)
         var dumped = ""
         if dumpAfter == "Lower" { dumped += IRPrinter.print(lowered) }
         // The shared front runs once; then the inference graph and the training step.
@@ -87,6 +100,11 @@ public struct Compiler {
 /// this call created is removed again on failure.
 public enum AtomicWriter {
     public static func write(_ files: [(name: String, contents: String)], to directory: String) throws {
+        try write(files.map { (name: $0.name, data: Data($0.contents.utf8)) }, to: directory)
+    }
+
+    /// The same for files of bytes (the weights an ONNX import writes beside the C).
+    public static func write(_ files: [(name: String, data: Data)], to directory: String) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
@@ -112,7 +130,7 @@ public enum AtomicWriter {
                 let temp = directory + "/.\(file.name).tmp-\(getpid())"
                 Cleanup.register(temp)
                 temporaries.append((temp, final))
-                guard fm.createFile(atPath: temp, contents: Data(file.contents.utf8)) else {
+                guard fm.createFile(atPath: temp, contents: file.data) else {
                     throw CompileError("cannot write \(temp)")
                 }
             }

@@ -60,7 +60,12 @@ public struct Pipeline: Sendable {
 
     /// The unfused training graph the interpreter runs.
     public static func analyseTraining(_ spec: NetworkSpec) throws -> Graph {
-        try Pipeline(passes: analysis.passes + [Differentiate()]).run(try Lower.lower(spec))
+        try analyseTraining(lowered: try Lower.lower(spec))
+    }
+
+    /// The same for a graph already in the IR (an imported ONNX model).
+    public static func analyseTraining(lowered: Graph) throws -> Graph {
+        try Pipeline(passes: analysis.passes + [Differentiate()]).run(lowered)
     }
 
     /// Pass names, in order, for `--dump-after`.

@@ -87,9 +87,14 @@ public enum CBuild {
 
     /// Compiles `spec` to C in a fresh temporary directory: NAME.c, NAME.h and the rest.
     public static func generate(_ spec: NetworkSpec, fuse: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
-        let dir = try temporaryDirectory(spec.name)
+        try generate(lowered: try Lower.lower(spec), fuse: fuse)
+    }
+
+    /// The same for a graph already in the IR (an imported ONNX model).
+    public static func generate(lowered: Graph, fuse: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+        let dir = try temporaryDirectory(lowered.name)
         let compiler = try Compiler(templates: Templates(directory: root + "/templates"), options: Pipeline.Options(fuse: fuse))
-        let artifacts = try compiler.compile(spec)
+        let artifacts = try compiler.compile(lowered: lowered)
         try AtomicWriter.write(artifacts.files, to: dir)
         return (dir, artifacts)
     }
@@ -175,8 +180,13 @@ public struct BuiltModel: Sendable {
 
     /// Compiles `spec` with the given options and builds the driver against it.
     public init(_ spec: NetworkSpec, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
-        let (dir, artifacts) = try CBuild.generate(spec, fuse: fuse)
-        name = spec.name
+        try self.init(lowered: try Lower.lower(spec), fuse: fuse, toolchain: toolchain)
+    }
+
+    /// The same for a graph already in the IR (an imported ONNX model).
+    public init(lowered: Graph, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
+        let (dir, artifacts) = try CBuild.generate(lowered: lowered, fuse: fuse)
+        name = lowered.name
         directory = dir
         graph = artifacts.graph
         files = artifacts.files

@@ -12,6 +12,9 @@ struct Compile: ParsableCommand {
         abstract: "Compile a residual network described in Swift (or JSON) to standalone OpenMP C.",
         discussion: """
         With no FILE, compiles the built-in CIFAR ResNet-20 of He et al. (2015).
+        An .onnx file (a ResNet exported from PyTorch, opsets 11 to 21) is
+        imported: its initializers are written to DIR/NAME.safetensors under
+        the names NAME_load reads.
         A .swift model file is compiled against the ResNetDSL library and run,
         as SwiftPM evaluates Package.swift; every Network it creates at top
         level is registered. A model file is a program that runs at compile
@@ -25,6 +28,7 @@ struct Compile: ParsableCommand {
           resnet-compile -o out                        # built-in ResNet-20
           resnet-compile Examples/ResNet20.swift -o out
           resnet-compile model.swift --network tiny --emit summary
+          resnet-compile resnet18.onnx -o out          # + out/resnet18.safetensors
           resnet-compile --emit ir --dump-after FuseEpilogues
         """,
         version: CEmitter.version,
@@ -53,13 +57,13 @@ struct Compile: ParsableCommand {
         case c, ir, summary
     }
 
-    @Argument(help: "A .swift model file or a .json graph. Default: the built-in ResNet-20.")
+    @Argument(help: "A .swift model file, a .json graph or an .onnx model (its weights are written as DIR/NAME.safetensors). Default: the built-in ResNet-20.")
     var file: String?
 
     @Option(name: .shortAndLong, help: "Output directory for --emit c.")
     var output: String = "."
 
-    @Option(help: "Which network, when the file defines several.")
+    @Option(help: "Which network, when the file defines several; for an .onnx file, the network's name (default: the file's base name).")
     var network: String?
 
     @Option(help: ArgumentHelp("Seconds a .swift model file may take to compile, and then to run; past that it is stopped and the compile fails (default 120).",
@@ -110,43 +114,57 @@ struct Compile: ParsableCommand {
 
     func compile() throws {
         let log: (String) -> Void = { if verbose { FileHandle.standardError.write(Data("resnet-compile: \($0)\n".utf8)) } }
-        let networks: [NetworkSpec]
-        if let file {
-            var loader = ModelLoader(evalTimeout: evalTimeout)
-            loader.log = log
-            networks = try loader.load(file)
+        // The network as IR: lowered from the DSL, or imported from ONNX with its weights.
+        let lowered: Graph
+        var weights: Data?
+        if let file, file.hasSuffix(".onnx") {
+            log("importing \(file)")
+            let imported = try ONNXImporter.load(file, name: network)
+            lowered = imported.graph
+            weights = try ONNXImporter.safetensors(imported)
+            log("imported \(file): \(lowered.nodes.count - 1) layers, output \(imported.outputsLogits ? "logits" : "softmax probabilities")")
         } else {
-            networks = [try BuiltIn.resnet20()]
+            let networks: [NetworkSpec]
+            if let file {
+                var loader = ModelLoader(evalTimeout: evalTimeout)
+                loader.log = log
+                networks = try loader.load(file)
+            } else {
+                networks = [try BuiltIn.resnet20()]
+            }
+            lowered = try Lower.lower(try Self.pick(networks, network))
         }
-        let spec = try Self.pick(networks, network)
-        log("network \(spec.name)")
+        let name = lowered.name
+        log("network \(name)")
         let clock = ContinuousClock()
         let start = clock.now
-        let choices = try tuneChoices(spec, log: log)
+        let choices = try tuneChoices(lowered, log: log)
         let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse, choices: choices))
         var dumped = ""
-        let artifacts = try compiler.compile(spec, dumpAfter: dumpAfter) { dumped = $0 }
+        let artifacts = try compiler.compile(lowered: lowered, dumpAfter: dumpAfter) { dumped = $0 }
         let elapsed = clock.now - start
-        log("compiled \(spec.name) (\(artifacts.graph.nodes.count - 1) kernel calls) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds])))")
+        log("compiled \(name) (\(artifacts.graph.nodes.count - 1) kernel calls) in \(elapsed.formatted(.units(allowed: [.seconds, .milliseconds])))")
         if !dumped.isEmpty { print(dumped, terminator: "") }
         switch summary ? .summary : emit {
         case .c:
-            try AtomicWriter.write(artifacts.files, to: output)
-            log("wrote \(artifacts.files.map(\.name).joined(separator: ", ")) to \(output)")
+            var files = artifacts.files.map { (name: $0.name, data: Data($0.contents.utf8)) }
+            if let weights { files.append((name + ".safetensors", weights)) }
+            try AtomicWriter.write(files, to: output)
+            log("wrote \(files.map(\.name).joined(separator: ", ")) to \(output)")
             if !verbose && dumpAfter == nil {
-                print("resnet-compile: \(spec.name) → \(output)/\(spec.name).c, \(spec.name).h, module.modulemap")
+                print("resnet-compile: \(name) → \(output)/\(name).c, \(name).h, module.modulemap" + (weights == nil ? "" : ", \(name).safetensors"))
             }
         case .ir:
             if dumpAfter == nil { print(IRPrinter.print(artifacts.graph), terminator: "") }
         case .summary:
-            print(Summary.table(try Pipeline.analyse(spec)), terminator: "")
+            print(Summary.table(try Pipeline.analysis.run(lowered)), terminator: "")
         }
     }
 
     /// The measured schedules for this machine: `--tune` measures what the
     /// cache lacks and saves it; otherwise an existing cache is read. Without
     /// either, the cost model decides (no probe is built).
-    func tuneChoices(_ spec: NetworkSpec, log: @escaping (String) -> Void) throws -> [String: TuneCache.Choice] {
+    func tuneChoices(_ lowered: Graph, log: @escaping (String) -> Void) throws -> [String: TuneCache.Choice] {
         let path = tuneCache ?? TuneCache.defaultPath
         guard tune || FileManager.default.fileExists(atPath: path) else { return [:] }
         var cache = try TuneCache.load(path)
@@ -159,7 +177,7 @@ struct Compile: ParsableCommand {
         tuner.log = tune ? { FileHandle.standardError.write(Data("resnet-compile: \($0)\n".utf8)) } : log
         let target = try tuner.target()
         if tune {
-            let measured = try tuner.tune(spec, options: Pipeline.Options(fuse: !noFuse), cache: &cache, target: target)
+            let measured = try tuner.tune(lowered: lowered, options: Pipeline.Options(fuse: !noFuse), cache: &cache, target: target)
             try cache.save(path)
             FileHandle.standardError.write(Data("resnet-compile: tune cache \(path): \(measured) conv shape(s) measured for \(target), \(cache.entries.count) entries\n".utf8))
         }

@@ -110,7 +110,7 @@ import Testing
         Case(what: "missing file", file: "nothere.json", contents: nil, expected: ["no such model file", "nothere.json"]),
         Case(what: "missing Swift file", file: "nothere.swift", contents: nil, expected: ["no such model file", "nothere.swift"]),
         Case(what: "a directory, not a file", file: "dir.swift", contents: nil, expected: ["dir.swift is a directory, not a model file"]),
-        Case(what: "neither .swift nor .json", file: "model.txt", contents: "conv", expected: ["model.txt: expected a .swift model file or a .json graph"]),
+        Case(what: "neither .swift nor .json", file: "model.txt", contents: "conv", expected: ["model.txt: expected a .swift model file, a .json graph or an .onnx model"]),
         Case(what: "output path is a file", file: "m.json", contents: graph(head + "," + tail, name: "okay"),
              expected: ["exists and is not a directory"], output: .plainFile),
         Case(what: "output path below a file", file: "m.json", contents: graph(head + "," + tail, name: "okay"),
@@ -213,7 +213,26 @@ import Testing
         Case(what: "network without layers", file: "m.json", contents: graph(""), expected: ["network 'bad' has no layers"]),
     ]
 
-    static let cases = swiftCases + fileCases + jsonCases
+    /// ONNX models: each rejected naming the node, its op and the reason, with nothing written.
+    static let onnxCases: [Case] = {
+        var sigmoid = ONNXWriter.Model.small()
+        sigmoid.nodes[1].op = "Sigmoid"
+        var grouped = ONNXWriter.Model.small()
+        grouped.nodes[0].attributes.append(.int("group", 2))
+        var dynamic = ONNXWriter.Model.small()
+        dynamic.inputDims = [.param("N"), .value(3), .param("H"), .param("W")]
+        let truncated = Array(ONNXWriter.Model.small().bytes.dropLast(7))
+        return [
+            Case(what: "missing ONNX file", file: "nothere.onnx", contents: nil, expected: ["no such model file", "nothere.onnx"]),
+            Case(what: "ONNX: not a protobuf", file: "m.onnx", contents: "hello", expected: ["m.onnx: malformed ONNX protobuf"]),
+            Case(what: "ONNX: truncated", file: "m.onnx", bytes: truncated, expected: ["m.onnx: malformed ONNX protobuf", "runs past the end"]),
+            Case(what: "ONNX: unsupported op", file: "m.onnx", bytes: sigmoid.bytes, expected: ["node 'act' (Sigmoid): operator Sigmoid is not supported"]),
+            Case(what: "ONNX: unsupported attribute value", file: "m.onnx", bytes: grouped.bytes, expected: ["node 'conv' (Conv): group 2 is not supported"]),
+            Case(what: "ONNX: dynamic H", file: "m.onnx", bytes: dynamic.bytes, expected: ["graph input 'x': dimension 2 (H) is symbolic ('H')"]),
+        ]
+    }()
+
+    static let cases = swiftCases + fileCases + jsonCases + onnxCases
 
     /// A directory's files and their bytes (recursively).
     static func snapshot(_ path: String) -> [String: Data] {

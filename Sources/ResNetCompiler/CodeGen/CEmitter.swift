@@ -104,6 +104,7 @@ public struct CEmitter {
         let batchNorms = graph.batchNormNames
         let context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
+            "logits": graph.output.op != .softmax,
             "inputC": input.c, "inputH": input.h, "inputW": input.w, "classes": graph.classes,
             "paramCount": graph.parameterCount, "paramTensorCount": graph.parameters.count,
             "params": params,

@@ -29,7 +29,7 @@ public struct ModelLoader {
             throw CompileError("no such model file: \(path)")
         }
         guard path.hasSuffix(".json") || path.hasSuffix(".swift") else {
-            throw CompileError("\(path): expected a .swift model file or a .json graph")
+            throw CompileError("\(path): expected a .swift model file, a .json graph or an .onnx model")
         }
         if isDirectory.boolValue { throw CompileError("\(path) is a directory, not a model file") }
         guard fm.isReadableFile(atPath: path), let data = fm.contents(atPath: path) else {

@@ -80,6 +80,16 @@ public enum SafeTensors {
 
     /// Writes tensors in the given order, atomically.
     public static func write(_ tensors: [(String, Tensor)], to path: String) throws {
+        let data = encode(tensors)
+        do {
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw CompileError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// A safetensors file's bytes, tensors in the given order.
+    public static func encode(_ tensors: [(String, Tensor)]) -> Data {
         var header = "{\"__metadata__\":{\"format\":\"pt\"}"
         var offset = 0
         for (name, t) in tensors {
@@ -93,10 +103,6 @@ public enum SafeTensors {
         withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(Data(header.utf8))
         for (_, t) in tensors { data.append(t.bytes) }
-        do {
-            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw CompileError("cannot write \(path): \(error.localizedDescription)")
-        }
+        return data
     }
 }

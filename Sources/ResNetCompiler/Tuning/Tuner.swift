@@ -58,7 +58,13 @@ public struct Tuner {
     /// `target`; returns how many were measured.
     @discardableResult
     public func tune(_ spec: NetworkSpec, options: Pipeline.Options, cache: inout TuneCache, target: String) throws -> Int {
-        let graph = try Pipeline.inference(Pipeline.Options(fuse: options.fuse)).run(try Lower.lower(spec))
+        try tune(lowered: try Lower.lower(spec), options: options, cache: &cache, target: target)
+    }
+
+    /// The same for a graph already in the IR (an imported ONNX model).
+    @discardableResult
+    public func tune(lowered: Graph, options: Pipeline.Options, cache: inout TuneCache, target: String) throws -> Int {
+        let graph = try Pipeline.inference(Pipeline.Options(fuse: options.fuse)).run(lowered)
         var seen = Set<String>()
         var measured = 0
         let convs = graph.nodes.filter { Schedule.tuneKey($0, graph) != nil }
