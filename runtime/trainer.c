@@ -30,6 +30,14 @@
  * Exit status: 0 done; 1 the model failed (a train step error, a save that
  * failed, out of memory); 2 bad options or bad data; 130 interrupted by
  * SIGINT/SIGTERM (after writing a checkpoint, so --resume continues).
+ *
+ * Several processes (-DRC_MPI, built with mpicc, run under mpirun -np N):
+ * every rank builds the same global batch (so the batches are those of one
+ * process, whatever N) and trains on its N-th of it, the model's all-reduce
+ * hook (NAME_set_allreduce) summing through MPI_Allreduce, so every rank
+ * takes the global batch's step. Only rank 0 prints progress, evaluates and
+ * writes files; a stop (signal, --stop-at) happens at the same iteration on
+ * every rank; a rank that fails aborts the job (MPI_Abort), naming itself.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -47,6 +55,9 @@
 #include <unistd.h>
 
 #include NET_HEADER
+#ifdef RC_MPI
+#include <mpi.h>
+#endif
 /* The safetensors reader, atomic saves and error codes the generated C has
  * too (one implementation), and the data reader. */
 #include "runtime.c"
@@ -68,6 +79,11 @@
 
 enum { EXIT_MODEL = 1, EXIT_INPUT = 2, EXIT_INTERRUPTED = 130 };
 
+/* This process's rank and the number of ranks (1 and 0 without MPI). */
+static int rank = 0, ranks = 1;
+/* Images per rank and step (--batch / ranks): the model's batch. */
+static long long shard = 1;
+
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -76,12 +92,48 @@ static void fail(int status, const char *format, ...)
 {
     va_list ap;
     fflush(stdout);
-    fputs("train: error: ", stderr);
+    if (ranks > 1) fprintf(stderr, "train: error (rank %d of %d): ", rank, ranks);
+    else fputs("train: error: ", stderr);
     va_start(ap, format);
     vfprintf(stderr, format, ap);
     va_end(ap);
     fputc('\n', stderr);
+#ifdef RC_MPI
+    if (ranks > 1) MPI_Abort(MPI_COMM_WORLD, status);  /* the other ranks stop too */
+#endif
     exit(status);
+}
+
+#ifdef RC_MPI
+/* The model's all-reduce hook: MPI_Allreduce in place over every rank. */
+static int mpi_sum(float *data, size_t count, void *ctx)
+{
+    (void)ctx;
+    if (count > (size_t)INT32_MAX) return -1;
+    return MPI_Allreduce(MPI_IN_PLACE, data, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
+}
+#endif
+
+/* Whether `flag` is set on any rank (every rank calls it at the same point). */
+static int on_any_rank(int flag)
+{
+#ifdef RC_MPI
+    int any = flag;
+    if (ranks > 1) MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return any;
+#else
+    return flag;
+#endif
+}
+
+/* Rank 0's value of `*v` on every rank. */
+static void from_rank0(int *v)
+{
+#ifdef RC_MPI
+    if (ranks > 1) MPI_Bcast(v, 1, MPI_INT, 0, MPI_COMM_WORLD);
+#else
+    (void)v;
+#endif
 }
 
 static void note(const char *format, ...)
@@ -942,7 +994,7 @@ static double error_percent(F(model) *m, const sampler *s, const dataset *d, con
     view.mean = mean;
     size_t wrong = 0;
     for (size_t done = 0; done < count;) {
-        size_t n = count - done < (size_t)cfg.batch ? count - done : (size_t)cfg.batch;
+        size_t n = count - done < (size_t)shard ? count - done : (size_t)shard;
         for (size_t i = 0; i < n; i++) {
             size_t index = indices ? indices[done + i] : first + done + i;
             plain_image(&view, index, x + i * IMAGE);
@@ -1085,6 +1137,12 @@ static void write_checkpoint(const F(model) *m, const char *checkpoint_path, con
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+#ifdef RC_MPI
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) fail(EXIT_INPUT, "cannot silence stdout");
+#endif
     if (!rc_host_is_le()) fail(EXIT_INPUT, "this trainer reads little-endian data files and needs a little-endian machine");
     parse_arguments(argc, argv);
 
@@ -1112,6 +1170,8 @@ int main(int argc, char **argv)
         cfg.mean = 0;
     }
     check_options();
+    if (cfg.batch % ranks != 0) fail(EXIT_INPUT, "--batch %lld does not split evenly over %d ranks", cfg.batch, ranks);
+    shard = cfg.batch / ranks;
     const schedule milestones = parse_milestones(cfg.milestones);
     if (!cfg.mean) mean_file[0] = '\0';
     out_path(checkpoint_path, sizeof checkpoint_path, checkpoint_file);
@@ -1136,7 +1196,7 @@ int main(int argc, char **argv)
     }
     state.data_hash = data_hash;
     state.data_images = (long long)data.count;
-    make_directories(cfg.out); /* only now: bad options or data leave nothing behind */
+    if (rank == 0) make_directories(cfg.out); /* only now: bad options or data leave nothing behind */
 
     /* The per-pixel mean of the training images (validation images excluded),
      * summed in image order in double: the same bits every time. */
@@ -1165,15 +1225,15 @@ int main(int argc, char **argv)
                 "per-pixel mean of the training images (pixels scaled to [0,1]); subtract it from every input to " NET_NAME "_infer"
             };
             rc_tensor t = { "mean", RC_F32, 3, { (int64_t)IN_C, (int64_t)IN_H, (int64_t)IN_W, 0 }, mean, 0 };
-            if (rc_st_save_with_metadata(mean_path, &t, 1, about, 2) != RC_OK) {
+            if (rank == 0 && rc_st_save_with_metadata(mean_path, &t, 1, about, 2) != RC_OK) {
                 fail(EXIT_MODEL, "cannot write %s: %s", mean_path, strerror(errno));
             }
         }
     }
 
     /* The model. */
-    F(model) *m = F(create)((int)cfg.batch);
-    if (!m) fail(EXIT_MODEL, NET_NAME "_create(%lld) failed (out of memory?)", cfg.batch);
+    F(model) *m = F(create)((int)shard);
+    if (!m) fail(EXIT_MODEL, NET_NAME "_create(%lld) failed (out of memory?)", shard);
     int rc;
     if (cfg.resume) {
         long long bytes;
@@ -1190,8 +1250,14 @@ int main(int argc, char **argv)
     }
     rc = F(set_optimizer)(m, (float)cfg.momentum, (float)cfg.weight_decay);
     if (rc < 0) fail(EXIT_INPUT, NET_NAME "_set_optimizer(%g, %g) failed: %s (code %d)", cfg.momentum, cfg.weight_decay, F(strerror)(rc), rc);
+#ifdef RC_MPI
+    rc = F(set_allreduce)(m, ranks > 1 ? mpi_sum : NULL, NULL, ranks);
+    if (rc < 0) fail(EXIT_MODEL, NET_NAME "_set_allreduce failed: %s (code %d)", F(strerror)(rc), rc);
+#endif
 
-    if (cfg.resume) {
+    if (rank != 0) {
+        /* rank 0 keeps the log */
+    } else if (cfg.resume) {
         csv_truncate(csv_path, state.iteration);
     } else if (write_atomically(csv_path, csv_comment, strlen(csv_comment)) != 0) {
         fail(EXIT_INPUT, "cannot write %s: %s", csv_path, strerror(errno));
@@ -1216,8 +1282,9 @@ int main(int argc, char **argv)
     printf("%s, %lld iterations (%.1f epochs), momentum %g, weight decay %g, seed %lld\n",
            cfg.warmup ? " (warm-up first)" : "", cfg.iterations, (double)cfg.iterations * (double)cfg.batch / (double)train,
            cfg.momentum, cfg.weight_decay, cfg.seed);
-    size_t arena = F(arena_bytes)((int)cfg.batch, 1);
+    size_t arena = F(arena_bytes)((int)shard, 1);
     if (arena) printf("train: training arena %.1f MiB; writing to %s\n", (double)arena / (1024.0 * 1024.0), cfg.out);
+    if (ranks > 1) printf("train: %d ranks, %lld images each per step\n", ranks, shard);
     if (cfg.resume) printf("train: resuming at iteration %lld from %s\n", state.iteration, checkpoint_path);
     if (!have_test && !cfg.val) note("no test set (--test) and no --val: only the training error is measured");
 
@@ -1244,12 +1311,18 @@ int main(int argc, char **argv)
     double window_time = 0;
     long long window_images = 0, checkpointed = cfg.resume ? it : -1;
     double test_error = NAN, val_error = NAN;
-    while (it < cfg.iterations && !interrupted && !(cfg.stop_at && it >= cfg.stop_at)) {
+    while (it < cfg.iterations && !(cfg.stop_at && it >= cfg.stop_at)) {
+        /* a signal on any rank stops every rank here */
+        if (on_any_rank(interrupted != 0)) {
+            if (!interrupted) interrupted = SIGTERM;
+            break;
+        }
         const double t0 = seconds_now();
         const double lr = lr_at(&milestones, it, warming);
         training_batch(&s, it, x, labels);
         float loss = 0;
-        rc = F(train_step)(m, x, labels, (int)cfg.batch, (float)lr, &loss);
+        rc = F(train_step)(m, x + (size_t)rank * (size_t)shard * IMAGE, labels + (size_t)rank * (size_t)shard, (int)shard,
+                           (float)lr, &loss);
         if (rc >= 0 && !isfinite(loss)) rc = -1;
         if (rc < 0) {
             fail(EXIT_MODEL, "iteration %lld: " NET_NAME "_train_step failed: %s (code %d); nothing further is saved%s%s",
@@ -1264,7 +1337,9 @@ int main(int argc, char **argv)
 
         const int final = it == cfg.iterations;
         const int eval = final || (cfg.eval_every && it % cfg.eval_every == 0);
-        if (eval || it % cfg.print_every == 0) {
+        if ((eval || it % cfg.print_every == 0) && rank != 0) {
+            from_rank0(&warming);
+        } else if (eval || it % cfg.print_every == 0) {
             double train_error = NAN;
             if (subset) train_error = error_percent(m, &s, &data, mean, 0, subset, subset_index, x, probs, it);
             if (eval && have_test) test_error = error_percent(m, &s, &test, mean, 0, test.count, NULL, x, probs, it);
@@ -1292,6 +1367,7 @@ int main(int argc, char **argv)
                 note("warm-up done at iteration %lld (training error %.1f%% < %g%%): lr back to %g", it, train_error,
                      cfg.warmup_error, lr_at(&milestones, it, 0));
             }
+            from_rank0(&warming);
         }
         if (final || (cfg.checkpoint_every && it % cfg.checkpoint_every == 0)) {
             state.iteration = it;
@@ -1299,7 +1375,7 @@ int main(int argc, char **argv)
             state.warming = warming;
             state.loss_sum = loss_sum;
             state.loss_count = loss_count;
-            write_checkpoint(m, checkpoint_path, checkpoint_file, state_path, mean_file, &state);
+            if (rank == 0) write_checkpoint(m, checkpoint_path, checkpoint_file, state_path, mean_file, &state);
             checkpointed = it;
         }
     }
@@ -1315,18 +1391,18 @@ int main(int argc, char **argv)
             state.warming = warming;
             state.loss_sum = loss_sum;
             state.loss_count = loss_count;
-            write_checkpoint(m, checkpoint_path, checkpoint_file, state_path, mean_file, &state);
+            if (rank == 0) write_checkpoint(m, checkpoint_path, checkpoint_file, state_path, mean_file, &state);
         }
         printf("train: %s at iteration %lld; checkpoint in %s; continue with --resume\n",
                interrupted ? "interrupted" : "stopped (--stop-at)", it, cfg.out);
         status = interrupted ? EXIT_INTERRUPTED : 0;
     } else {
-        if (it == first_iteration) {
+        if (it == first_iteration && rank == 0) {
             if (have_test) test_error = error_percent(m, &s, &test, mean, 0, test.count, NULL, x, probs, it);
             if (cfg.val) val_error = error_percent(m, &s, &data, mean, train, (size_t)cfg.val, NULL, x, probs, it);
             printf("train: already at iteration %lld of %lld; nothing to train\n", it, cfg.iterations);
         }
-        rc = F(save)(m, weights_path);
+        rc = rank == 0 ? F(save)(m, weights_path) : RC_OK;
         if (rc < 0) fail(EXIT_MODEL, NET_NAME "_save(%s) failed: %s (code %d)", weights_path, F(strerror)(rc), rc);
         char took[32];
         format_duration(elapsed_before + (seconds_now() - session_start), took, sizeof took);
@@ -1353,5 +1429,8 @@ int main(int argc, char **argv)
     free(test.u8);
     free(test.f32);
     free(test.labels);
+#ifdef RC_MPI
+    MPI_Finalize();
+#endif
     return status;
 }

@@ -143,6 +143,17 @@ struct Train: ParsableCommand {
     @Flag(help: "Build the trainer without OpenMP (one thread).")
     var noOpenmp = false
 
+    @Option(help: ArgumentHelp("""
+        Train data-parallel on N processes: the trainer is built with mpicc and run under \
+        mpirun -np N; every batch (still --batch images) is split over the ranks and batch norm is \
+        synchronized, so the run takes the steps of one process (default 1: no MPI).
+        """, valueName: "N"))
+    var ranks: Int = 1
+
+    @Option(help: ArgumentHelp("An MPI hostfile for --ranks: the machines to run the ranks on (passed to mpirun).",
+                               valueName: "file"))
+    var hostfile: String?
+
     @Flag(name: .shortAndLong, help: "Print what the tool does besides training (compiling, building, plotting).")
     var verbose = false
 
@@ -155,6 +166,12 @@ struct Train: ParsableCommand {
             if let value, value < minimum { throw ValidationError("\(flag) must be at least \(minimum)") }
         }
         try atLeast(batch, 1, "--batch")
+        try atLeast(ranks, 1, "--ranks")
+        if let hostfile, ranks == 1 { throw ValidationError("--hostfile \(hostfile) needs --ranks N (N > 1)") }
+        if let hostfile, !FileManager.default.fileExists(atPath: hostfile) { throw ValidationError("--hostfile \(hostfile) does not exist") }
+        if ranks > 1, (batch ?? 128) % ranks != 0 {
+            throw ValidationError("--batch \(batch ?? 128) does not split evenly over --ranks \(ranks)")
+        }
         try atLeast(iterations, 1, "--iterations")
         try atLeast(printEvery, 1, "--print-every")
         for (value, flag) in [(pad, "--pad"), (seed, "--seed"), (val, "--val"), (evalEvery, "--eval-every"),
@@ -232,7 +249,8 @@ struct Train: ParsableCommand {
                 }
             }
             let runner = try TrainRunner(options: TrainRunner.Options(
-                output: directory, trainerArguments: trainerArguments, cc: cc, openMP: !noOpenmp, log: log))
+                output: directory, trainerArguments: trainerArguments, cc: cc, openMP: !noOpenmp,
+                ranks: ranks, hostfile: hostfile, log: log))
             status = try runner.run(spec)
         } catch let error as CompileError {
             FileHandle.standardError.write(Data("resnet-compile train: error: \(error)\n".utf8))

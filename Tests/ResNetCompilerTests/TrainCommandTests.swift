@@ -119,6 +119,50 @@ import Testing
         #expect(states[1] == states[0] && states[2] == states[0], "checkpoint.state differs")
     }
 
+    /// `--ranks 2`: two processes under mpirun take the steps of one (the
+    /// same batches, split; batch norm synchronized), print one progress log,
+    /// and a run stopped and resumed with the same ranks ends with the same
+    /// bytes as one that was not.
+    @Test(.enabled(if: DataParallelTests.mpiRuns, "OpenMPI (mpicc, mpirun) missing: make deps installs it"))
+    func twoRanksTrainLikeOneAndResumeExactly() throws {
+        _ = try #require(DataParallelTests.mpi, "OpenMPI (mpicc, mpirun) missing (CI=true)")
+        let dir = try CBuild.temporaryDirectory("train-mpi")
+        let model = dir + "/mixnet.json"
+        let spec = TestNetworks.mixnet(input: .image(channels: 1, height: 8, width: 8), classes: 10)
+        try JSONEncoder().encode(ModelFile(networks: [spec])).write(to: URL(fileURLWithPath: model))
+        let options = ["--data", CBuild.root + "/data/digits-train.safetensors", "--val", "100", "--batch", "16", "--pad", "1",
+                       "--no-flip", "--lr", "0.05", "--iterations", "12", "--seed", "3", "--print-every", "4",
+                       "--eval-every", "6", "--checkpoint-every", "5", "--train-error-images", "64"]
+        let threads = ["OMP_NUM_THREADS": "1"]
+        func train(_ arguments: [String]) throws -> String {
+            let r = try HostTools.run(CLITests.tool, ["train", model] + arguments, environment: threads)
+            #expect(r.status == 0, "\(arguments): \(r.output)")
+            return r.output
+        }
+        let whole = try train(options + ["-o", dir + "/one"])
+        let ranked = try train(options + ["--ranks", "2", "-o", dir + "/two"])
+        for arguments in [options + ["--ranks", "2", "-o", dir + "/stopped", "--stop-at", "3"],
+                          ["--ranks", "2", "-o", dir + "/stopped", "--resume", "--stop-at", "8"],
+                          ["--ranks", "2", "-o", dir + "/stopped", "--resume"]] {
+            _ = try train(arguments)
+        }
+        func rows(_ output: String) -> [String] { output.split(separator: "\n").filter { $0.hasPrefix("iter ") }.map(String.init) }
+        #expect(rows(ranked).count == rows(whole).count, "one progress log, from rank 0:\n\(ranked)")
+        #expect(ranked.contains("2 ranks, 8 images each per step"), "\(ranked)")
+        func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+        for file in ["mixnet.safetensors", "checkpoint.safetensors", "mean.safetensors"] {
+            #expect(try bytes(dir + "/two/" + file) == bytes(dir + "/stopped/" + file), "\(file): stopped and resumed differs")
+        }
+        // One process and two take the same steps, up to the summation order.
+        func losses(_ run: String) throws -> [Double] {
+            try String(contentsOfFile: run + "/train.csv", encoding: .utf8).split(separator: "\n")
+                .filter { !$0.hasPrefix("#") && !$0.hasPrefix("iteration") }
+                .map { Double($0.split(separator: ",", omittingEmptySubsequences: false)[2])! }
+        }
+        let (a, b) = (try losses(dir + "/one"), try losses(dir + "/two"))
+        #expect(a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 * abs($0) }, "losses: 1 rank \(a), 2 ranks \(b)")
+    }
+
     @Test func badDataIsReportedClearly() throws {
         let dir = try CBuild.temporaryDirectory("train")
         try Self.model.write(toFile: dir + "/tiny.swift", atomically: true, encoding: .utf8)

@@ -27,15 +27,21 @@ public struct TrainRunner {
         public var cc: String?
         /// Build with `-fopenmp` (threads); without it the trainer is serial.
         public var openMP: Bool
+        /// Processes to train on (> 1: built with mpicc, run under mpirun -np ranks).
+        public var ranks: Int
+        /// mpirun's --hostfile (several machines); nil: this machine.
+        public var hostfile: String?
         /// Progress lines of the runner itself (compiling, building, plotting).
         public var log: (String) -> Void
 
         public init(output: String, trainerArguments: [String], cc: String? = nil, openMP: Bool = true,
-                    log: @escaping (String) -> Void = { _ in }) {
+                    ranks: Int = 1, hostfile: String? = nil, log: @escaping (String) -> Void = { _ in }) {
             self.output = output
             self.trainerArguments = trainerArguments
             self.cc = cc
             self.openMP = openMP
+            self.ranks = ranks
+            self.hostfile = hostfile
             self.log = log
         }
     }
@@ -77,7 +83,8 @@ public struct TrainRunner {
         options.log("compiled \(name) to C in \(Self.seconds(clock.now - start))")
 
         let executable = buildDirectory + "/train-" + name
-        let toolchain = Self.toolchain(cc: options.cc, openMP: options.openMP, log: options.log)
+        let toolchain = try options.ranks > 1 ? Self.mpiToolchain(openMP: options.openMP)
+            : Self.toolchain(cc: options.cc, openMP: options.openMP, log: options.log)
         let arguments = toolchain.flags + [
             "-DNET=\(name)", "-DUNET=\(name.uppercased())", "-DNET_HEADER=\"\(name).h\"", "-I", buildDirectory,
             buildDirectory + "/trainer.c", buildDirectory + "/\(name).c", "-o", executable, "-lm",
@@ -118,8 +125,16 @@ public struct TrainRunner {
     public func execute(_ executable: String) throws -> Int32 {
         Cleanup.installSignalHandlers(program: "resnet-compile train")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = options.trainerArguments + ["--out", options.output]
+        if options.ranks > 1 {
+            let mpirun = try Self.mpiTool("mpirun")
+            process.executableURL = URL(fileURLWithPath: mpirun)
+            process.arguments = Self.mpirunArguments(ranks: options.ranks, hostfile: options.hostfile)
+                + [executable] + options.trainerArguments + ["--out", options.output]
+            options.log("running \(options.ranks) ranks: \(mpirun) \(process.arguments!.prefix(while: { $0 != executable }).joined(separator: " ")) \(executable) …")
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = options.trainerArguments + ["--out", options.output]
+        }
         let child: pid_t
         do {
             child = try Cleanup.spawn(forwardSignals: true) {
@@ -177,6 +192,31 @@ public struct TrainRunner {
             return Toolchain(cc: compiler, flags: flags)
         }
         return Toolchain(cc: compiler, flags: flags + openMPFlags)
+    }
+
+    /// OpenMPI's `mpicc` and `mpirun`, or an error that says how to get them.
+    static func mpiTool(_ name: String) throws -> String {
+        guard let path = HostTools.which(name) else {
+            throw CompileError("--ranks needs OpenMPI's \(name) on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev; `make deps` does it)")
+        }
+        return path
+    }
+
+    /// The trainer built with `mpicc` (OpenMPI's wrapper around its C compiler, gcc by default)
+    /// and -DRC_MPI: `-std=c11 -O3 -march=native [-fopenmp]`.
+    public static func mpiToolchain(openMP: Bool) throws -> Toolchain {
+        Toolchain(cc: try mpiTool("mpicc"), flags: ["-std=c11", "-O3", "-march=native", "-DRC_MPI"] + (openMP ? ["-fopenmp"] : []))
+    }
+
+    /// `mpirun -np N`, with `--hostfile FILE` for several machines; on this
+    /// machine with more ranks than cores allowed (`--oversubscribe`), and as
+    /// root (containers) with `--allow-run-as-root`. No binding: each rank's
+    /// OpenMP threads use the cores the OS gives them (OMP_NUM_THREADS per rank).
+    public static func mpirunArguments(ranks: Int, hostfile: String?) -> [String] {
+        var args = ["-np", String(ranks), "--bind-to", "none"]
+        if let hostfile { args += ["--hostfile", hostfile] } else { args.append("--oversubscribe") }
+        if getuid() == 0 { args.append("--allow-run-as-root") }
+        return args
     }
 
     /// Whether every file already has exactly these contents in `directory`.
