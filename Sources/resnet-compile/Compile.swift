@@ -124,15 +124,7 @@ struct Compile: ParsableCommand {
             weights = try ONNXImporter.safetensors(imported)
             log("imported \(file): \(lowered.nodes.count - 1) layers, output \(imported.outputsLogits ? "logits" : "softmax probabilities")")
         } else {
-            let networks: [NetworkSpec]
-            if let file {
-                var loader = ModelLoader(evalTimeout: evalTimeout)
-                loader.log = log
-                networks = try loader.load(file)
-            } else {
-                networks = [try BuiltIn.resnet20()]
-            }
-            lowered = try Lower.lower(try Self.pick(networks, network))
+            lowered = try Lower.lower(try Self.pick(Self.networks(file, evalTimeout: evalTimeout, log: log), network))
         }
         let name = lowered.name
         log("network \(name)")
@@ -184,6 +176,14 @@ struct Compile: ParsableCommand {
         let choices = cache.choices(for: target)
         log("tune cache \(path): \(choices.count) entries for \(target)")
         return choices
+    }
+
+    /// The networks a model file defines, or the built-in ResNet-20 without one.
+    static func networks(_ file: String?, evalTimeout: Double, log: @escaping (String) -> Void) throws -> [NetworkSpec] {
+        guard let file else { return [try BuiltIn.resnet20()] }
+        var loader = ModelLoader(evalTimeout: evalTimeout)
+        loader.log = log
+        return try loader.load(file)
     }
 
     static func pick(_ networks: [NetworkSpec], _ name: String?) throws -> NetworkSpec {

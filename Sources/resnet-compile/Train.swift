@@ -226,15 +226,7 @@ struct Train: ParsableCommand {
         let log: (String) -> Void = { if verbose { FileHandle.standardError.write(Data("resnet-compile train: \($0)\n".utf8)) } }
         let status: Int32
         do {
-            let networks: [NetworkSpec]
-            if let file {
-                var loader = ModelLoader(evalTimeout: evalTimeout)
-                loader.log = log
-                networks = try loader.load(file)
-            } else {
-                networks = [try BuiltIn.resnet20()]
-            }
-            let spec = try Compile.pick(networks, network)
+            let spec = try Compile.pick(Compile.networks(file, evalTimeout: evalTimeout, log: log), network)
             let directory = output ?? "runs/\(spec.name)"
             if !resume && FileManager.default.fileExists(atPath: directory + "/checkpoint.state") {
                 throw CompileError("\(directory) already holds a run (checkpoint.state): continue it with --resume, or choose another -o")
