@@ -7,7 +7,9 @@ dp_train.c's format (median and fastest step, images/s at the median).
     .venv/bin/python bench/ddp_train.py --ranks 2 --threads 1 --batch 128 [--sync-bn]
 
 --sync-bn converts the batch norms to torch.nn.SyncBatchNorm (what our hook
-does); PyTorch may refuse it on CPU, which the line then says.
+does); torch 2.15 refuses it on CPU ("SyncBatchNorm layers only work with GPU
+modules"), which the line then says. Without it each process normalises with
+its own shard's statistics (DDP's default), a cheaper step than ours.
 """
 import argparse
 import os
@@ -34,7 +36,13 @@ def worker(rank, a, port, queue):
     note = ""
     if a.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+    except (ValueError, RuntimeError) as e:  # SyncBatchNorm: "only work with GPU modules" (torch 2.15)
+        if rank == 0:
+            queue.put("ranks %d threads %d batch %d failed: %s" % (a.ranks, a.threads, a.batch, str(e).splitlines()[0]))
+        dist.destroy_process_group()
+        return
     n = a.batch // a.ranks
     g = torch.Generator().manual_seed(rank)
     x = torch.rand(n, 3, 32, 32, generator=g) * 2 - 1
