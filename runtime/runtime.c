@@ -57,6 +57,7 @@
 #define RC_ERR_NONFINITE    (-13) /* NaN/Inf in a weight file, or a non-finite loss */
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
+#define RC_ERR_NOTRAIN      (-16) /* the model was built by create_in without training state */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -78,6 +79,7 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_NONFINITE:    return "non-finite value (NaN or Inf in weights, or non-finite loss)";
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
+    case RC_ERR_NOTRAIN:      return "model has no training state (built by create_in with training = 0)";
     default:                  return "unknown error code";
     }
 }

@@ -735,8 +735,8 @@ static void test_rng(void)
 
 static void test_strerror(void)
 {
-    const char *seen[16];
-    for (int code = 0; code >= -15; code--) {
+    const char *seen[17];
+    for (int code = 0; code >= -16; code--) {
         const char *s = rc_strerror(code);
         CHECK(s != NULL && strlen(s) > 5 && strcmp(s, "unknown error code") != 0, "rc_strerror(%d) = %s", code,
               s != NULL ? s : "(null)");
