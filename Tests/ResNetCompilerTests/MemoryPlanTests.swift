@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import ResNetCompiler
 import ResNetDSL
 import ResNetTestSupport
@@ -151,6 +154,8 @@ import Testing
         }
         let svg = files[1].contents
         #expect(svg.hasPrefix("<?xml") && svg.hasSuffix("</svg>\n"))
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "the SVG is not well-formed XML: \(String(describing: parser.parserError))")
         #expect(svg.contains("lower bound"))
         let boxes = svg.components(separatedBy: "<title>").count - 1
         #expect(boxes == PlanMemory.lifetimes(artifacts.graph).count + PlanMemory.lifetimes(artifacts.training).count)
