@@ -58,6 +58,7 @@
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
 #define RC_ERR_ALLREDUCE    (-16) /* the all-reduce hook returned an error */
+#define RC_ERR_NOTRAIN      (-17) /* the model was built by create_in without training state */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -80,6 +81,7 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
     case RC_ERR_ALLREDUCE:    return "the all-reduce hook (set_allreduce) returned an error";
+    case RC_ERR_NOTRAIN:      return "model has no training state (built by create_in with training = 0)";
     default:                  return "unknown error code";
     }
 }

@@ -83,6 +83,15 @@ public struct Compiler {
             let kib = { (f: Int) in String(format: "%.1f KiB", Double(f * 4) / 1024) }
             lines.append("training arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))")
         }
+        if let t = training, g.memory != nil, t.memory != nil {
+            // The figures of --emit plan (NAME.plan.json) at batch 1, and the header's macros.
+            let uname = g.name.uppercased()
+            for m in PlanFiles.modes(g, training: t, batch: 1) {
+                let macro = "\(uname)_MODEL_BYTES_\(m.mode == "train" ? "TRAIN" : "INFER")(1)"
+                lines.append("\(m.mode) at batch 1, bytes: arena \(m.arenaBytes), lower bound \(m.lowerBoundBytes), naive \(m.naiveBytes), "
+                             + "whole model \(m.modelBytes) (\(macro)), \(m.buffers.count) buffers")
+            }
+        }
         lines.append("")
         lines.append("// inference")
         lines.append(IRPrinter.print(g))

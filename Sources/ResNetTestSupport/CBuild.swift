@@ -177,6 +177,10 @@ public struct BuiltModel: Sendable {
     public var executable: String
     public var graph: Graph
     public var files: [(name: String, contents: String)]
+    /// How the driver builds its model: nil, `NAME_create`; false or true,
+    /// `NAME_create_in` for inference only or to train too, in a block of
+    /// exactly `UNAME_MODEL_BYTES_*(max_batch)` bytes filled with 0xFF (NaN).
+    public var createIn: Bool?
 
     /// Compiles `spec` with the given options and builds the driver against it.
     public init(_ spec: NetworkSpec, fuse: Bool = true, toolchain: CBuild.Toolchain = CBuild.standard) throws {
@@ -199,7 +203,8 @@ public struct BuiltModel: Sendable {
     /// Runs the driver with commands; returns its output lines and exit status.
     @discardableResult
     public func drive(maxBatch: Int, _ commands: [String]) throws -> (status: Int32, lines: [String]) {
-        let r = try CBuild.run(executable, [String(maxBatch)] + commands)
+        let mode = createIn.map { ["--in", $0 ? "train" : "infer"] } ?? []
+        let r = try CBuild.run(executable, mode + [String(maxBatch)] + commands)
         return (r.status, r.output.split(separator: "\n").map(String.init))
     }
 

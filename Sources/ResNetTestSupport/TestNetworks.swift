@@ -62,6 +62,55 @@ public enum TestNetworks {
         }.spec
     }
 
+    /// A random small residual network, the same for the same seed: a 3×3
+    /// stem (with or without bias) + BN + ReLU, maybe a max pool, one to three
+    /// blocks (identity, option A or projection, stride 1 or 2, one or two
+    /// convs of 1×1 or 3×3, maybe a ReLU inside), global average pooling or a
+    /// dense layer on the flattened map, and softmax. Shapes stay valid by
+    /// construction; for the planner's and create_in's property tests.
+    public static func random(seed: UInt64) -> NetworkSpec {
+        var rng = TestRandom(seed: seed)
+        func pick(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        var h = 4 + pick(9), w = 4 + pick(9)
+        let input = Input.image(channels: 1 + pick(4), height: h, width: w)
+        var width = 2 + pick(7)
+        var layers: [any Layer] = [Conv2D(width, kernel: 3, padding: 1, bias: pick(2) == 0, name: "conv1"), BatchNorm(name: "bn1"), ReLU()]
+        if pick(3) == 0 {
+            layers.append(MaxPool(kernel: 3, stride: 2, padding: 1))
+            h = (h - 1) / 2 + 1
+            w = (w - 1) / 2 + 1
+        }
+        for b in 0..<(1 + pick(3)) {
+            let shortcut: Shortcut = [.identity, .zeroPad, .projection][pick(3)]
+            let stride = shortcut != .identity && h >= 3 && w >= 3 && pick(2) == 0 ? 2 : 1
+            let out = switch shortcut {
+            case .identity: width
+            case .zeroPad: stride == 2 ? width + pick(4) : width + 1 + pick(4)
+            case .projection: 2 + pick(9)
+            }
+            let first = stride == 2 || pick(2) == 0 ? 3 : 1
+            let second = pick(3) == 0 ? 0 : [1, 3][pick(2)]
+            let innerReLU = pick(2) == 0
+            layers.append(Residual(name: "layer\(b + 1).0", shortcut: shortcut) {
+                Conv2D(out, kernel: first, stride: stride, padding: first / 2, name: "conv1")
+                BatchNorm(name: "bn1")
+                if second > 0 {
+                    if innerReLU { ReLU() }
+                    Conv2D(out, kernel: second, padding: second / 2, name: "conv2")
+                    BatchNorm(name: "bn2")
+                }
+            })
+            layers.append(ReLU())
+            width = out
+            h = (h - 1) / stride + 1
+            w = (w - 1) / stride + 1
+        }
+        if pick(4) > 0 { layers.append(GlobalAvgPool()) }
+        layers.append(Dense(2 + pick(5), name: "fc"))
+        layers.append(Softmax())
+        return Network("rand\(seed)", input: input) { layers }.spec
+    }
+
     /// The PyTorch fixtures' networks by name.
     public static func fixture(_ name: String) throws -> NetworkSpec {
         switch name {

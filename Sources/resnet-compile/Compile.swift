@@ -20,7 +20,8 @@ struct Compile: ParsableCommand {
         level is registered. A model file is a program that runs at compile
         time: compiling it and running it may each take --eval-timeout seconds
         (default 120). Writes NAME.c, NAME.h, module.modulemap and NAME.report
-        into DIR atomically: on any error nothing is left there. Interrupted or
+        into DIR atomically (--emit plan: NAME.plan.json and NAME.plan.svg):
+        on any error nothing is left there. Interrupted or
         terminated, the compiler stops every process it started and removes
         its temporary files (exit status 128 + signal).
 
@@ -30,6 +31,7 @@ struct Compile: ParsableCommand {
           resnet-compile model.swift --network tiny --emit summary
           resnet-compile resnet18.onnx -o out          # + out/resnet18.safetensors
           resnet-compile --emit ir --dump-after FuseEpilogues
+          resnet-compile --emit plan --plan-batch 64 -o out
         """,
         version: CEmitter.version,
         subcommands: [Train.self]
@@ -54,7 +56,7 @@ struct Compile: ParsableCommand {
     }
 
     enum Emit: String, ExpressibleByArgument, CaseIterable {
-        case c, ir, summary
+        case c, ir, summary, plan
     }
 
     @Argument(help: "A .swift model file, a .json graph or an .onnx model (its weights are written as DIR/NAME.safetensors). Default: the built-in ResNet-20.")
@@ -70,8 +72,11 @@ struct Compile: ParsableCommand {
                                valueName: "seconds"))
     var evalTimeout: Double = ModelLoader.defaultEvalTimeout
 
-    @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table.")
+    @Option(help: "c: write the C files; ir: print the final IR; summary: print the per-layer table; plan: write DIR/NAME.plan.json and DIR/NAME.plan.svg (the memory plan of inference and training).")
     var emit: Emit = .c
+
+    @Option(help: ArgumentHelp("The batch whose bytes --emit plan reports (default 1).", valueName: "B"))
+    var planBatch: Int = 1
 
     @Flag(help: "Same as --emit summary (the paper's Table 1 for the network).")
     var summary = false
@@ -97,6 +102,8 @@ struct Compile: ParsableCommand {
 
     func validate() throws {
         try Self.checkEvalTimeout(evalTimeout)
+        // Bytes at the batch must stay far inside Int: a million images is plenty.
+        if !(1...1_000_000).contains(planBatch) { throw ValidationError("--plan-batch must be between 1 and 1000000") }
     }
 
     static func checkEvalTimeout(_ seconds: Double) throws {
@@ -150,6 +157,14 @@ struct Compile: ParsableCommand {
             if dumpAfter == nil { print(IRPrinter.print(artifacts.graph), terminator: "") }
         case .summary:
             print(Summary.table(try Pipeline.analysis.run(lowered)), terminator: "")
+        case .plan:
+            let files = try PlanFiles.files(artifacts.graph, training: artifacts.training, batch: planBatch)
+            try AtomicWriter.write(files, to: output)
+            for m in PlanFiles.modes(artifacts.graph, training: artifacts.training, batch: planBatch) {
+                let ratio = String(format: "%.3f", Double(m.arenaBytes) / Double(max(1, m.lowerBoundBytes)))
+                print("resnet-compile: \(name) \(m.mode) batch \(m.batch): arena \(m.arenaBytes) bytes (\(ratio) × lower bound \(m.lowerBoundBytes)), naive \(m.naiveBytes), whole model \(m.modelBytes)")
+            }
+            print("resnet-compile: \(name) → \(output)/\(files.map(\.name).joined(separator: ", "))")
         }
     }
 

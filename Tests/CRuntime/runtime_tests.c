@@ -784,8 +784,8 @@ static void test_allreduce_doubles(void)
 
 static void test_strerror(void)
 {
-    const char *seen[17];
-    for (int code = 0; code >= -16; code--) {
+    const char *seen[18];
+    for (int code = 0; code >= -17; code--) {
         const char *s = rc_strerror(code);
         CHECK(s != NULL && strlen(s) > 5 && strcmp(s, "unknown error code") != 0, "rc_strerror(%d) = %s", code,
               s != NULL ? s : "(null)");
@@ -793,7 +793,7 @@ static void test_strerror(void)
             CHECK(strcmp(seen[k], s) != 0, "rc_strerror(%d) repeats rc_strerror(%d)", code, -k);
         seen[-code] = s;
     }
-    CHECK(strcmp(rc_strerror(-17), "unknown error code") == 0, "rc_strerror(-17)");
+    CHECK(strcmp(rc_strerror(-18), "unknown error code") == 0, "rc_strerror(-18)");
     CHECK(strcmp(rc_strerror(1), "unknown error code") == 0, "rc_strerror(1)");
 }
 

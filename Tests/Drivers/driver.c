@@ -1,7 +1,7 @@
 /* A generic driver for any generated network, used by the tests.
  *
  * Build: cc -DNET=resnet20 -DUNET=RESNET20 '-DNET_HEADER="resnet20.h"' driver.c resnet20.c -lm
- * Run:   driver MAX_BATCH COMMAND... where the commands run in order:
+ * Run:   driver [--in infer|train] MAX_BATCH COMMAND... where the commands run in order:
  *          init SEED                 NET_init_params
  *          load PATH                 NET_load
  *          tryload PATH              NET_load, but go on after an error
@@ -16,6 +16,10 @@
  *        Each command prints "ok" or "error CODE MESSAGE"; the driver exits 3 after
  *        the first error (so "a failed load leaves the model unchanged" can be tested
  *        by running another command after it in a separate invocation).
+ *        With --in, the model is built by NET_create_in (for inference only, or
+ *        to train too) in a block of exactly NET_MODEL_BYTES_*(MAX_BATCH) bytes
+ *        filled with 0xFF (a NaN in every float), so that a result computed from
+ *        memory nothing wrote shows as NaN.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -92,12 +96,12 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("init_params(NULL) %d\n", F(init_params)(NULL, 1));
     printf("strerror(-9999) %s\n", F(strerror)(-9999));
     int named = 1;
-    for (int code = -1; code >= -16; code--) {
+    for (int code = -1; code >= -17; code--) {
         const char *s = F(strerror)(code);
         named &= s != NULL && strcmp(s, F(strerror)(-9999)) != 0 && strcmp(s, F(strerror)(0)) != 0;
         for (int other = code + 1; other <= -1; other++) named &= strcmp(s, F(strerror)(other)) != 0;
     }
-    printf("strerror(-1...-16) %s\n", named ? "distinct messages" : "missing or repeated message");
+    printf("strerror(-1...-17) %s\n", named ? "distinct messages" : "missing or repeated message");
     int32_t labels[2] = { 0, U(NUM_CLASSES) };
     float loss = 0.0f;
     printf("train_step(NULL labels) %d\n", F(train_step)(m, x, NULL, 1, 0.1f, &loss));
@@ -137,14 +141,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s MAX_BATCH COMMAND...\n", argv[0]);
         return 2;
     }
-    const int max_batch = atoi(argv[1]);
-    F(model) *m = F(create)(max_batch);
+    int first = 1, in_caller = -1;  /* -1: NET_create; 0 or 1: NET_create_in(…, training) */
+    if (argc > 3 && !strcmp(argv[1], "--in")) {
+        in_caller = !strcmp(argv[2], "train");
+        first = 3;
+    }
+    const int max_batch = atoi(argv[first]);
+    void *block = NULL;
+    F(model) *m = NULL;
+    if (in_caller < 0) {
+        m = F(create)(max_batch);
+    } else if (max_batch > 0) {
+        const size_t bytes = in_caller ? U(MODEL_BYTES_TRAIN)(max_batch) : U(MODEL_BYTES_INFER)(max_batch);
+        block = aligned_alloc(U(MODEL_ALIGN), (bytes + U(MODEL_ALIGN) - 1) / U(MODEL_ALIGN) * U(MODEL_ALIGN));
+        if (block) {
+            memset(block, 0xFF, bytes);
+            m = F(create_in)(block, bytes, max_batch, in_caller);
+        }
+    }
     if (!m) {
         printf("error create(%d) returned NULL\n", max_batch);
+        free(block);
         return 3;
     }
     int status = 0;
-    for (int i = 2; i < argc && status == 0; i++) {
+    for (int i = first + 1; i < argc && status == 0; i++) {
         if (!strcmp(argv[i], "init") && i + 1 < argc) {
             status = report(F(init_params)(m, strtoull(argv[++i], NULL, 10)));
         } else if (!strcmp(argv[i], "load") && i + 1 < argc) {
@@ -194,5 +215,6 @@ int main(int argc, char **argv)
         }
     }
     F(destroy)(m);
+    free(block);
     return status == 0 ? 0 : 3;
 }

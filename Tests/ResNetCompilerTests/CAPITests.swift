@@ -120,7 +120,7 @@ import Testing
             "infer(n=0) -2", "infer(n=max+1) -2", "infer(n=-1) -2", "create(INT_MAX) NULL",
             "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "save(NULL model) -1",
             "init_params(NULL) -1",
-            "strerror(-9999) unknown error code", "strerror(-1...-16) distinct messages",
+            "strerror(-9999) unknown error code", "strerror(-1...-17) distinct messages",
             "train_step(NULL labels) -1", "train_step(NULL loss) -1", "train_step(n=0) -2",
             "train_step(label=classes) -12", "train_step(lr=NaN) -14",
             "train_step(NULL model) -1", "train_step(NULL x) -1", "train_step(n=-1) -2", "train_step(n=max+1) -2",

@@ -77,6 +77,7 @@
 #define RC_ERR_ARG          (-14) /* invalid argument value */
 #define RC_ERR_CHANGED      (-15) /* the file changed while it was being read */
 #define RC_ERR_ALLREDUCE    (-16) /* the all-reduce hook returned an error */
+#define RC_ERR_NOTRAIN      (-17) /* the model was built by create_in without training state */
 
 /// One line of English for every code the generated API can return.
 RC_UNUSED static const char *rc_strerror(int code)
@@ -99,6 +100,7 @@ RC_UNUSED static const char *rc_strerror(int code)
     case RC_ERR_ARG:          return "invalid argument value";
     case RC_ERR_CHANGED:      return "file changed while it was being read (written by another process?)";
     case RC_ERR_ALLREDUCE:    return "the all-reduce hook (set_allreduce) returned an error";
+    case RC_ERR_NOTRAIN:      return "model has no training state (built by create_in with training = 0)";
     default:                  return "unknown error code";
     }
 }
@@ -2026,6 +2028,7 @@ static const struct { size_t mean, var, stats; int channels; } BN_STATS[NUM_BN] 
 
 struct resnet20_model {
     int max_batch;
+    int external;               /* built by create_in: everything lives in the caller's block */
     int folded_valid;           /* folded matches params */
     float *params;              /* RESNET20_PARAM_COUNT floats, PARAMS order */
     float *folded;              /* FOLDED_COUNT floats */
@@ -2043,6 +2046,22 @@ struct resnet20_model {
     float opt_momentum, opt_weight_decay;
     rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
 };
+
+/* create_in's block: the model, then each buffer from a MODEL_ALIGN line, in
+ * the order of the header's MODEL_BYTES macros, whose figures (computed by the
+ * compiler) are checked here against the C's own sizes. */
+#define RC_LINE_BYTES(floats) (((size_t)(floats) * sizeof(float) + RESNET20_MODEL_ALIGN - 1) / RESNET20_MODEL_ALIGN * RESNET20_MODEL_ALIGN)
+#define STRUCT_BYTES ((size_t)384)
+#define FIXED_INFER_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET20_PARAM_COUNT) + RC_LINE_BYTES(FOLDED_COUNT) \
+                           + RC_LINE_BYTES(PACKED_COUNT))
+#define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET20_PARAM_COUNT) \
+                           + RC_LINE_BYTES(STATS_FLOATS))
+_Static_assert(sizeof(struct resnet20_model) <= STRUCT_BYTES, "the model struct outgrew its allowance in create_in's block");
+_Static_assert(STRUCT_BYTES % RESNET20_MODEL_ALIGN == 0, "create_in's parts start on MODEL_ALIGN lines");
+_Static_assert(RESNET20_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
+_Static_assert(RESNET20_ARENA_BYTES_TRAIN(1) == (size_t)TRAIN_ARENA_FLOATS * sizeof(float), "ARENA_BYTES_TRAIN");
+_Static_assert(RESNET20_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
+_Static_assert(RESNET20_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES, "MODEL_BYTES_TRAIN");
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
 static void *rc_alloc_aligned(size_t bytes)
@@ -6552,9 +6571,46 @@ resnet20_model *resnet20_create(int max_batch)
     return m;
 }
 
+/* Takes the next `bytes` of create_in's block. */
+static float *carve(unsigned char **at, size_t bytes)
+{
+    float *p = (float *)(void *)*at;
+    *at += bytes;
+    return p;
+}
+
+resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, int training)
+{
+    if (!memory || (uintptr_t)memory % RESNET20_MODEL_ALIGN != 0) return NULL;
+    const size_t arena = resnet20_arena_bytes(max_batch, training);
+    const size_t fixed = training ? FIXED_TRAIN_BYTES : FIXED_INFER_BYTES;
+    if (arena == 0 || arena > SIZE_MAX - fixed || bytes < fixed + arena) return NULL;
+    unsigned char *at = memory;
+    resnet20_model *m = (void *)at;
+    at += STRUCT_BYTES;
+    memset(m, 0, sizeof *m);
+    m->external = 1;
+    m->max_batch = max_batch;
+    m->opt_momentum = 0.9f;
+    m->opt_weight_decay = 1e-4f;
+    m->params = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
+    m->folded = carve(&at, RC_LINE_BYTES(FOLDED_COUNT));
+    m->packed = carve(&at, RC_LINE_BYTES(PACKED_COUNT));
+    m->arena = carve(&at, arena);
+    m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
+    if (training) {
+        m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
+        m->grads = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
+        m->momentum = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
+        m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
+    }
+    resnet20_init_params(m, 0);  /* and the momentum buffers to zero */
+    return m;
+}
+
 void resnet20_destroy(resnet20_model *m)
 {
-    if (!m) return;
+    if (!m || m->external) return;
     free(m->params);
     free(m->folded);
     free(m->packed);
@@ -6772,9 +6828,11 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,
- * batch statistics and the larger arena. */
+ * batch statistics and the larger arena (a model from create_in has them from
+ * the start, or cannot train). */
 static int ensure_training(resnet20_model *m)
 {
+    if (m->external) return m->grads ? RC_OK : RC_ERR_NOTRAIN;  /* never allocates */
     if (!m->grads) m->grads = calloc(RESNET20_PARAM_COUNT, sizeof(float));
     if (!m->momentum) m->momentum = calloc(RESNET20_PARAM_COUNT, sizeof(float));
     if (!m->bn_stats) m->bn_stats = calloc(STATS_FLOATS, sizeof(float));

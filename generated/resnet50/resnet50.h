@@ -25,17 +25,45 @@ extern "C" {
 /* Floats in the state dict (weights, biases, BN running statistics). */
 #define RESNET50_PARAM_COUNT 25610152
 
+/* Caller-owned memory (resnet50_create_in), in bytes for batches of up to
+ * `batch` images: integer constant expressions when batch is one (keep
+ * batch × the bytes per image within size_t; resnet50_create_in checks).
+ * ARENA_BYTES: the activation arena, what resnet50_arena_bytes(batch, training)
+ * returns (training: the larger arena of a model that trains, in which
+ * inference runs too). MODEL_BYTES: everything a model needs — the model
+ * itself, parameters, folded and packed weights, the arena and, for TRAIN,
+ * gradients, momentum buffers and batch statistics — each part starting on a
+ * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
+#define RESNET50_MODEL_ALIGN 64
+#define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)10838016)
+#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)89124864)
+#define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165376 + RESNET50_ARENA_BYTES_INFER(batch))
+#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)835801792 + RESNET50_ARENA_BYTES_TRAIN(batch))
+
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet50_model resnet50_model;
 
 /* Allocates a model for batches of up to max_batch images, parameters set by
  * resnet50_init_params(m, 0). NULL if max_batch < 1 or memory runs out. */
 resnet50_model *resnet50_create(int max_batch);
-/* Frees everything create allocated; NULL is ignored. */
+/* Builds a model for batches of up to max_batch images entirely inside the
+ * caller's memory (bytes long, RESNET50_MODEL_ALIGN-aligned), parameters set
+ * by resnet50_init_params(m, 0); it uses the block's first
+ * RESNET50_MODEL_BYTES_TRAIN(max_batch) bytes when training != 0, else
+ * RESNET50_MODEL_BYTES_INFER(max_batch), and the contents need no
+ * initialising. Neither resnet50_infer nor resnet50_train_step of such a model
+ * calls malloc, calloc, realloc or free. A model built with training = 0
+ * cannot train: resnet50_train_step and resnet50_load_checkpoint return an
+ * error. NULL, and nothing written, if memory is NULL or misaligned, bytes is
+ * too small or max_batch < 1. */
+resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, int training);
+/* Frees everything create allocated; NULL is ignored. A model from
+ * create_in frees nothing (its memory is the caller's, reusable after this). */
 void resnet50_destroy(resnet50_model *m);
 /* Bytes of activation arena for max_batch: training = 0, what create allocates
  * for inference; training != 0, what the first training call grows it to
- * (activations kept for the backward pass, and gradients).
+ * (activations kept for the backward pass, and gradients). The same as
+ * RESNET50_ARENA_BYTES_INFER / _TRAIN(max_batch).
  * 0 if max_batch < 1 or the size overflows. */
 size_t resnet50_arena_bytes(int max_batch, int training);
 /* He initialisation (conv: normal, std sqrt(2/fan_out); dense: PyTorch's uniform),
@@ -56,7 +84,8 @@ int resnet50_infer(resnet50_model *m, const float *x, int n, float *probs);
  * the unbiased variance; mean softmax cross-entropy; torch.optim.SGD with
  * momentum, dampening 0, weight decay on every parameter). *loss receives the
  * step's loss. A non-finite loss or gradient returns an error and leaves the
- * model unchanged. The first call allocates the training state. */
+ * model unchanged. The first call of a model from create allocates the
+ * training state (create_in's is in the caller's block from the start). */
 int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels, int n, float lr, float *loss);
 /* Data-parallel training. Sums `count` floats in place across all replicas
  * (every replica calls it with the same count, in the same order); returns 0

@@ -102,7 +102,15 @@ public struct CEmitter {
              "fw": f.fw, "fb": f.fb, "oc": f.oc, "per": f.per]
         }
         let batchNorms = graph.batchNormNames
-        let context: [String: Any] = [
+        let memory = ModelMemory(graph: graph, training: training, layout: layout)
+        // Inference runs in a training model's arena too: it is the larger of the two.
+        let trainArenaFloats = memory.trainArenaBytesPerImage / 4
+        let memoryValues: [String: Any] = [
+            "modelAlign": ModelMemory.alignment, "structBytes": memory.structBytes,
+            "arenaBytesPerImage": memory.arenaBytesPerImage, "trainArenaBytesPerImage": memory.trainArenaBytesPerImage,
+            "fixedInferBytes": memory.fixedInferBytes, "fixedTrainBytes": memory.fixedTrainBytes,
+        ]
+        var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
             "logits": graph.output.op != .softmax,
             "inputC": input.c, "inputH": input.h, "inputW": input.w, "classes": graph.classes,
@@ -123,7 +131,7 @@ public struct CEmitter {
             "kernels": kernels, "kernelCount": kernels.count, "calls": inferenceCalls,
             "hasTraining": training != nil, "trainingCalls": trainingCalls,
             "bucketFloats": GradientBuckets.minimumFloats,
-            "trainArenaFloats": training?.memory?.arenaFloats ?? 0,
+            "trainArenaFloats": trainArenaFloats,
             "trainNaiveFloats": training?.memory?.naiveFloats ?? 0,
             "trainLowerBoundFloats": training?.memory?.lowerBoundFloats ?? 0,
             "statsFloats": max(1, layout.statsFloats),
@@ -137,6 +145,7 @@ public struct CEmitter {
                 t.nodes.filter { $0.op == .batchNorm || $0.op == .batchNormAct }.map { t.shape($0.inputs[0]).h * t.shape($0.inputs[0]).w }.min() ?? 2
             } ?? 2,
         ]
+        for (key, value) in memoryValues { context[key] = value }
         let header = try templates.render("header.h", context)
         let source = try templates.render("model.c", context)
         let moduleMap = try templates.render("module.modulemap", context)

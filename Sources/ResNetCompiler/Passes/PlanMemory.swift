@@ -48,8 +48,37 @@ public struct PlanMemory: Pass {
     static func roundUp(_ floats: Int) -> Int { (floats + 15) / 16 * 16 }
 
     static func plan(_ g: Graph) -> MemoryPlan {
-        let live = lifetimes(g)
+        let placement = place(lifetimes(g).map { Buffer(id: $0.id, size: $0.size, first: $0.first, last: $0.last) },
+                              steps: g.nodes.count)
         var offsets = Array(repeating: -1, count: 2 * g.nodes.count)
+        for (id, offset) in placement.offsets { offsets[id] = offset }
+        return MemoryPlan(offsets: offsets, arenaFloats: placement.arenaFloats, naiveFloats: placement.naiveFloats,
+                          lowerBoundFloats: placement.lowerBoundFloats)
+    }
+
+    /// A buffer to place: `size` floats live from step `first` to step `last`, inclusive.
+    public struct Buffer: Hashable, Sendable {
+        public var id: Int, size: Int, first: Int, last: Int
+        public init(id: Int, size: Int, first: Int, last: Int) {
+            self.id = id
+            self.size = size
+            self.first = first
+            self.last = last
+        }
+    }
+
+    /// Where `place` put each buffer, and the three figures of the plan.
+    public struct Placement: Sendable {
+        /// Offset in floats of each buffer, by id.
+        public var offsets: [Int: Int]
+        public var arenaFloats: Int, naiveFloats: Int, lowerBoundFloats: Int
+    }
+
+    /// The planner on bare lifetimes (steps 0..<steps): largest first, each at
+    /// the lowest offset that overlaps no placed buffer whose lifetime meets
+    /// its own. Offsets are multiples of 16 floats when the sizes are.
+    public static func place(_ live: [Buffer], steps: Int) -> Placement {
+        var offsets: [Int: Int] = [:]
         var placed: [(offset: Int, size: Int, first: Int, last: Int)] = []
         let order = live.sorted { ($0.size, $1.id) > ($1.size, $0.id) }
         var arena = 0
@@ -66,18 +95,23 @@ public struct PlanMemory: Pass {
             arena = max(arena, offset + buffer.size)
         }
         let naive = live.reduce(0) { $0 + $1.size }
-        // The lower bound: the most floats live at any one step (a sweep over lifetimes).
-        var delta = Array(repeating: 0, count: g.nodes.count + 1)
+        let profile = liveFloats(live, steps: steps)
+        return Placement(offsets: offsets, arenaFloats: arena, naiveFloats: naive, lowerBoundFloats: profile.max() ?? 0)
+    }
+
+    /// Floats live at each step: the lower bound is the largest of these, since
+    /// buffers live at the same step can share no byte.
+    public static func liveFloats(_ live: [Buffer], steps: Int) -> [Int] {
+        var delta = Array(repeating: 0, count: steps + 1)
         for b in live {
             delta[b.first] += b.size
             delta[b.last + 1] -= b.size
         }
-        var lowerBound = 0, current = 0
-        for d in delta {
+        var current = 0
+        return delta.dropLast().map { d in
             current += d
-            lowerBound = max(lowerBound, current)
+            return current
         }
-        return MemoryPlan(offsets: offsets, arenaFloats: arena, naiveFloats: naive, lowerBoundFloats: lowerBound)
     }
 }
 

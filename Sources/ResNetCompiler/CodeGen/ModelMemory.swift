@@ -1,0 +1,71 @@
+/// What a whole generated model occupies, in bytes: the layout `NAME_create_in`
+/// carves out of the caller's block and the figures of the header's
+/// `UNAME_ARENA_BYTES_*` and `UNAME_MODEL_BYTES_*` macros.
+///
+/// The block holds, in this order and each part starting on a 64-byte line:
+/// the model struct (a fixed allowance the C checks with `_Static_assert`),
+/// the state dict, the folded inference weights, the packed vector-conv
+/// weights, the activation arena for `max_batch` images, and, for a model
+/// that trains, the training step's packed weights, the parameter gradients,
+/// the momentum buffers and the batch statistics. A training model's arena
+/// is the larger of the two graphs' arenas, since inference runs in it too.
+/// Everything but the arena is independent of the batch.
+public struct ModelMemory: Hashable, Sendable {
+    /// The block's alignment (`UNAME_MODEL_ALIGN`): a cache line, an AVX-512 vector.
+    public static let alignment = 64
+
+    /// The allowance for the C struct: its scalar fields and pointers take
+    /// under 160 bytes on LP64 and ILP32 alike, plus one int64 counter per batch norm.
+    public var structBytes: Int
+    public var paramBytes: Int
+    public var foldedBytes: Int
+    public var packedBytes: Int
+    /// Inference arena per image.
+    public var arenaBytesPerImage: Int
+    public var trainPackedBytes: Int
+    /// Gradients and momentum: one float per state-dict float each.
+    public var gradBytes: Int
+    public var momentumBytes: Int
+    public var statsBytes: Int
+    /// A training model's arena per image: the larger of the two graphs'.
+    public var trainArenaBytesPerImage: Int
+
+    /// Bytes rounded up to the block's alignment.
+    static func line(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
+
+    init(graph: Graph, training: Graph?, layout: ParameterLayout) {
+        structBytes = Self.line(192 + 8 * max(1, graph.batchNormNames.count))
+        paramBytes = Self.line(4 * graph.parameterCount)
+        foldedBytes = Self.line(4 * layout.foldedFloats)
+        packedBytes = Self.line(4 * layout.packedFloats)
+        let arena = graph.memory?.arenaFloats ?? 0
+        arenaBytesPerImage = 4 * arena
+        trainPackedBytes = Self.line(4 * layout.trainPackedFloats)
+        gradBytes = paramBytes
+        momentumBytes = paramBytes
+        statsBytes = Self.line(4 * max(1, layout.statsFloats))
+        trainArenaBytesPerImage = 4 * max(arena, training?.memory?.arenaFloats ?? 0)
+    }
+
+    /// The figures for a network's inference graph and training graph.
+    public init(graph: Graph, training: Graph?) {
+        var layout = ParameterLayout(graph)
+        if let training { layout.addTrainingPacks(training) }
+        self.init(graph: graph, training: training, layout: layout)
+    }
+
+    /// Everything but the arena, for an inference-only model.
+    public var fixedInferBytes: Int { structBytes + paramBytes + foldedBytes + packedBytes }
+    /// Everything but the arena, for a model that also trains.
+    public var fixedTrainBytes: Int { fixedInferBytes + trainPackedBytes + gradBytes + momentumBytes + statsBytes }
+
+    /// `UNAME_ARENA_BYTES_INFER(batch)` / `UNAME_ARENA_BYTES_TRAIN(batch)`.
+    public func arenaBytes(batch: Int, training: Bool) -> Int {
+        batch * (training ? trainArenaBytesPerImage : arenaBytesPerImage)
+    }
+
+    /// `UNAME_MODEL_BYTES_INFER(batch)` / `UNAME_MODEL_BYTES_TRAIN(batch)`.
+    public func modelBytes(batch: Int, training: Bool) -> Int {
+        (training ? fixedTrainBytes : fixedInferBytes) + arenaBytes(batch: batch, training: training)
+    }
+}
