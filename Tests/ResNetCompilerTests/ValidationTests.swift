@@ -158,9 +158,17 @@ import Testing
         // The C library's names, as the generated C sees them.
         if HostTools.which("cc") != nil {
             let dir = try CBuild.temporaryDirectory("names")
-            let probe = "#define _POSIX_C_SOURCE 200809L\n" + headers.sorted().filter { !$0.contains("arm_neon") }.map { "#include \($0)\n" }.joined()
+            // <mpi.h> (the trainer built with -DRC_MPI) is not on the default
+            // include path: mpicc names its directories; without OpenMPI it is left out.
+            var includes: [String] = []
+            if HostTools.which("mpicc") != nil, let r = try? CBuild.run("mpicc", ["--showme:incdirs"]), r.status == 0 {
+                includes = r.output.split(whereSeparator: \.isWhitespace).map { "-I" + $0 }
+            }
+            let probe = "#define _POSIX_C_SOURCE 200809L\n" + headers.sorted()
+                .filter { !$0.contains("arm_neon") && (!includes.isEmpty || $0 != "<mpi.h>") }
+                .map { "#include \($0)\n" }.joined()
             try probe.write(toFile: dir + "/probe.c", atomically: true, encoding: .utf8)
-            let r = try CBuild.run("cc", ["-E", "-march=native", dir + "/probe.c"])
+            let r = try CBuild.run("cc", ["-E", "-march=native"] + includes + [dir + "/probe.c"])
             #expect(r.status == 0, "\(r.output.prefix(2000))")
             for word in r.output.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }) { identifiers.insert(String(word)) }
         }
