@@ -81,7 +81,9 @@ public struct Compiler {
         }
         if let t = training, let m = t.memory {
             let kib = { (f: Int) in String(format: "%.1f KiB", Double(f * 4) / 1024) }
-            lines.append("training arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))")
+            lines.append("training arena per image: \(kib(m.arenaFloats)) (naive \(kib(m.naiveFloats)), lower bound \(kib(m.lowerBoundFloats)))"
+                         + (m.partialFloats > 0 ? ", then weight-gradient partials of \(kib(m.partialFloats)) each, "
+                            + "MemoryPlan.partials(maxBatch:) of them" : ""))
         }
         if let t = training, g.memory != nil, t.memory != nil {
             // The figures of --emit plan (NAME.plan.json) at batch 1, and the header's macros.

@@ -10,9 +10,13 @@ public struct Pipeline: Sendable {
         public var fuse = true
         /// Schedules measured by `--tune`, by conv key (Schedule.tuneKey); empty: the cost model's.
         public var choices: [String: TuneCache.Choice] = [:]
-        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:]) {
+        /// Training: rebuild batch-norm outputs in the backward pass instead of
+        /// keeping them (Recompute; needs fusion). Off: keep every one.
+        public var recompute = true
+        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], recompute: Bool = true) {
             self.fuse = fuse
             self.choices = choices
+            self.recompute = recompute
         }
     }
 
@@ -42,6 +46,9 @@ public struct Pipeline: Sendable {
         ]
         if options.fuse {
             passes.append(FuseTraining())    // BN+add+ReLU one kernel; its backward fused to match
+            if options.recompute {
+                passes.append(Recompute())   // BN outputs rebuilt for the backward pass, not kept
+            }
         }
         passes.append(Schedule(choices: options.choices))
         passes.append(PlanMemory())          // activations live until their gradient is computed

@@ -199,7 +199,9 @@ import Testing
     @Test func backwardIsFusedToMatchTheForward() throws {
         let g = try Pipeline.training().run(try Lower.lower(try ResNet.cifar(depth: 20).spec))
         func count(_ op: Op) -> Int { g.nodes.filter { $0.op == op }.count }
-        #expect(count(.batchNormAct) == 19 && count(.batchNorm) == 0 && count(.relu) == 0)
+        // 19 forward batch norms, and the outputs Recompute rebuilds in the backward pass.
+        let rebuilt = g.nodes.filter { $0.op == .batchNormAct && $0.attrs.recomputes != nil }.count
+        #expect(count(.batchNormAct) - rebuilt == 19 && rebuilt > 9 && count(.batchNorm) == 0 && count(.relu) == 0)
         #expect(count(.reluGrad) == 0 && count(.add) == 0 && count(.zeroPad) == 0 && count(.zeroPadGrad) == 0)
         #expect(count(.batchNormGrad) == 19 && g.nodes.filter { $0.op == .batchNormGrad && $0.attrs.reluMask == true }.count == 19)
         #expect(count(.convGradWeight) == 19 && count(.convGradData) == 18)

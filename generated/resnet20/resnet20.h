@@ -36,9 +36,10 @@ extern "C" {
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET20_MODEL_ALIGN 64
 #define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)491520)
-#define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)1687808)
+#define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
+    + (size_t)147456 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
 #define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162560 + RESNET20_ARENA_BYTES_INFER(batch))
-#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)16343360 + RESNET20_ARENA_BYTES_TRAIN(batch))
+#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)16348864 + RESNET20_ARENA_BYTES_TRAIN(batch))
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet20_model resnet20_model;

@@ -36,9 +36,10 @@ extern "C" {
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET50_MODEL_ALIGN 64
 #define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)10838016)
-#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)89124864)
+#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)51613696 \
+    + (size_t)9437184 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
 #define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165376 + RESNET50_ARENA_BYTES_INFER(batch))
-#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)835801792 + RESNET50_ARENA_BYTES_TRAIN(batch))
+#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)836014272 + RESNET50_ARENA_BYTES_TRAIN(batch))
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet50_model resnet50_model;

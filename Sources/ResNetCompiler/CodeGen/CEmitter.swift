@@ -62,6 +62,7 @@ public struct CEmitter {
                     case let .buffer(id): buffer(id)
                     case let .pointer(expression): expression
                     case let .scratch(id): "arena + (size_t)\(plan.offsets[g.nodes.count + id]) * mb"
+                    case .partials: "arena + (size_t)TRAIN_ARENA_FLOATS * mb"
                     }
                 }
                 if node.shape != nil && node.op != .convGradWeight { args.append(buffer(node.id)) }
@@ -109,6 +110,7 @@ public struct CEmitter {
             "modelAlign": ModelMemory.alignment, "structBytes": memory.structBytes,
             "arenaBytesPerImage": memory.arenaBytesPerImage, "trainArenaBytesPerImage": memory.trainArenaBytesPerImage,
             "fixedInferBytes": memory.fixedInferBytes, "fixedTrainBytes": memory.fixedTrainBytes,
+            "partialBytes": memory.partialBytes, "partialFloats": memory.partialBytes / 4,
         ]
         var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
@@ -224,6 +226,8 @@ public struct CEmitter {
         case pointer(String)
         /// The node's scratch buffer in the arena.
         case scratch(Int)
+        /// The arena's partials region (after the per-sample arena; MemoryPlan.partialFloats).
+        case partials
     }
 
     /// The one dispatch from a node to its kernel family: the vector families

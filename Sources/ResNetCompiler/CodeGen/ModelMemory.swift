@@ -8,8 +8,9 @@
 /// weights, the activation arena for `max_batch` images, and, for a model
 /// that trains, the training step's packed weights, the parameter gradients,
 /// the momentum buffers and the batch statistics. A training model's arena
-/// is the larger of the two graphs' arenas, since inference runs in it too.
-/// Everything but the arena is independent of the batch.
+/// is the larger of the two graphs' arenas, since inference runs in it too,
+/// followed by the weight-gradient partials. Everything but the arena is
+/// independent of the batch.
 public struct ModelMemory: Hashable, Sendable {
     /// The block's alignment (`UNAME_MODEL_ALIGN`): a cache line, an AVX-512 vector.
     public static let alignment = 64
@@ -29,6 +30,9 @@ public struct ModelMemory: Hashable, Sendable {
     public var statsBytes: Int
     /// A training model's arena per image: the larger of the two graphs'.
     public var trainArenaBytesPerImage: Int
+    /// One weight-gradient partial; a training arena ends with
+    /// `MemoryPlan.partials(maxBatch:)` of them (they do not scale with the batch).
+    public var partialBytes: Int
 
     /// Bytes rounded up to the block's alignment.
     static func line(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
@@ -45,6 +49,7 @@ public struct ModelMemory: Hashable, Sendable {
         momentumBytes = paramBytes
         statsBytes = Self.line(4 * max(1, layout.statsFloats))
         trainArenaBytesPerImage = 4 * max(arena, training?.memory?.arenaFloats ?? 0)
+        partialBytes = 4 * (training?.memory?.partialFloats ?? 0)
     }
 
     /// The figures for a network's inference graph and training graph.
@@ -61,7 +66,8 @@ public struct ModelMemory: Hashable, Sendable {
 
     /// `UNAME_ARENA_BYTES_INFER(batch)` / `UNAME_ARENA_BYTES_TRAIN(batch)`.
     public func arenaBytes(batch: Int, training: Bool) -> Int {
-        batch * (training ? trainArenaBytesPerImage : arenaBytesPerImage)
+        training ? batch * trainArenaBytesPerImage + partialBytes * MemoryPlan.partials(maxBatch: batch)
+                 : batch * arenaBytesPerImage
     }
 
     /// `UNAME_MODEL_BYTES_INFER(batch)` / `UNAME_MODEL_BYTES_TRAIN(batch)`.

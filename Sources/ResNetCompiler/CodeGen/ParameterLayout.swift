@@ -24,9 +24,21 @@ struct ParameterLayout {
     /// Floats in `m->packed`.
     var packedFloats = 0
     /// Where each batch norm's batch statistics go during a training step
-    /// (`m->bn_stats`: C means, then C unbiased variances).
+    /// (`m->bn_stats`: C means, C unbiased variances, then the scale and shift
+    /// its forward kernel applied, for a rebuild in the backward pass; see
+    /// `statsFloats(channels:)`).
     var statsOffset: [String: Int] = [:]
     var statsFloats = 0
+
+    /// Floats of one batch norm's statistics: mean and unbiased variance (C
+    /// each, read by the running-statistics update), then scale and shift for
+    /// every stored channel (C rounded up to a 16-channel block: the blocked
+    /// kernel loads them a block at a time).
+    static func statsFloats(channels c: Int) -> Int { 2 * c + 2 * statsBlock(c) }
+    /// Offsets of the scale and shift within one batch norm's statistics.
+    static func statsScale(channels c: Int) -> Int { 2 * c }
+    static func statsShift(channels c: Int) -> Int { 2 * c + statsBlock(c) }
+    private static func statsBlock(_ c: Int) -> Int { (c + 15) / 16 * 16 }
 
     /// A conv + BN pair: offsets into `m->params` (cb −1: conv has no bias) and into `m->folded`.
     struct Fold {
@@ -101,7 +113,7 @@ struct ParameterLayout {
         }
         for p in graph.parameters where p.kind == .runningMean {
             statsOffset[p.layer] = statsFloats
-            statsFloats += 2 * p.count
+            statsFloats += Self.statsFloats(channels: p.count)
         }
         for node in graph.nodes where node.op == .fusedConv {
             guard let bn = node.attrs.foldedBatchNorm else { continue }

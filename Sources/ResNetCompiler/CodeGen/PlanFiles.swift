@@ -48,15 +48,28 @@ public enum PlanFiles {
     public static func mode(_ g: Graph, training: Bool, batch: Int, memory: ModelMemory) -> Mode {
         let plan = g.memory!
         let bytes = 4 * batch
-        let buffers = PlanMemory.lifetimes(g).map { b -> Buffer in
+        var buffers = PlanMemory.lifetimes(g).map { b -> Buffer in
             let scratch = b.id >= g.nodes.count
             let node = g.nodes[scratch ? b.id - g.nodes.count : b.id]
             let kind = scratch ? "scratch" : node.op.rawValue.contains("Grad") || node.op == .loss ? "gradient" : "activation"
             return Buffer(name: scratch ? node.name + ".scratch" : node.name, offset: plan.offsets[b.id] * bytes,
                           bytes: b.size * bytes, first: b.first, last: b.last, kind: kind)
-        }.sorted { ($0.first, $0.offset, $0.name) < ($1.first, $1.offset, $1.name) }
-        return Mode(mode: training ? "train" : "infer", batch: batch, arenaBytes: plan.arenaFloats * bytes,
-                    naiveBytes: plan.naiveFloats * bytes, lowerBoundBytes: plan.lowerBoundFloats * bytes,
+        }
+        // The weight-gradient partials: a region after the per-sample arena,
+        // live while each weight-gradient kernel runs, not scaled by the batch.
+        let partials = MemoryPlan.partials(maxBatch: batch)
+        for node in g.nodes {
+            guard let floats = node.attrs.partial else { continue }
+            buffers.append(Buffer(name: node.name + ".partials", offset: plan.arenaFloats * bytes,
+                                  bytes: 4 * floats * partials, first: node.id, last: node.id, kind: "scratch"))
+        }
+        buffers.sort { ($0.first, $0.offset, $0.name) < ($1.first, $1.offset, $1.name) }
+        let live = PlanMemory.liveFloats(buffers.map { PlanMemory.Buffer(id: 0, size: $0.bytes, first: $0.first, last: $0.last) },
+                                         steps: g.nodes.count)
+        let region = 4 * plan.partialRegionFloats(maxBatch: batch)
+        let partialBytes = buffers.filter { $0.name.hasSuffix(".partials") }.reduce(0) { $0 + $1.bytes }
+        return Mode(mode: training ? "train" : "infer", batch: batch, arenaBytes: plan.arenaFloats * bytes + region,
+                    naiveBytes: plan.naiveFloats * bytes + partialBytes, lowerBoundBytes: live.max() ?? 0,
                     modelBytes: memory.modelBytes(batch: batch, training: training), ops: g.nodes.count, buffers: buffers)
     }
 

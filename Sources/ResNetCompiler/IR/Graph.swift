@@ -138,6 +138,10 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var gradOf: String?
     /// batchNormGrad: apply the ReLU mask (y = inputs[2] > 0) to dy first.
     public var reluMask: Bool?
+    /// batchNormAct rebuilt in the backward pass (Recompute): the batch-norm
+    /// layer whose scale and shift, saved by its forward kernel in the same
+    /// step, it applies to inputs[0] (no statistics computed, same bits).
+    public var recomputes: String?
     /// convGradData: a gradient added in the epilogue (inputs[1]), read as the
     /// option-A adjoint when `.zeroPad` (scatter to every stride-th pixel).
     public var gradShortcut: ShortcutRead?
@@ -145,6 +149,9 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var tile: Tile?
     /// Floats per sample of arena scratch the kernel uses while it runs (a padded input copy).
     public var scratch: Int?
+    /// convGradWeight (blocked): floats of one partial ∂W, the sum over one group
+    /// of images; the partials live in the arena's partials region (MemoryPlan).
+    public var partial: Int?
     /// The layout of the node's output (nil: plain NCHW), chosen by Schedule.
     public var layout: Layout?
     /// Vector convolutions: the register tile for ISAs with 32 vector registers

@@ -33,7 +33,10 @@ public struct PlanMemory: Pass {
     }
 
     static func outputLifetimes(_ g: Graph) -> [(id: Int, size: Int, first: Int, last: Int)] {
-        let readers = g.consumers()
+        // The SGD step lists the kernels that write parameter gradients, so that
+        // it runs after them; it reads those gradients in `m->grads`, not their
+        // tensor outputs (a BN gradient's ∂z), which may die before it.
+        let readers = g.consumers().map { $0.filter { g.nodes[$0].op != .sgdUpdate } }
         // Inference writes its output to the caller's buffer; training has no such output.
         let out = g.training ? -1 : g.nodes.count - 1
         return g.nodes.compactMap { node in
@@ -53,7 +56,8 @@ public struct PlanMemory: Pass {
         var offsets = Array(repeating: -1, count: 2 * g.nodes.count)
         for (id, offset) in placement.offsets { offsets[id] = offset }
         return MemoryPlan(offsets: offsets, arenaFloats: placement.arenaFloats, naiveFloats: placement.naiveFloats,
-                          lowerBoundFloats: placement.lowerBoundFloats)
+                          lowerBoundFloats: placement.lowerBoundFloats,
+                          partialFloats: roundUp(g.nodes.compactMap(\.attrs.partial).max() ?? 0))
     }
 
     /// A buffer to place: `size` floats live from step `first` to step `last`, inclusive.
@@ -126,4 +130,19 @@ public struct MemoryPlan: Hashable, Codable, Sendable {
     public var naiveFloats: Int
     /// The most floats live at one time: no plan can do better.
     public var lowerBoundFloats: Int
+    /// Floats of the largest partial ∂W of a weight-gradient kernel (0: none).
+    /// The partials do not grow with the batch as activations do — a kernel
+    /// sums a group of images into each (`rc_images_per_partial`) — so they
+    /// get a region of their own after the per-sample arena, shared by every
+    /// weight-gradient kernel (one runs at a time): `partials(maxBatch:)` of them.
+    public var partialFloats = 0
+
+    /// The most partials a weight-gradient kernel writes for any batch of at
+    /// most `maxBatch` images: ⌈n / G(n)⌉ with G(n) = clamp(⌊n/16⌋, 1, 8)
+    /// (`rc_images_per_partial`) is n below 32, at most 24 from 32 to 127, and
+    /// ⌈n/8⌉ from 128 on. The C (`rc_partials_max`, the header's macro) agrees.
+    public static func partials(maxBatch b: Int) -> Int { b < 32 ? max(b, 0) : max(31, (b + 7) / 8) }
+
+    /// Floats of the partials region for `maxBatch` images.
+    public func partialRegionFloats(maxBatch: Int) -> Int { partialFloats * Self.partials(maxBatch: maxBatch) }
 }

@@ -148,9 +148,9 @@ public struct Schedule: Pass {
                 let rows = bandRows(output: y, inputWidth: x.w, inputBlock: g.layout(f.inputs[0]).block,
                                     kernel: k, stride: f.attrs.stride!)
                 g.nodes[i].attrs.tile = Tile(outChannels: block, width: rows, paddedInput: false)
-                g.nodes[i].attrs.scratch = blocks(y.c) * block * xc * k * k
-            case .batchNormAct:
-                // Per-image partial sums in double.
+                g.nodes[i].attrs.partial = blocks(y.c) * block * xc * k * k
+            case .batchNormAct where node.attrs.recomputes == nil:
+                // Per-image partial sums in double (a rebuild applies saved scale and shift: none).
                 g.nodes[i].attrs.scratch = blocks(node.shape!.c) * block * 2
             case .batchNormGrad:
                 g.nodes[i].attrs.scratch = blocks(node.shape!.c) * block * 4

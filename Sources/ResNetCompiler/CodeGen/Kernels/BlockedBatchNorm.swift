@@ -6,6 +6,8 @@
 struct BlockedBatchNorm: KernelFamily {
     enum Kind: Hashable {
         case forward(Epilogue)
+        /// The forward's apply alone (Recompute): the scale and shift its forward kernel saved.
+        case apply(Epilogue)
         /// reluMask: g = dy where the forward output was positive; second: g is also written out.
         case gradient(reluMask: Bool, second: Bool)
     }
@@ -18,6 +20,7 @@ struct BlockedBatchNorm: KernelFamily {
     var name: String { kind.name("\(shape.identifier)_b\(block)") }
 
     var values: [String: Any] {
+        precondition(16 % block == 0, "scale and shift are saved for 16-channel blocks")
         var v: [String: Any] = ["outShape": "\(shape)", "oc": shape.c, "cb": (shape.c + block - 1) / block,
                                 "oh": shape.h, "ow": shape.w]
         kind.addValues(to: &v, block: block)
@@ -26,6 +29,12 @@ struct BlockedBatchNorm: KernelFamily {
 
     static func make(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> CEmitter.KernelView {
         let a = node.attrs
+        if node.op == .batchNormAct, let bn = node.attrs.recomputes {
+            let family = BlockedBatchNorm(kind: .apply(Epilogue.of(node, g)), shape: node.shape!,
+                                          block: g.layout(node.id).block)
+            return family.view(node.inputs.map(CEmitter.Argument.buffer)
+                + [.pointer("m->bn_stats + \(layout.statsOffset[bn]!)")])
+        }
         if node.op == .batchNormAct {
             let family = BlockedBatchNorm(kind: .forward(Epilogue.of(node, g)),
                                           shape: node.shape!, block: g.layout(node.id).block)
@@ -50,15 +59,20 @@ extension BlockedBatchNorm.Kind {
     func name(_ dims: String) -> String {
         switch self {
         case let .forward(e): "k_bntrain_\(dims)" + e.suffix
+        case let .apply(e): "k_bnapply_\(dims)" + e.suffix
         case let .gradient(mask, second): "k_bngrad_\(dims)" + (mask ? "_relu" : "") + (second ? "_out2" : "")
         }
     }
 
     /// Which kernel of the template, its parts for the comment, and the epilogue or mask.
     func addValues(to v: inout [String: Any], block: Int) {
+        let channels = v["oc"] as! Int
+        v["statsScale"] = ParameterLayout.statsScale(channels: channels)
+        v["statsShift"] = ParameterLayout.statsShift(channels: channels)
         switch self {
-        case let .forward(e):
+        case let .forward(e), let .apply(e):
             v["batchNormTrain"] = true
+            if case .apply = self { v["applyOnly"] = true }
             v["parts"] = (["bn"] + e.parts).joined(separator: " + ")
             e.addValues(to: &v, block: block)
         case let .gradient(mask, second):

@@ -38,7 +38,7 @@ struct BlockedConvGradWeight: KernelFamily {
                                            output: f.shape!, block: g.layout(node.inputs[0]).block,
                                            kernel: fa.kernel!, stride: fa.stride!, padding: fa.padding!, bias: fa.bias == true,
                                            bandRows: node.attrs.tile!.width)
-        var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .scratch(node.id),
+        var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .partials,
                                          layout.grad(f.name + ".weight")]
         if fa.bias == true { args.append(layout.grad(f.name + ".bias")) }
         return family.view(args)

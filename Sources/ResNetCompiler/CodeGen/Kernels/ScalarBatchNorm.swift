@@ -41,6 +41,9 @@ struct ScalarBatchNorm: KernelFamily {
         case .batchNorm where !g.training:
             args += ["weight", "bias", "running_mean", "running_var"].map { layout.param("\(node.name).\($0)") }
             return ScalarBatchNorm(kind: .inference, shape: shape).view(args)
+        case .batchNormAct where node.attrs.recomputes != nil:
+            args.append(.pointer("m->bn_stats + \(layout.statsOffset[node.attrs.recomputes!]!)"))
+            return ScalarBatchNorm(kind: .training(.apply(Epilogue.of(node, g))), shape: shape).view(args)
         case .batchNorm, .batchNormAct:
             args += [layout.param(node.name + ".weight"), layout.param(node.name + ".bias"),
                      .pointer("m->bn_stats + \(layout.statsOffset[node.name]!)"), .pointer("&m->reducer")]
