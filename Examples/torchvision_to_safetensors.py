@@ -303,14 +303,20 @@ def weights_command(args):
     from safetensors.torch import save_file
 
     weights = args.pretrained
-    model = torchvision.models.get_model(args.model, weights=weights)
+    try:
+        model = torchvision.models.get_model(args.model, weights=weights)
+    except KeyError:
+        raise ValueError(f"torchvision has no weights '{weights}' for {args.model} "
+                         f"(IMAGENET1K_V1, IMAGENET1K_V2 where it exists, or DEFAULT)") from None
     # Every state_dict entry, in torchvision's names: F32 tensors and the I64
     # num_batches_tracked counters (NAME_load accepts them).
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     save_file(state, args.output, metadata={"source": f"torchvision {torchvision.__version__} {args.model} weights={weights}"})
     floats = sum(t.numel() for t in state.values() if t.dtype == torch.float32)
+    depth = int(args.model[len("resnet"):])
+    network = f"ResNet.imagenet(depth: {depth}" + (", variant: .torchvision)" if depth >= 50 else ")")
     print(f"{args.output}: {len(state)} tensors, {floats} floats of torchvision's {args.model} (weights={weights}); "
-          f"compile it with variant: .torchvision")
+          f"compile the network as {network}")
 
 
 def main():
@@ -318,7 +324,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("weights", help="save a torchvision ResNet's state_dict as safetensors")
     w.add_argument("output")
-    w.add_argument("--model", default="resnet50", help="resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet50)")
+    w.add_argument("--model", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+                   help="which torchvision ResNet (default resnet50)")
     w.add_argument("--pretrained", metavar="WEIGHTS", default=None,
                    help="a torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT; downloads); default: random weights")
     w.set_defaults(run=weights_command)

@@ -32,7 +32,7 @@ import Testing
         var tv = try ResNet.imagenet(depth: 50, variant: .torchvision).spec
         #expect(try Lower.lower(tv).bottleneck == .torchvision)
         #expect(try Lower.lower(ResNet.imagenet(depth: 152).spec).bottleneck == .paper)
-        #expect(try Lower.lower(ResNet.imagenet(depth: 34).spec).bottleneck == BottleneckStride.none)
+        #expect(try Lower.lower(ResNet.imagenet(depth: 34).spec).bottleneck == .noBottlenecks)
         #expect(try Lower.lower(TestNetworks.mixnet()).bottleneck == .torchvision)
         tv.bottleneck = nil
         #expect(try Lower.lower(tv).bottleneck == .torchvision, "an old JSON graph")
@@ -85,7 +85,7 @@ import Testing
         // The committed ONNX exports are basic-block networks.
         for name in ["resnet8a", "resnet8b", "resnet18q"] {
             let imported = try ONNXImporter.load(CBuild.root + "/Tests/Fixtures/\(name).onnx", name: nil)
-            #expect(imported.graph.bottleneck == BottleneckStride.none, "\(name)")
+            #expect(imported.graph.bottleneck == .noBottlenecks, "\(name)")
         }
     }
 

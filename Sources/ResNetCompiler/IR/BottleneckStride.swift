@@ -16,8 +16,9 @@ import ResNetDSL
 /// branch. This works on any graph before fusion, whatever the front end:
 /// the DSL's, a JSON graph's or an ONNX export's (batch norm folded or not).
 public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable {
-    /// No bottleneck blocks (basic blocks, plain nets).
-    case none
+    /// No bottleneck blocks (basic blocks, plain nets). Not `none`, which
+    /// `Graph.bottleneck == .none` would read as Optional's.
+    case noBottlenecks = "none"
     /// Every strided bottleneck strides on its first 1×1 conv (the paper).
     case paper
     /// Every strided bottleneck strides on its 3×3 conv (torchvision v1.5).
@@ -30,7 +31,7 @@ public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable 
     /// One line for the header, the report and the summary.
     public var statement: String {
         switch self {
-        case .none:
+        case .noBottlenecks:
             "bottleneck variant: none (no bottleneck blocks)"
         case .paper:
             "bottleneck variant: paper (stride on the first 1×1 conv of each downsampling bottleneck, as He et al. 2015); "
@@ -47,41 +48,35 @@ public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable 
 
     /// Where one bottleneck block strides.
     struct Block {
-        /// The block's `add` node.
+        /// The block's name (its `add` node's, without `.add`).
         var name: String
         var placement: BottleneckStride
     }
 
+    /// The nodes a residual block's branch and shortcut may hold, at most:
+    /// three convs with their batch norms and ReLUs, and a projection. The
+    /// walks back from an `add` stop there, so finding the blocks stays
+    /// linear in the graph (ResNet-1202 has 600 adds).
+    static let blockReach = 16
+
     /// The bottleneck blocks of an unfused graph, in order.
     static func blocks(_ g: Graph) -> [Block] {
-        /// The convs between `start` and the block input `stop`, nearest the input first.
-        func convs(from start: Int, to stop: Int) -> [Node] {
-            var found: [Node] = []
-            var id = start
-            while id != stop {
-                let node = g.nodes[id]
-                if node.op == .conv { found.append(node) }
-                guard let next = node.inputs.first else { break }
-                id = next
-            }
-            return found.reversed()
+        /// `start` and the nodes before it along first inputs, nearest first.
+        func path(from start: Int) -> [Int] {
+            var ids = [start]
+            while ids.count < blockReach, let next = g.nodes[ids[ids.count - 1]].inputs.first { ids.append(next) }
+            return ids
         }
         var result: [Block] = []
         for add in g.nodes where add.op == .add && add.inputs.count == 2 {
-            var onSecond = Set<Int>()
-            var id = add.inputs[1]
-            while true {
-                onSecond.insert(id)
-                guard let next = g.nodes[id].inputs.first else { break }
-                id = next
-            }
-            // The block input: where the first operand's path meets the second's.
-            var meet = add.inputs[0]
-            while !onSecond.contains(meet), let next = g.nodes[meet].inputs.first { meet = next }
-            guard onSecond.contains(meet) else { continue }
-            for branch in [convs(from: add.inputs[0], to: meet), convs(from: add.inputs[1], to: meet)]
-            where branch.map({ $0.attrs.kernel ?? 0 }) == [1, 3, 1] {
-                let strided = branch.map { ($0.attrs.stride ?? 1) > 1 }
+            let first = path(from: add.inputs[0]), second = path(from: add.inputs[1])
+            // The block input: where the operands' paths meet.
+            guard let meet = first.first(where: second.contains),
+                  let inFirst = first.firstIndex(of: meet), let inSecond = second.firstIndex(of: meet) else { continue }
+            for side in [first[..<inFirst], second[..<inSecond]] {
+                let convs = side.reversed().map { g.nodes[$0] }.filter { $0.op == .conv }
+                guard convs.map({ $0.attrs.kernel ?? 0 }) == [1, 3, 1] else { continue }
+                let strided = convs.map { ($0.attrs.stride ?? 1) > 1 }
                 let placement: BottleneckStride = switch (strided[0], strided[1], strided[2]) {
                 case (false, false, false): .unstrided
                 case (true, false, false): .paper
@@ -99,7 +94,7 @@ public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable 
     /// The placement of the whole graph (unfused: before FoldBatchNorm and FuseEpilogues).
     public static func of(_ g: Graph) -> BottleneckStride {
         let blocks = blocks(g)
-        if blocks.isEmpty { return .none }
+        if blocks.isEmpty { return .noBottlenecks }
         let strided = Set(blocks.map(\.placement)).subtracting([.unstrided])
         if strided.isEmpty { return .unstrided }
         return strided.count == 1 ? strided.first! : .mixed
@@ -116,10 +111,10 @@ public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable 
         }
         let wanted: BottleneckStride = variant == .paper ? .paper : .torchvision
         if found == wanted || found == .unstrided { return found }
-        let where_ = found == .none ? "it has no bottleneck blocks"
+        let reason = found == .noBottlenecks ? "it has no bottleneck blocks"
             : blocks(g).first { $0.placement != wanted && $0.placement != .unstrided }
                 .map { "block '\($0.name)' strides \(Self.describe($0.placement))" } ?? "its blocks disagree"
-        throw CompileError("network '\(g.name)' records bottleneck variant '\(declared)', but \(where_)")
+        throw CompileError("network '\(g.name)' records bottleneck variant '\(declared)', but \(reason)")
     }
 
     /// Where a block strides, in words.
@@ -128,7 +123,7 @@ public enum BottleneckStride: String, Hashable, Codable, Sendable, CaseIterable 
         case .paper: "on its first 1×1 conv (the paper's placement)"
         case .torchvision: "on its 3×3 conv (torchvision's placement)"
         case .mixed: "on its last 1×1 conv or on two convs"
-        case .none, .unstrided: "nowhere"
+        case .noBottlenecks, .unstrided: "nowhere"
         }
     }
 }
