@@ -2,6 +2,7 @@
 #   make demo   install what is missing (clang, libomp-dev), build, compile the
 #               built-in ResNet-20 to C, build that C and run it
 #   make test   the whole test suite (what CI runs)
+# and make install / make uninstall (PREFIX, default /usr/local).
 
 SHELL      := /bin/bash
 SWIFT      ?= swift
@@ -16,7 +17,21 @@ DEMO_CC    := clang
 DEMO_CFLAGS := -std=c11 -O3 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -fopenmp $(if $(OMP_LIBDIR),-L$(OMP_LIBDIR) -Wl$(comma)-rpath$(comma)$(OMP_LIBDIR))
 comma := ,
 
-.PHONY: all build demo test fuzz bench deps clean help
+# make install: the tool, the DSL library and module (model files are compiled
+# against them) and the C templates and runtime it reads, found relative to
+# bin/ (Sources/ResNetCompiler/IO/Resources.swift). CONFIG picks SwiftPM's build
+# (release by default); BUILD=no installs what is already built without running
+# swift build (the install test does so inside swift test). DESTDIR stages a package.
+PREFIX     ?= /usr/local
+CONFIG     ?= release
+BUILD      ?= yes
+DESTDIR    ?=
+SHARE_DIR  := share/resnet-compile
+MANIFEST   := $(SHARE_DIR)/install_manifest.txt
+MODULE_DIR := lib/swift/$(if $(filter Darwin,$(shell uname -s)),macosx,linux)
+DSL_LIB    := libResNetDSL.$(if $(filter Darwin,$(shell uname -s)),dylib,so)
+
+.PHONY: all build demo test fuzz bench deps clean help install uninstall
 
 all: build
 
@@ -24,6 +39,11 @@ help:
 	@echo "make demo   - install deps if missing, build, compile ResNet-20 to C, build and run it"
 	@echo "make test   - run the whole test suite"
 	@echo "make build  - build the compiler (swift build)"
+	@echo "make install [PREFIX=/usr/local] [CONFIG=release]"
+	@echo "             - build, then install bin/resnet-compile, lib/$(DSL_LIB), $(MODULE_DIR)/ResNetDSL.swiftmodule"
+	@echo "               and $(SHARE_DIR)/{templates,runtime} (BUILD=no: install what is built; DESTDIR stages)"
+	@echo "make uninstall [PREFIX=/usr/local]"
+	@echo "             - remove exactly what make install put there (from $(SHARE_DIR)/install_manifest.txt)"
 	@echo "make fuzz   - fuzz the weight/checkpoint loader and the data reader longer (RESNET_FUZZ_SECONDS, default 600 each)"
 	@echo "make bench  - ours vs onnxruntime, OpenVINO and PyTorch (installs them into .venv), and compiler speed"
 	@echo "make clean  - remove build outputs"
@@ -90,3 +110,42 @@ bench:
 
 clean:
 	rm -rf .build out
+
+# Every file and every folder that did not exist before is recorded in the
+# manifest (one "file PATH" or "dir PATH" per line, relative to the prefix);
+# uninstall removes those files and then those folders when they are empty.
+# A reinstall keeps the folders the first install created, and removes files
+# an earlier install listed that this one no longer installs.
+install:
+ifneq ($(BUILD),no)
+	$(SWIFT) build -c $(CONFIG) --product resnet-compile
+	$(SWIFT) build -c $(CONFIG) --product ResNetDSL
+endif
+	@set -euo pipefail; from=".build/$(CONFIG)"; p="$(DESTDIR)$(PREFIX)"; \
+	for f in resnet-compile $(DSL_LIB) Modules/ResNetDSL.swiftmodule; do \
+	  [ -f "$$from/$$f" ] || { echo "make install: $$from/$$f is missing (swift build -c $(CONFIG) makes it)" >&2; exit 1; }; done; \
+	new=$$(mktemp); trap 'rm -f "$$new"' EXIT; \
+	if [ -f "$$p/$(MANIFEST)" ]; then grep '^dir ' "$$p/$(MANIFEST)" >> "$$new" || true; fi; \
+	if [ ! -d "$$p" ]; then mkdir -p "$$p"; echo "dir ." >> "$$new"; fi; \
+	folder() { [ -d "$$p/$$1" ] && return 0; [ "$${1%/*}" = "$$1" ] || folder "$${1%/*}"; mkdir "$$p/$$1"; echo "dir $$1" >> "$$new"; }; \
+	put() { folder "$${2%/*}"; install -m "$$3" "$$1" "$$p/$$2"; echo "file $$2" >> "$$new"; }; \
+	put "$$from/resnet-compile" bin/resnet-compile 755; \
+	put "$$from/$(DSL_LIB)" lib/$(DSL_LIB) 755; \
+	put "$$from/Modules/ResNetDSL.swiftmodule" $(MODULE_DIR)/ResNetDSL.swiftmodule 644; \
+	if [ -f "$$from/Modules/ResNetDSL.swiftdoc" ]; then put "$$from/Modules/ResNetDSL.swiftdoc" $(MODULE_DIR)/ResNetDSL.swiftdoc 644; fi; \
+	for f in templates/*.mustache runtime/*.c; do put "$$f" "$(SHARE_DIR)/$$f" 644; done; \
+	echo "file $(MANIFEST)" >> "$$new"; \
+	if [ -f "$$p/$(MANIFEST)" ]; then \
+	  grep '^file ' "$$p/$(MANIFEST)" | while read -r kind path; do \
+	    grep -qxF "file $$path" "$$new" || rm -f "$$p/$$path"; done; fi; \
+	install -m 644 "$$new" "$$p/$(MANIFEST)"; \
+	echo "installed resnet-compile ($(CONFIG)) into $$p: $$(grep -c '^file ' "$$new") files, listed in $$p/$(MANIFEST)"
+
+uninstall:
+	@set -euo pipefail; p="$(DESTDIR)$(PREFIX)"; m="$$p/$(MANIFEST)"; \
+	[ -f "$$m" ] || { echo "make uninstall: $$m not found: nothing was installed into $$p by make install" >&2; exit 1; }; \
+	list=$$(mktemp); trap 'rm -f "$$list"' EXIT; cp "$$m" "$$list"; \
+	grep '^file ' "$$list" | while read -r kind path; do rm -f "$$p/$$path"; done; \
+	grep '^dir ' "$$list" | sort -r | while read -r kind path; do \
+	  if [ "$$path" = . ]; then rmdir "$$p" 2>/dev/null || true; else rmdir "$$p/$$path" 2>/dev/null || true; fi; done; \
+	echo "removed $$(grep -c '^file ' "$$list") files of resnet-compile from $$p"

@@ -41,6 +41,9 @@ public struct Compiler {
     /// imported from ONNX); `dumpAfter: "Lower"` prints it as given.
     public func compile(lowered: Graph, dumpAfter: String? = nil, dump: (String) -> Void = { _ in }) throws -> Artifacts {
         try checkDumpAfter(dumpAfter)
+        var lowered = lowered
+        // A graph built by hand has not been through a front end.
+        if lowered.bottleneck == nil { lowered.bottleneck = BottleneckStride.of(lowered) }
         let front = Pipeline.analysis
         let inference = Pipeline.inferenceTail(options)
         let trainingTail = Pipeline.trainingTail(options)
@@ -71,6 +74,7 @@ public struct Compiler {
     public static func report(_ g: Graph, training: Graph? = nil) -> String {
         var lines = ["resnet-compile \(CEmitter.version) report for \(g.name) (generated; do not edit)"]
         lines.append("input \(g.shape(0)), \(g.classes) classes")
+        if let b = g.bottleneck { lines.append(b.statement) }
         lines.append("parameters: \(Summary.learnableParameters(g)) learnable, \(g.parameterCount) floats with running statistics")
         lines.append("multiply-adds per image: \(Summary.macs(g))")
         let kernels = g.nodes.count - 1

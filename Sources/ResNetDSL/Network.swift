@@ -25,8 +25,11 @@ public final class Network: Sendable {
     public let spec: NetworkSpec
     public var name: String { spec.name }
 
-    public init(_ name: String, input: Input, @LayerBuilder _ body: () -> [LayerSpec]) {
-        spec = NetworkSpec(name: name, input: input.spec, layers: body())
+    /// A network of the layers `body` builds. `bottleneck` records where its
+    /// downsampling bottleneck blocks put their stride (the zoo sets it; the
+    /// compiler checks it against the layers).
+    public init(_ name: String, input: Input, bottleneck: BottleneckVariant? = nil, @LayerBuilder _ body: () -> [LayerSpec]) {
+        spec = NetworkSpec(name: name, input: input.spec, layers: body(), bottleneck: bottleneck?.rawValue)
         Registry.shared.add(spec)
     }
 

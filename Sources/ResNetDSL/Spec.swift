@@ -54,10 +54,19 @@ public struct NetworkSpec: Codable, Hashable, Sendable {
     public var name: String
     public var input: InputSpec
     public var layers: [LayerSpec]
-    public init(name: String, input: InputSpec, layers: [LayerSpec]) {
+    /// Where the network's downsampling bottleneck blocks put their stride,
+    /// as the DSL built them: "paper" (the first 1×1 conv) or "torchvision"
+    /// (the 3×3). Absent for networks without bottlenecks, and in JSON written
+    /// before it existed. The two placements have the same parameter names
+    /// and shapes but not the same outputs, so it is recorded rather than left
+    /// for a reader to spot in the layers; the compiler checks it against the
+    /// layers and states the placement in the header, the report and the summary.
+    public var bottleneck: String?
+    public init(name: String, input: InputSpec, layers: [LayerSpec], bottleneck: String? = nil) {
         self.name = name
         self.input = input
         self.layers = layers
+        self.bottleneck = bottleneck
     }
 }
 

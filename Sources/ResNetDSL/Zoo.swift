@@ -128,7 +128,7 @@ func imagenetNet(name: String, depth: Int, residual: Bool, option: ShortcutOptio
     if !residual && entry.bottleneck {
         throw ZooError(description: "PlainNet.imagenet supports depths 18 and 34, got \(depth)")
     }
-    return Network(name, input: input) {
+    return Network(name, input: input, bottleneck: entry.bottleneck ? variant : nil) {
         Conv2D(64, kernel: 7, stride: 2, padding: 3, name: "conv1")
         BatchNorm(name: "bn1")
         ReLU()
@@ -166,6 +166,9 @@ public enum ResNet {
     }
 
     /// ImageNet ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks), option B by default.
+    /// `variant` places the bottlenecks' stride: `.paper` (the default, the
+    /// paper's 3.8 billion multiply-adds) or `.torchvision`, which torchvision's
+    /// weights need (loaded into `.paper` they give other outputs, silently).
     public static func imagenet(depth: Int, shortcut: ShortcutOption = .b, variant: BottleneckVariant = .paper,
                                 name: String? = nil,
                                 input: Input = .image(channels: 3, height: 224, width: 224),

@@ -144,6 +144,7 @@ struct Compile: ParsableCommand {
         let start = clock.now
         let choices = try tuneChoices(lowered, log: log)
         let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse, choices: choices, recompute: recompute))
+        log("templates in \(compiler.templates.directory) (\(compiler.templates.origin)), C runtime in \(compiler.templates.runtimeDirectory)")
         var dumped = ""
         let artifacts = try compiler.compile(lowered: lowered, dumpAfter: dumpAfter) { dumped = $0 }
         let elapsed = clock.now - start

@@ -243,6 +243,7 @@ struct Train: ParsableCommand {
             let runner = try TrainRunner(options: TrainRunner.Options(
                 output: directory, trainerArguments: trainerArguments, cc: cc, openMP: !noOpenmp,
                 ranks: ranks, hostfile: hostfile, log: log))
+            log("templates in \(runner.compiler.templates.directory) (\(runner.compiler.templates.origin)), trainer sources in \(runner.compiler.templates.runtimeDirectory)")
             status = try runner.run(spec)
         } catch let error as CompileError {
             FileHandle.standardError.write(Data("resnet-compile train: error: \(error)\n".utf8))

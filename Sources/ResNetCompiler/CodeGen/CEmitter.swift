@@ -114,6 +114,7 @@ public struct CEmitter {
         ]
         var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
+            "hasBottleneck": graph.bottleneck != nil, "bottleneck": graph.bottleneck?.statement ?? "",
             "logits": graph.output.op != .softmax,
             "inputC": input.c, "inputH": input.h, "inputW": input.w, "classes": graph.classes,
             "paramCount": graph.parameterCount, "paramTensorCount": graph.parameters.count,

@@ -50,6 +50,7 @@ public enum Summary {
         }
         lines.insert(String(repeating: "-", count: lines[0].count), at: 1)
         let macs = Self.macs(g)
+        lines.append((g.bottleneck ?? BottleneckStride.of(g)).statement)
         lines.append("network \(g.name): input \(g.shape(0)), \(g.classes) classes, "
             + String(format: "%.2fM params, %.3f billion multiply-adds", Double(learnableParameters(g)) / 1e6, Double(macs) / 1e9))
         lines.append("total params=\(learnableParameters(g)) macs=\(macs)")

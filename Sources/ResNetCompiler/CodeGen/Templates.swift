@@ -4,9 +4,8 @@ import Mustache
 /// The C templates in `templates/`, loaded once, and the plain C in
 /// `runtime/` (the folder beside it) that they embed.
 ///
-/// They are found, in order, in `$RESNET_COMPILE_TEMPLATES`, in a `templates/`
-/// folder beside or above the running executable (an installed tool carries
-/// them along), and in the source checkout this library was built from.
+/// They are found by `Resources.templates()`: `$RESNET_COMPILE_TEMPLATES`, an
+/// installed tool's `share/resnet-compile/templates`, then the checkout.
 /// `runtime/` holds C that does not depend on the network (the safetensors
 /// reader, atomic saves) and the trainer program; each `runtime/NAME.c` is
 /// also a partial `NAME.c` whose text is placed verbatim, so the generated
@@ -15,15 +14,17 @@ import Mustache
 public struct Templates: Sendable {
     public let library: MustacheLibrary
     public let directory: String
+    /// Why `directory` was chosen (`--verbose` prints it).
+    public let origin: String
     /// The folder of plain C shared with the trainer (`runtime/` beside `directory`).
     public let runtimeDirectory: String
 
+    /// A folder of templates tried before the installed and development places (`runtime/` must sit beside it).
     public static let environmentKey = "RESNET_COMPILE_TEMPLATES"
 
     public init(directory: String? = nil) throws {
-        guard let dir = directory ?? Self.locate() else {
-            throw CompileError("cannot find the C templates (templates/model.c.mustache); set \(Self.environmentKey)")
-        }
+        let place = try directory.map { Resources.Place(path: $0, why: "given") } ?? Resources.templates()
+        let dir = place.path
         var library = MustacheLibrary()
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".mustache") }.sorted()
         for file in names {
@@ -50,6 +51,7 @@ public struct Templates: Sendable {
         }
         self.library = library
         self.directory = dir
+        self.origin = place.why
         self.runtimeDirectory = runtime
     }
 
@@ -68,25 +70,5 @@ public struct Templates: Sendable {
             throw CompileError("template \(name).mustache not found in \(directory)")
         }
         return text
-    }
-
-    static func locate() -> String? {
-        let fm = FileManager.default
-        func has(_ dir: String) -> Bool { fm.fileExists(atPath: dir + "/model.c.mustache") }
-        if let env = ProcessInfo.processInfo.environment[environmentKey], has(env) { return env }
-        var candidates: [URL] = []
-        if let exe = Bundle.main.executableURL?.resolvingSymlinksInPath() {
-            var dir = exe.deletingLastPathComponent()
-            for _ in 0..<6 {
-                candidates.append(dir.appendingPathComponent("templates"))
-                candidates.append(dir.appendingPathComponent("share/resnet-compile/templates"))
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        // Sources/ResNetCompiler/CodeGen/Templates.swift → repository root.
-        let source = URL(fileURLWithPath: #filePath)
-        candidates.append(source.deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("templates"))
-        return candidates.map(\.path).first(where: has)
     }
 }

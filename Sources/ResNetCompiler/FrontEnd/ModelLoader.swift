@@ -4,8 +4,8 @@ import ResNetDSL
 /// Reads networks from a model file: a Swift file (compiled against ResNetDSL
 /// and run, the way SwiftPM evaluates Package.swift) or a JSON `ModelFile`.
 public struct ModelLoader {
-    /// Where the DSL's module and library are (see `locateDSL`).
-    public var dslDirectory: String?
+    /// Where the DSL's library and module are (default: `Resources.dsl()`).
+    public var dsl: Resources.DSL?
     /// Prints progress lines (compiling, running) when set.
     public var log: (String) -> Void = { _ in }
     /// Seconds a model file may take to compile, and then to run (each);
@@ -14,11 +14,13 @@ public struct ModelLoader {
 
     public static let defaultEvalTimeout: Double = 120
 
-    public init(dslDirectory: String? = nil, evalTimeout: Double = ModelLoader.defaultEvalTimeout) {
-        self.dslDirectory = dslDirectory
+    public init(dsl: Resources.DSL? = nil, evalTimeout: Double = ModelLoader.defaultEvalTimeout) {
+        self.dsl = dsl
         self.evalTimeout = evalTimeout
     }
 
+    /// A folder holding libResNetDSL.so and ResNetDSL.swiftmodule (directly or
+    /// in Modules/), tried before the installed and development places.
     public static let dslEnvironmentKey = "RESNET_COMPILE_DSL_DIR"
 
     /// All networks the file defines.
@@ -95,36 +97,18 @@ public struct ModelLoader {
         keys.isEmpty ? "top level" : keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
     }
 
-    /// The directory holding `libResNetDSL.so` and `Modules/ResNetDSL.swiftmodule`
-    /// (SwiftPM's build folder): the environment, or beside the running executable.
-    public static func locateDSL() -> String? {
-        let fm = FileManager.default
-        func has(_ dir: String) -> Bool {
-            fm.fileExists(atPath: dir + "/libResNetDSL.so") || fm.fileExists(atPath: dir + "/libResNetDSL.dylib")
-        }
-        if let env = ProcessInfo.processInfo.environment[dslEnvironmentKey], has(env) { return env }
-        if let exe = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent().path, has(exe) {
-            return exe
-        }
-        return nil
-    }
-
     /// Compiles `path` with swiftc against ResNetDSL, runs it, and reads back the registry.
     func evaluateSwift(_ path: String) throws -> ModelFile {
-        guard let dsl = dslDirectory ?? Self.locateDSL() else {
-            throw CompileError("cannot find the ResNetDSL library (libResNetDSL.so); build the package (swift build) or set \(Self.dslEnvironmentKey)")
-        }
+        let dsl = try self.dsl ?? Resources.dsl()
         let fm = FileManager.default
         return try Cleanup.withTemporaryDirectory("model") { work in
             let exe = work + "/model"
             let json = work + "/model.json"
-            var modules = dsl + "/Modules"
-            if !fm.fileExists(atPath: modules + "/ResNetDSL.swiftmodule") { modules = dsl }
-            log("compiling \(path)")
+            log("compiling \(path) against ResNetDSL: library in \(dsl.library), module in \(dsl.modules) (\(dsl.why))")
             let compile = try limited(path, "compiling") {
                 try HostTools.execute(Self.swiftc(), [
-                    path, "-module-name", "main", "-I", modules, "-L", dsl, "-lResNetDSL",
-                    "-Xlinker", "-rpath", "-Xlinker", dsl, "-o", exe,
+                    path, "-module-name", "main", "-I", dsl.modules, "-L", dsl.library, "-lResNetDSL",
+                    "-Xlinker", "-rpath", "-Xlinker", dsl.library, "-o", exe,
                 ], environment: ["TMPDIR": work], timeout: evalTimeout)   // its temporaries go where we remove them
             }
             if compile.status != 0 {

@@ -212,6 +212,10 @@ public struct Graph: Hashable, Codable, Sendable {
     public var parameters: [Parameter] = []
     /// Arena offsets, once PlanMemory has run.
     public var memory: MemoryPlan?
+    /// Where the bottleneck blocks stride, found by the front end on the
+    /// unfused graph (Lower, the ONNX importer) and kept through the passes,
+    /// which no longer show it once blocks are fused.
+    public var bottleneck: BottleneckStride?
 
     public init(name: String, nodes: [Node]) {
         self.name = name

@@ -14,7 +14,9 @@ public enum Lower {
         builder.nodes[input].shape = Shape(c: spec.input.channels, h: spec.input.height, w: spec.input.width)
         let out = try builder.lower(spec.layers, from: input, scope: "")
         if out == input { throw CompileError("network '\(spec.name)' has no layers") }
-        return Graph(name: spec.name, nodes: builder.nodes)
+        var graph = Graph(name: spec.name, nodes: builder.nodes)
+        graph.bottleneck = try BottleneckStride.checked(graph, declared: spec.bottleneck)
+        return graph
     }
 
     struct Builder {

@@ -154,7 +154,8 @@ private struct Importer {
         live[out] = true
         live[0] = true
         for node in nodes.reversed() where live[node.id] { for i in node.inputs { live[i] = true } }
-        let graph = Graph(name: name, nodes: nodes).renumbered(order: nodes.indices.filter { live[$0] })
+        var graph = Graph(name: name, nodes: nodes).renumbered(order: nodes.indices.filter { live[$0] })
+        graph.bottleneck = BottleneckStride.of(graph)
         var kept: [String: SafeTensors.Tensor] = [:]
         let layers = Set(graph.nodes.map(\.name))
         for (key, t) in weights where layers.contains(String(key[..<key.lastIndex(of: ".")!])) { kept[key] = t }
