@@ -10,9 +10,13 @@ public struct Pipeline: Sendable {
         public var fuse = true
         /// Schedules measured by `--tune`, by conv key (Schedule.tuneKey); empty: the cost model's.
         public var choices: [String: TuneCache.Choice] = [:]
-        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:]) {
+        /// Build the training step too (off, `--no-train`: the training tail
+        /// does not run and the C is inference only).
+        public var training = true
+        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], training: Bool = true) {
             self.fuse = fuse
             self.choices = choices
+            self.training = training
         }
     }
 

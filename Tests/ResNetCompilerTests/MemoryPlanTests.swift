@@ -123,6 +123,7 @@ import Testing
     @Test func planFilesAgreeWithThePlanAndTheHeader() throws {
         let compiler = try Compiler(templates: Templates(directory: CBuild.root + "/templates"))
         let artifacts = try compiler.compile(TestNetworks.mixnet())
+        let training = try #require(artifacts.training)
         let header = try #require(artifacts.files.first { $0.name == "mixnet.h" }).contents
         let batch = 3
         let files = try PlanFiles.files(artifacts.graph, training: artifacts.training, batch: batch)
@@ -131,7 +132,7 @@ import Testing
         #expect(json.map { $0["mode"] as? String } == ["infer", "train"])
         let perImage = [try Self.macroFigure(header, "MIXNET_ARENA_BYTES_INFER"), try Self.macroFigure(header, "MIXNET_ARENA_BYTES_TRAIN")]
         let fixed = [try Self.macroFigure(header, "MIXNET_MODEL_BYTES_INFER"), try Self.macroFigure(header, "MIXNET_MODEL_BYTES_TRAIN")]
-        for (k, (mode, graph)) in zip(json, [artifacts.graph, artifacts.training]).enumerated() {
+        for (k, (mode, graph)) in zip(json, [artifacts.graph, training]).enumerated() {
             let plan = try #require(graph.memory)
             #expect(mode["batch"] as? Int == batch)
             #expect(mode["arena_bytes"] as? Int == plan.arenaFloats * 4 * batch)
@@ -158,7 +159,7 @@ import Testing
         #expect(parser.parse(), "the SVG is not well-formed XML: \(String(describing: parser.parserError))")
         #expect(svg.contains("lower bound"))
         let boxes = svg.components(separatedBy: "<title>").count - 1
-        #expect(boxes == PlanMemory.lifetimes(artifacts.graph).count + PlanMemory.lifetimes(artifacts.training).count)
+        #expect(boxes == PlanMemory.lifetimes(artifacts.graph).count + PlanMemory.lifetimes(training).count)
         // The report carries the same figures at batch 1.
         let report = try #require(artifacts.files.first { $0.name == "mixnet.report" }).contents
         let one = PlanFiles.modes(artifacts.graph, training: artifacts.training, batch: 1)
