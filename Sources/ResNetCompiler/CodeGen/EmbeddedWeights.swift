@@ -76,34 +76,46 @@ public struct EmbeddedWeights {
         ] as [String: Any])
         guard let cut = text.range(of: marker) else { throw CompileError("weights.c.mustache does not place {{{rows}}}") }
         try handle.write(contentsOf: Data(text[..<cut.lowerBound].utf8))
-        var out: [UInt8] = []
-        out.reserveCapacity(1 << 20)
-        let end = Array("\",\n".utf8)
+        // A byte loop over raw buffers: 100 MB of weights are 100 million
+        // iterations, and this is the compiler's only loop of that size.
+        let (table, lengths) = (Self.escapes, Self.escapeLengths)
+        let flush = 1 << 20
+        let out = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: flush + 4 * rowBytes + 4)
+        defer { out.deallocate() }
+        var used = 0
         try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             for start in stride(from: 0, to: raw.count, by: rowBytes) {
-                out.append(UInt8(ascii: "\""))
-                for byte in raw[start..<min(start + rowBytes, raw.count)] { out.append(contentsOf: Self.escapes[Int(byte)]) }
-                out.append(contentsOf: end)
-                if out.count >= 1 << 20 {
-                    try handle.write(contentsOf: out)
-                    out.removeAll(keepingCapacity: true)
+                out[used] = UInt8(ascii: "\"")
+                used += 1
+                for i in start..<min(start + rowBytes, raw.count) {
+                    let b = Int(raw[i])
+                    for k in 0..<Int(lengths[b]) { out[used + k] = table[4 * b + k] }
+                    used += Int(lengths[b])
+                }
+                for c in "\",\n".utf8 {
+                    out[used] = c
+                    used += 1
+                }
+                if used >= flush || start + rowBytes >= raw.count {
+                    try handle.write(contentsOf: UnsafeBufferPointer(rebasing: out[..<used]))
+                    used = 0
                 }
             }
         }
-        try handle.write(contentsOf: out)
         try handle.write(contentsOf: Data(text[cut.upperBound...].utf8).dropFirst())  // the rows ended their line
     }
 
-    /// Each byte as it stands in a C string literal: printable ASCII as
-    /// itself, the rest as a three-digit octal escape (which never runs into
-    /// the next character, as \x does). `"` and `\` need escapes, and `?`
-    /// too, since `??` begins a trigraph in ISO C.
-    static let escapes: [[UInt8]] = (0..<256).map { b in
-        if b >= 0x20 && b < 0x7F && b != 0x22 && b != 0x5C && b != 0x3F { return [UInt8(b)] }
-        return Array(("\\" + String(b, radix: 8).leftPadded(to: 3)).utf8)
+    /// Each byte as it stands in a C string literal, in 4 bytes per byte
+    /// (`escapeLengths` of them used): printable ASCII as itself, the rest
+    /// as a three-digit octal escape (which never runs into the next
+    /// character, as \x does). `"` and `\` need escapes, and `?` too, since
+    /// `??` begins a trigraph in ISO C.
+    static let escapes: [UInt8] = (0..<256).flatMap { b -> [UInt8] in
+        let octal = String(b, radix: 8)
+        let text = printable(b) ? String(UnicodeScalar(UInt8(b))) : "\\" + String(repeating: "0", count: 3 - octal.count) + octal
+        return Array(text.utf8) + Array(repeating: 0, count: 4 - text.utf8.count)
     }
-}
+    static let escapeLengths: [UInt8] = (0..<256).map { printable($0) ? 1 : 4 }
 
-private extension String {
-    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+    static func printable(_ b: Int) -> Bool { b >= 0x20 && b < 0x7F && b != 0x22 && b != 0x5C && b != 0x3F }
 }
