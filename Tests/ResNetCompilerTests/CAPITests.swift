@@ -197,11 +197,7 @@ import Testing
         let good = try SafeTensors.read(dir + "/good.safetensors")
         let names = good.keys.sorted()
         func variant(_ name: String, _ edit: (inout [String: SafeTensors.Tensor]) -> Void) throws -> String {
-            var t = good
-            edit(&t)
-            let path = dir + "/cp-" + name + ".safetensors"
-            try SafeTensors.write(t.keys.sorted().map { ($0, t[$0]!) }, to: path)
-            return path
+            try SafeTensors.writeVariant(of: good, to: dir + "/cp-" + name + ".safetensors", edit)
         }
         let other = try BuiltModel(TestNetworks.oddnet())
         let otherPath = dir + "/other-network.safetensors"

@@ -50,13 +50,9 @@ import Testing
     /// as it was (not created, or its files untouched).
     @Test func embedWeightsRejectsAMismatchedFileNamingTheTensor() throws {
         let dir = try CBuild.temporaryDirectory("cli")
-        var tensors = try SafeTensors.read(CBuild.root + "/Tests/Fixtures/resnet20.weights.safetensors")
-        let good = tensors
-        tensors["conv1.weight"]!.shape = [16, 27]
-        try SafeTensors.write(tensors.keys.sorted().map { ($0, tensors[$0]!) }, to: dir + "/shape.safetensors")
-        tensors = good
-        tensors["layer9.0.conv1.weight"] = tensors["layer3.2.conv1.weight"]
-        try SafeTensors.write(tensors.keys.sorted().map { ($0, tensors[$0]!) }, to: dir + "/extra.safetensors")
+        let good = try SafeTensors.read(CBuild.root + "/Tests/Fixtures/resnet20.weights.safetensors")
+        try SafeTensors.writeVariant(of: good, to: dir + "/shape.safetensors") { $0["conv1.weight"]!.shape = [16, 27] }
+        try SafeTensors.writeVariant(of: good, to: dir + "/extra.safetensors") { $0["layer9.0.conv1.weight"] = $0["layer3.2.conv1.weight"] }
         let existing = dir + "/existing"
         try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
         try "mine".write(toFile: existing + "/resnet20.c", atomically: true, encoding: .utf8)

@@ -78,11 +78,7 @@ import Testing
         let good = try Data(contentsOf: URL(fileURLWithPath: Self.weights))
         let tensors = try SafeTensors.read(Self.weights)
         func variant(_ name: String, _ edit: (inout [String: SafeTensors.Tensor]) -> Void) throws -> String {
-            var t = tensors
-            edit(&t)
-            let path = dir + "/" + name + ".safetensors"
-            try SafeTensors.write(t.keys.sorted().map { ($0, t[$0]!) }, to: path)
-            return path
+            try SafeTensors.writeVariant(of: tensors, to: dir + "/" + name + ".safetensors", edit)
         }
         try good.prefix(good.count - 100).write(to: URL(fileURLWithPath: dir + "/truncated.safetensors"))
         let cases: [(String, String, Int, String)] = [
