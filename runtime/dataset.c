@@ -153,11 +153,11 @@ RC_UNUSED static int rc_data_from_safetensors(rc_dataset *d, const rc_st_file *f
             return rc_data_fail(why, cap, RC_ERR_LABEL, "labels[%zu] is %" PRId64 ", outside 0...%d (the network has %d classes)",
                                 i, label, s->classes - 1, s->classes);
     }
-    if (images->dtype == RC_F32 && rc_has_nonfinite_f32(f->data + images->begin, values * sizeof(float))) {
-        for (size_t i = 0; i < values; i++)
-            if (rc_has_nonfinite_f32(f->data + images->begin + i * sizeof(float), sizeof(float)))
-                return rc_data_fail(why, cap, RC_ERR_NONFINITE, "tensor 'images' holds a non-finite value in image %zu",
-                                    i / image);
+    if (images->dtype == RC_F32) {
+        const size_t at = rc_first_nonfinite_f32(f->data + images->begin, values * sizeof(float));
+        if (at < values)
+            return rc_data_fail(why, cap, RC_ERR_NONFINITE, "tensor 'images' holds a non-finite value in image %zu",
+                                at / image);
     }
     d->labels = malloc(count * sizeof(int32_t));
     if (images->dtype == RC_U8) d->u8 = malloc(values > 0 ? values : 1);

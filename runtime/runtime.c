@@ -41,7 +41,7 @@
 
 /* ---------------------------------------------------------------- errors */
 
-#define RC_OK                0
+#define RC_OK                0     /* success */
 #define RC_ERR_NULL         (-1)  /* a required pointer argument is NULL */
 #define RC_ERR_BATCH        (-2)  /* batch size n outside 1..max_batch */
 #define RC_ERR_NOMEM        (-3)  /* out of memory */
@@ -675,19 +675,24 @@ typedef struct {
     int model;          /* index into the caller's t[] once matched, else -1 */
 } rc_st_entry;
 
-/// A safetensors file read into memory and parsed. Entries are sorted by
-/// name; their names point into `bytes`.
+/* Bytes of a message saying why a call failed (rc_st_file, NAME_last_error). */
+#define RC_WHY_BYTES 256
+
+/// A safetensors file in memory, parsed. Entries are sorted by name; their
+/// names point into the header, which is decoded in place: in the file's own
+/// bytes when f owns them, else in a copy of the header (the data is then
+/// read where the caller keeps it, never written).
 typedef struct {
-    unsigned char *bytes;       /* the whole file (malloc'd); the header is decoded in place */
+    unsigned char *owned;       /* what rc_st_close frees: the whole file, or a copy of its header */
     size_t size;
-    const unsigned char *data;  /* the data buffer: bytes + 8 + header length */
+    const unsigned char *data;  /* the data buffer: the file's bytes + 8 + header length */
     uint64_t data_len;
     rc_st_entry *entries;
     size_t count;
-    char why[256];              /* what was wrong, in English, after a failed call */
+    char why[RC_WHY_BYTES];     /* what was wrong, in English, after a failed call */
 } rc_st_file;
 
-/* Records why a check failed (for the trainer's messages) and returns code. */
+/* Records why a check failed (for the caller's messages) and returns code. */
 RC_UNUSED static int rc_st_fail(rc_st_file *f, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -787,13 +792,16 @@ bad:
                       (size_t)(j.p - buf));
 }
 
-/// Parses the file in bytes[0..size), which f takes over (freed by
-/// rc_st_close, also after a failure): the header length, the header as
-/// UTF-8 JSON, and unique names. Entries end up sorted by name.
-RC_UNUSED static int rc_st_parse(rc_st_file *f, unsigned char *bytes, size_t size)
+/// Parses the file in bytes[0..size): the header length, the header as
+/// UTF-8 JSON, and unique names. Entries end up sorted by name. `owned` is
+/// either bytes itself, malloc'd memory that f takes over (freed by
+/// rc_st_close, also after a failure), or NULL: bytes stays the caller's and
+/// is only read (the header is decoded in a copy), so a const array of
+/// embedded weights can be loaded in place.
+RC_UNUSED static int rc_st_parse(rc_st_file *f, const unsigned char *bytes, size_t size, unsigned char *owned)
 {
     memset(f, 0, sizeof *f);
-    f->bytes = bytes;
+    f->owned = owned;
     f->size = size;
     if (size < 8)
         return rc_st_fail(f, RC_ERR_TRUNCATED, "%zu bytes is shorter than the 8-byte header length", size);
@@ -811,7 +819,17 @@ RC_UNUSED static int rc_st_parse(rc_st_file *f, unsigned char *bytes, size_t siz
     }
     f->data = bytes + 8 + hlen;
     f->data_len = (uint64_t)size - 8 - hlen;
-    int rc = rc_st_parse_json(f, (char *)bytes + 8, (size_t)hlen);
+    char *header;
+    if (owned != NULL) {
+        header = (char *)owned + 8;
+    } else {
+        /* hlen <= RC_ST_MAX_HEADER, and the file is that long: a real allocation */
+        header = malloc((size_t)hlen);
+        if (header == NULL) return rc_st_fail(f, RC_ERR_NOMEM, "out of memory for the %" PRIu64 "-byte header", hlen);
+        memcpy(header, bytes + 8, (size_t)hlen);
+        f->owned = (unsigned char *)header;
+    }
+    int rc = rc_st_parse_json(f, header, (size_t)hlen);
     if (rc != RC_OK) return rc;
     /* (A header with no tensors has entries == NULL, which qsort may not get.) */
     if (f->count > 1) qsort(f->entries, f->count, sizeof *f->entries, rc_st_entry_name_cmp);
@@ -946,9 +964,9 @@ RC_UNUSED static int rc_read_file(const char *path, unsigned char **out, size_t 
 RC_UNUSED static void rc_st_close(rc_st_file *f)
 {
     free(f->entries);
-    free(f->bytes);
+    free(f->owned);
     f->entries = NULL;
-    f->bytes = NULL;
+    f->owned = NULL;
     f->count = 0;
 }
 
@@ -962,7 +980,7 @@ RC_UNUSED static int rc_st_open(const char *path, rc_st_file *f)
     memset(f, 0, sizeof *f);
     int rc = rc_read_file(path, &bytes, &size);
     if (rc != RC_OK) return rc_st_fail(f, rc, "%s", rc_strerror(rc));
-    rc = rc_st_parse(f, bytes, size);
+    rc = rc_st_parse(f, bytes, size, bytes);
     return rc == RC_OK ? rc_st_check_layout(f) : rc;
 }
 
@@ -979,66 +997,99 @@ RC_UNUSED static const rc_st_entry *rc_st_find(const rc_st_file *f, const char *
 
 /* --------------------------------------------------- safetensors: loading */
 
-/* True if any little-endian F32 in the n bytes at p is NaN or ±Inf (all
- * exponent bits set). Works on the bits, so it needs no host float order. */
-RC_UNUSED static int rc_has_nonfinite_f32(const unsigned char *p, size_t n)
+/* The index of the first little-endian F32 among the n bytes at p that is
+ * NaN or ±Inf (all exponent bits set), or n / 4 when all are finite. Works
+ * on the bits, so it needs no host float order. */
+RC_UNUSED static size_t rc_first_nonfinite_f32(const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i + 4 <= n; i += 4) {
         uint32_t bits = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 |
                         (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24;
-        if ((bits & 0x7F800000u) == 0x7F800000u) return 1;
+        if ((bits & 0x7F800000u) == 0x7F800000u) return i / 4;
     }
-    return 0;
+    return n / 4;
 }
 
-/// Loads the tensors t[0..nt) from a safetensors file held in memory
-/// (bytes[0..size), taken over and freed), all or nothing: every name,
-/// dtype, shape, offset and F32 value is checked first; only a fully valid
-/// file is copied, so on any error no `data` is touched.
-RC_UNUSED static int rc_st_load_bytes(unsigned char *bytes, size_t size, const rc_tensor *t, int nt)
+/* Writes a shape as "[16,3,3,3]" into out (cap bytes, truncated safely);
+ * `more`: the file had extents past these (an entry of rank > RC_ST_MAX_RANK). */
+RC_UNUSED static void rc_shape_text(char *out, size_t cap, const uint64_t *shape, int ndim, int more)
+{
+    int used = snprintf(out, cap, "[");
+    for (int d = 0; d < ndim && used >= 0 && (size_t)used < cap; d++)
+        used += snprintf(out + used, cap - (size_t)used, "%s%" PRIu64, d > 0 ? "," : "", shape[d]);
+    if (used >= 0 && (size_t)used < cap) snprintf(out + used, cap - (size_t)used, "%s]", more ? (ndim > 0 ? ",..." : "...") : "");
+}
+
+/// Loads the tensors t[0..nt) from a safetensors file in memory,
+/// bytes[0..size), all or nothing: every name, dtype, shape, offset and F32
+/// value is checked first; only a fully valid file is copied, so on any
+/// error no `data` is touched. `owned`: bytes itself when it is malloc'd and
+/// taken over (freed here), or NULL when it stays the caller's, read only
+/// (see rc_st_parse). On failure why (cap bytes; may be NULL) says which
+/// tensor and what was wrong, e.g. "conv1.weight: shape [16,3,3,3]
+/// expected, file has [8,3,3,3]". NAME_load, NAME_load_buffer (and so
+/// NAME_init_embedded) and NAME_load_checkpoint all come here.
+RC_UNUSED static int rc_st_load_bytes(const unsigned char *bytes, size_t size, unsigned char *owned,
+                                      const rc_tensor *t, int nt, char *why, size_t cap)
 {
     rc_st_key *keys = NULL;
     unsigned char *found = NULL;
     rc_st_file f;
     int rc;
 
-    if (t == NULL && nt > 0) {
-        free(bytes);
-        return RC_ERR_NULL;
+    memset(&f, 0, sizeof f);
+    f.owned = owned;
+    if ((t == NULL && nt > 0) || (bytes == NULL && size > 0)) {
+        rc = rc_st_fail(&f, RC_ERR_NULL, "%s is NULL", bytes == NULL ? "the file's bytes" : "the tensor list");
+        goto done;
     }
     if (nt < 0) {
-        free(bytes);
-        return RC_ERR_ARG;
+        rc = rc_st_fail(&f, RC_ERR_ARG, "%d tensors", nt);
+        goto done;
     }
-    rc = rc_st_index(t, nt, &keys);
-    if (rc != RC_OK) {
-        free(bytes);
-        return rc;
+    if ((rc = rc_st_index(t, nt, &keys)) != RC_OK) {
+        rc_st_fail(&f, rc, "the model's tensor list is invalid: %s", rc_strerror(rc));
+        goto done;
     }
-    if ((rc = rc_st_parse(&f, bytes, size)) != RC_OK) goto done;
+    if ((rc = rc_st_parse(&f, bytes, size, owned)) != RC_OK) goto done;
 
     found = calloc((size_t)nt + 1, 1);
-    if (found == NULL) { rc = RC_ERR_NOMEM; goto done; }
+    if (found == NULL) { rc = rc_st_fail(&f, RC_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < f.count; i++) {
         rc_st_entry *e = &f.entries[i];
+        const int shown = (int)(e->name_len < 100 ? e->name_len : 100);
         rc_st_key probe = { e->name, e->name_len, 0 };
         const rc_st_key *k = bsearch(&probe, keys, (size_t)nt, sizeof *keys, rc_st_key_cmp);
-        if (k == NULL) { rc = RC_ERR_NAME_UNKNOWN; goto done; }
+        if (k == NULL) { rc = rc_st_fail(&f, RC_ERR_NAME_UNKNOWN, "%.*s: not in the model", shown, e->name); goto done; }
         const rc_tensor *m = &t[k->index];
-        if (e->dtype != m->dtype) { rc = RC_ERR_DTYPE; goto done; }
-        if (e->ndim != m->ndim) { rc = RC_ERR_SHAPE; goto done; }
-        for (int d = 0; d < m->ndim; d++)
-            if (e->shape[d] != (uint64_t)m->shape[d]) { rc = RC_ERR_SHAPE; goto done; }
+        if (e->dtype != m->dtype) {
+            rc = rc_st_fail(&f, RC_ERR_DTYPE, "%s: dtype %s expected, file has %s", m->name, rc_dtype_name(m->dtype),
+                            e->dtype == 0 ? "one this reader does not know" : rc_dtype_name(e->dtype));
+            goto done;
+        }
+        int same = e->ndim == m->ndim;
+        for (int d = 0; same && d < m->ndim; d++) same = e->shape[d] == (uint64_t)m->shape[d];
+        if (!same) {
+            uint64_t want[4];
+            char a[64], b[96];
+            for (int d = 0; d < m->ndim; d++) want[d] = (uint64_t)m->shape[d];
+            rc_shape_text(a, sizeof a, want, m->ndim, 0);
+            rc_shape_text(b, sizeof b, e->shape, e->ndim < RC_ST_MAX_RANK ? e->ndim : RC_ST_MAX_RANK, e->ndim > RC_ST_MAX_RANK);
+            rc = rc_st_fail(&f, RC_ERR_SHAPE, "%s: shape %s expected, file has %s", m->name, a, b);
+            goto done;
+        }
         e->model = k->index;
         found[k->index] = 1;
     }
     for (int i = 0; i < nt; i++)
-        if (!found[i] && !t[i].optional) { rc = RC_ERR_NAME_MISSING; goto done; }
+        if (!found[i] && !t[i].optional) { rc = rc_st_fail(&f, RC_ERR_NAME_MISSING, "%s: missing from the file", t[i].name); goto done; }
     if ((rc = rc_st_check_layout(&f)) != RC_OK) goto done;
     for (size_t i = 0; i < f.count; i++) {
         const rc_st_entry *e = &f.entries[i];
-        if (e->dtype == RC_F32 && rc_has_nonfinite_f32(f.data + e->begin, (size_t)(e->end - e->begin))) {
-            rc = RC_ERR_NONFINITE;
+        const size_t n = (size_t)(e->end - e->begin);
+        const size_t at = e->dtype == RC_F32 ? rc_first_nonfinite_f32(f.data + e->begin, n) : n / 4;
+        if (at < n / 4) {
+            rc = rc_st_fail(&f, RC_ERR_NONFINITE, "%s: element %zu is not finite (NaN or Inf)", t[e->model].name, at);
             goto done;
         }
     }
@@ -1054,6 +1105,7 @@ RC_UNUSED static int rc_st_load_bytes(unsigned char *bytes, size_t size, const r
     rc = RC_OK;
 
 done:
+    if (rc != RC_OK && why != NULL && cap > 0) snprintf(why, cap, "%s", f.why);
     rc_st_close(&f);
     free(found);
     free(keys);
@@ -1061,17 +1113,21 @@ done:
 }
 
 /// Loads the tensors t[0..nt) from the safetensors file at path, all or
-/// nothing (see rc_st_load_bytes). The file is read into memory once, so
-/// what is checked is what is loaded.
-RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
+/// nothing (see rc_st_load_bytes, and why). The file is read into memory
+/// once, so what is checked is what is loaded.
+RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt, char *why, size_t cap)
 {
     unsigned char *bytes = NULL;
     size_t size = 0;
-    if (path == NULL || (t == NULL && nt > 0)) return RC_ERR_NULL;
-    if (nt < 0) return RC_ERR_ARG;
-    int rc = rc_read_file(path, &bytes, &size);
-    if (rc != RC_OK) return rc;
-    return rc_st_load_bytes(bytes, size, t, nt);
+    int rc = RC_OK;
+    if (path == NULL || (t == NULL && nt > 0)) rc = RC_ERR_NULL;
+    else if (nt < 0) rc = RC_ERR_ARG;
+    else rc = rc_read_file(path, &bytes, &size);
+    if (rc != RC_OK) {
+        if (why != NULL && cap > 0) snprintf(why, cap, "%s: %s", path != NULL ? path : "(NULL path)", rc_strerror(rc));
+        return rc;
+    }
+    return rc_st_load_bytes(bytes, size, bytes, t, nt, why, cap);
 }
 
 /* ---------------------------------------------------- safetensors: saving */

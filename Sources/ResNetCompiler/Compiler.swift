@@ -15,8 +15,9 @@ public struct Compiler {
     /// Everything one compilation produces, in memory.
     public struct Artifacts {
         public var graph: Graph
-        /// The training graph (forward, backward, update), memory-planned.
-        public var training: Graph
+        /// The training graph (forward, backward, update), memory-planned;
+        /// nil when the options leave training out (`--no-train`).
+        public var training: Graph?
         public var files: [(name: String, contents: String)]
     }
 
@@ -29,7 +30,8 @@ public struct Compiler {
     func checkDumpAfter(_ dumpAfter: String?) throws {
         let front = Pipeline.analysis
         var known = ["Lower"]
-        for name in front.names + Pipeline.inferenceTail(options).names + Pipeline.trainingTail(options).names where !known.contains(name) {
+        let training = options.training ? Pipeline.trainingTail(options).names : []
+        for name in front.names + Pipeline.inferenceTail(options).names + training where !known.contains(name) {
             known.append(name)
         }
         if let wanted = dumpAfter, !known.contains(wanted) {
@@ -56,9 +58,9 @@ public struct Compiler {
         let graph = try inference.run(analysed) { name, g in
             if name == dumpAfter { dumped += "// inference\n" + IRPrinter.print(g) }
         }
-        let training = try trainingTail.run(analysed) { name, g in
+        let training = try options.training ? trainingTail.run(analysed) { name, g in
             if name == dumpAfter { dumped += "// training\n" + IRPrinter.print(g) }
-        }
+        } : nil
         if !dumped.isEmpty { dump(dumped) }
         let c = try CEmitter(templates: templates).emit(graph, training: training)
         let name = graph.name
@@ -89,10 +91,10 @@ public struct Compiler {
                          + (m.partialFloats > 0 ? ", then weight-gradient partials of \(kib(m.partialFloats)) each, "
                             + "MemoryPlan.partials(maxBatch:) of them" : ""))
         }
-        if let t = training, g.memory != nil, t.memory != nil {
+        if g.memory != nil, training?.memory != nil || training == nil {
             // The figures of --emit plan (NAME.plan.json) at batch 1, and the header's macros.
             let uname = g.name.uppercased()
-            for m in PlanFiles.modes(g, training: t, batch: 1) {
+            for m in PlanFiles.modes(g, training: training, batch: 1) {
                 let macro = "\(uname)_MODEL_BYTES_\(m.mode == "train" ? "TRAIN" : "INFER")(1)"
                 lines.append("\(m.mode) at batch 1, bytes: arena \(m.arenaBytes), lower bound \(m.lowerBoundBytes), naive \(m.naiveBytes), "
                              + "whole model \(m.modelBytes) (\(macro)), \(m.buffers.count) buffers")
@@ -120,6 +122,12 @@ public enum AtomicWriter {
 
     /// The same for files of bytes (the weights an ONNX import writes beside the C).
     public static func write(_ files: [(name: String, data: Data)], to directory: String) throws {
+        try write(streams: files.map { file in (file.name, { try $0.write(contentsOf: file.data) }) }, to: directory)
+    }
+
+    /// The same for files each written by a function into its open file
+    /// (`NAME_weights.c`, too large to hold as one string).
+    public static func write(streams files: [(name: String, write: (FileHandle) throws -> Void)], to directory: String) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         let existed = fm.fileExists(atPath: directory, isDirectory: &isDir)
@@ -145,8 +153,15 @@ public enum AtomicWriter {
                 let temp = directory + "/.\(file.name).tmp-\(getpid())"
                 Cleanup.register(temp)
                 temporaries.append((temp, final))
-                guard fm.createFile(atPath: temp, contents: file.data) else {
+                guard fm.createFile(atPath: temp, contents: nil), let handle = FileHandle(forWritingAtPath: temp) else {
                     throw CompileError("cannot write \(temp)")
+                }
+                do {
+                    try file.write(handle)
+                    try handle.close()
+                } catch {
+                    try? handle.close()
+                    throw error as? CompileError ?? CompileError("cannot write \(temp): \(error.localizedDescription)")
                 }
             }
             for (temp, final) in temporaries where rename(temp, final) != 0 {

@@ -13,10 +13,15 @@ public struct Pipeline: Sendable {
         /// Training: rebuild batch-norm outputs in the backward pass instead of
         /// keeping them (Recompute; needs fusion). Off: keep every one.
         public var recompute = true
-        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], recompute: Bool = true) {
+        /// Build the training step too (off, `--no-train`: the training tail
+        /// does not run and the C is inference only).
+        public var training = true
+        public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], recompute: Bool = true,
+                    training: Bool = true) {
             self.fuse = fuse
             self.choices = choices
             self.recompute = recompute
+            self.training = training
         }
     }
 

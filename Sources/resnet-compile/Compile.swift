@@ -92,6 +92,13 @@ struct Compile: ParsableCommand {
                              discussion: "The same gradients, bit for bit; about 0.6x the training arena of ResNet-20. --no-recompute keeps every one."))
     var recompute = true
 
+    @Flag(help: "Inference-only C: no training step, checkpoints, optimizer or all-reduce hook (smaller C and object code).")
+    var noTrain = false
+
+    @Option(help: ArgumentHelp("Check a weight file against the network and write it into DIR/NAME_weights.c as a const array that NAME_init_embedded loads without file I/O.",
+                               valueName: "FILE.safetensors"))
+    var embedWeights: String?
+
     @Flag(help: ArgumentHelp("Measure the candidate schedules (direct or Winograd, register tiles) of each distinct conv on this machine and record the fastest in the tune cache; this and later compiles use them.",
                              discussion: "Keyed by layer shape, the ISA the C compiler targets and the thread count (OMP_NUM_THREADS, else every core)."))
     var tune = false
@@ -109,6 +116,7 @@ struct Compile: ParsableCommand {
         try Self.checkEvalTimeout(evalTimeout)
         // Bytes at the batch must stay far inside Int: a million images is plenty.
         if !(1...1_000_000).contains(planBatch) { throw ValidationError("--plan-batch must be between 1 and 1000000") }
+        if embedWeights != nil && (summary || emit != .c) { throw ValidationError("--embed-weights writes C: it needs --emit c") }
     }
 
     static func checkEvalTimeout(_ seconds: Double) throws {
@@ -143,7 +151,8 @@ struct Compile: ParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         let choices = try tuneChoices(lowered, log: log)
-        let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse, choices: choices, recompute: recompute))
+        let compiler = try Compiler(options: Pipeline.Options(fuse: !noFuse, choices: choices, recompute: recompute,
+                                                              training: !noTrain))
         log("templates in \(compiler.templates.directory) (\(compiler.templates.origin)), C runtime in \(compiler.templates.runtimeDirectory)")
         var dumped = ""
         let artifacts = try compiler.compile(lowered: lowered, dumpAfter: dumpAfter) { dumped = $0 }
@@ -154,10 +163,20 @@ struct Compile: ParsableCommand {
         case .c:
             var files = artifacts.files.map { (name: $0.name, data: Data($0.contents.utf8)) }
             if let weights { files.append((name + ".safetensors", weights)) }
-            try AtomicWriter.write(files, to: output)
-            log("wrote \(files.map(\.name).joined(separator: ", ")) to \(output)")
+            var streams = files.map { file in (name: file.name, write: { (h: FileHandle) in try h.write(contentsOf: file.data) }) }
+            if let embedWeights {
+                // Checked before anything is written: a mismatch leaves DIR as it was.
+                guard let data = FileManager.default.contents(atPath: embedWeights) else { throw CompileError("cannot read \(embedWeights)") }
+                let embedded = try EmbeddedWeights(data, source: embedWeights, graph: artifacts.graph)
+                let templates = compiler.templates
+                streams.append((name + "_weights.c", { try embedded.write(name: name, templates: templates, to: $0) }))
+                log("\(embedWeights): \(embedded.tensorCount) tensors, \(embedded.bytes.count) bytes to embed")
+            }
+            try AtomicWriter.write(streams: streams, to: output)
+            log("wrote \(streams.map(\.name).joined(separator: ", ")) to \(output)")
             if !verbose && dumpAfter == nil {
-                print("resnet-compile: \(name) → \(output)/\(name).c, \(name).h, module.modulemap" + (weights == nil ? "" : ", \(name).safetensors"))
+                print("resnet-compile: \(name) → \(output)/\(name).c, \(name).h, module.modulemap" + (weights == nil ? "" : ", \(name).safetensors")
+                      + (embedWeights == nil ? "" : ", \(name)_weights.c"))
             }
         case .ir:
             if dumpAfter == nil { print(IRPrinter.print(artifacts.graph), terminator: "") }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 /* Called by rc_read_file between its read and its check that the file did
@@ -161,22 +162,75 @@ static void make_good_data(void)
 
 /* --------------------------------------------------------------- checks */
 
+/* Loads the file's bytes as NAME_load_buffer does (rc_st_load_bytes with the
+ * bytes left the caller's) from a read-only mapping of the file, so that
+ * any write to them faults: the same code and the same model as from the
+ * file. */
+static void expect_same_from_memory(const char *label, const char *path, int want, const model *from_file)
+{
+    static const unsigned char nothing[1];
+    struct stat st;
+    /* Failures of the file itself (missing, a directory, changed while read) have no bytes to compare. */
+    if (want == RC_ERR_OPEN || want == RC_ERR_CHANGED) return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    const unsigned char *bytes = nothing;
+    size_t size = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        size = (size_t)st.st_size;
+        void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        CHECK(p != MAP_FAILED, "%s: mmap failed", label);
+        if (p == MAP_FAILED) size = 0;
+        else bytes = p;
+    }
+    close(fd);
+    model m;
+    rc_tensor t[NT];
+    char why[RC_WHY_BYTES] = "";
+    memset(&m, 0xA5, sizeof m);
+    describe(&m, t);
+    int rc = rc_st_load_bytes(bytes, size, NULL, t, NT, why, sizeof why);
+    CHECK(rc == want, "%s: from memory, rc_st_load_bytes returned %d (%s), want %d", label, rc, rc_strerror(rc), want);
+    CHECK(memcmp(&m, from_file, sizeof m) == 0, "%s: from memory, the model differs from the file's load", label);
+    CHECK((rc == RC_OK) == (why[0] == '\0'), "%s: from memory, the message is '%s' for code %d", label, why, rc);
+    if (bytes != nothing) munmap((void *)(uintptr_t)bytes, size);
+}
+
 /* Loads path into a model full of a sentinel pattern and checks the result
- * code; on failure the model must still hold exactly the sentinel. */
+ * code and that a failure says why; on failure the model must still hold
+ * exactly the sentinel. The same bytes loaded from memory give the same. */
 static int expect_load(const char *label, const char *path, int want, model *out)
 {
     model m, before;
     rc_tensor t[NT];
+    char why[RC_WHY_BYTES] = "";
     memset(&m, 0xA5, sizeof m);
     memcpy(&before, &m, sizeof m);
     describe(&m, t);
-    int rc = rc_st_load(path, t, NT);
+    int rc = rc_st_load(path, t, NT, why, sizeof why);
     CHECK(rc == want, "%s: rc_st_load returned %d (%s), want %d (%s)", label, rc, rc_strerror(rc), want,
           rc_strerror(want));
+    CHECK((rc == RC_OK) == (why[0] == '\0'), "%s: the message is '%s' for code %d", label, why, rc);
     if (rc != RC_OK)
         CHECK(memcmp(&m, &before, sizeof m) == 0, "%s: destination changed although the load failed", label);
+    expect_same_from_memory(label, path, rc, &m);
     if (out != NULL) memcpy(out, &m, sizeof m);
     return rc;
+}
+
+/* Writes the case to a file and loads it: want's code and exactly the message want_why. */
+static void expect_why(const char *label, const char *json, const unsigned char *data, size_t ndata, int want,
+                       const char *want_why)
+{
+    char path[PATH_LEN];
+    model m;
+    rc_tensor t[NT];
+    char why[RC_WHY_BYTES] = "";
+    write_st(path_in(path, "why.safetensors"), json, data, ndata);
+    describe(&m, t);
+    int rc = rc_st_load(path, t, NT, why, sizeof why);
+    CHECK(rc == want && strcmp(why, want_why) == 0, "%s: code %d, message '%s'; want %d, '%s'", label, rc, why, want,
+          want_why);
 }
 
 /* Writes the case to a file with a correct length prefix, then loads it. */
@@ -230,7 +284,7 @@ static void test_round_trip(void)
 
     memset(&b, 0, sizeof b);
     describe(&b, tb);
-    rc = rc_st_load(path, tb, NT);
+    rc = rc_st_load(path, tb, NT, NULL, 0);
     CHECK(rc == RC_OK, "round trip: load returned %d (%s)", rc, rc_strerror(rc));
     CHECK(memcmp(a.w, b.w, sizeof a.w) == 0, "round trip: F32 [2,3] differs");
     CHECK(memcmp(a.b, b.b, sizeof a.b) == 0, "round trip: F32 [3] (subnormal, max) differs");
@@ -268,13 +322,13 @@ static void test_round_trip(void)
     rc_tensor lo = { odd, RC_F32, 1, { 1, 0, 0, 0 }, y, 0 };
     rc = rc_st_save(in_dir("odd.safetensors"), &so, 1);
     CHECK(rc == RC_OK, "escaped name: save returned %d", rc);
-    rc = rc_st_load(in_dir("odd.safetensors"), &lo, 1);
+    rc = rc_st_load(in_dir("odd.safetensors"), &lo, 1, NULL, 0);
     CHECK(rc == RC_OK && y[0] == 42.0f, "escaped name: load returned %d, value %g", rc, (double)y[0]);
 
     /* Zero tensors is a valid (empty) file. */
     rc = rc_st_save(in_dir("empty.safetensors"), NULL, 0);
     CHECK(rc == RC_OK, "empty save returned %d", rc);
-    rc = rc_st_load(in_dir("empty.safetensors"), NULL, 0);
+    rc = rc_st_load(in_dir("empty.safetensors"), NULL, 0, NULL, 0);
     CHECK(rc == RC_OK, "empty load returned %d", rc);
 }
 
@@ -504,6 +558,31 @@ static void test_bad_files(void)
     d[20] = 0x00, d[21] = 0x00, d[22] = 0x80, d[23] = 0xFF;  /* w[1][2] = -Inf */
     write_st(path, "{" ENTRY_W "," ENTRY_B "," ENTRY_N "}", d, 44);
     expect_load("-Inf value", path, RC_ERR_NONFINITE, NULL);
+
+    /* What the message says: the tensor, and what was wrong with it. */
+    expect_why("message: unknown name",
+               "{" ENTRY_W "," ENTRY_B "," ENTRY_N ",\"layer9.0.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[1],"
+               "\"data_offsets\":[44,48]}}", good_data, 48, RC_ERR_NAME_UNKNOWN, "layer9.0.conv1.weight: not in the model");
+    expect_why("message: missing name", "{" ENTRY_W "," ENTRY_N "}", good_data, 44, RC_ERR_NAME_MISSING,
+               "a.bias: missing from the file");
+    expect_why("message: dtype",
+               "{" ENTRY_W ",\"a.bias\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[24,48]}," ENTRY_N "}",
+               good_data, 48, RC_ERR_DTYPE, "a.bias: dtype F32 expected, file has I64");
+    expect_why("message: shape",
+               "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]}," ENTRY_B "," ENTRY_N "}",
+               good_data, 44, RC_ERR_SHAPE, "a.weight: shape [2,3] expected, file has [3,2]");
+    expect_why("message: scalar as [1]",
+               "{" ENTRY_W "," ENTRY_B ",\"a.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[1],"
+               "\"data_offsets\":[36,44]}}", good_data, 44, RC_ERR_SHAPE, "a.num_batches_tracked: shape [] expected, file has [1]");
+    expect_why("message: rank past the reader's",
+               "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[2,3,1,1,1,1,1,1,1,1],\"data_offsets\":[0,24]}," ENTRY_B ","
+               ENTRY_N "}", good_data, 44, RC_ERR_SHAPE, "a.weight: shape [2,3] expected, file has [2,3,1,1,1,1,1,1,...]");
+    memcpy(d, good_data, 44);
+    d[20] = 0x00, d[21] = 0x00, d[22] = 0x80, d[23] = 0xFF;  /* w[1][2] = -Inf */
+    expect_why("message: non-finite", "{" ENTRY_W "," ENTRY_B "," ENTRY_N "}", d, 44, RC_ERR_NONFINITE,
+               "a.weight: element 5 is not finite (NaN or Inf)");
+    expect_why("message: truncated", "{" ENTRY_W "," ENTRY_B "," ENTRY_N "}", good_data, 40, RC_ERR_TRUNCATED,
+               "tensor 'a.num_batches_tracked': data_offsets [36, 44] lie outside the 40 data bytes (truncated file?)");
 }
 
 static void test_bad_arguments(void)
@@ -515,25 +594,25 @@ static void test_bad_arguments(void)
     write_st(path_in(path, "args.safetensors"), "{" ENTRY_W "," ENTRY_B "," ENTRY_N "}", good_data, 44);
 
     describe(&m, t);
-    CHECK(rc_st_load(NULL, t, NT) == RC_ERR_NULL, "load with NULL path");
-    CHECK(rc_st_load(path, NULL, NT) == RC_ERR_NULL, "load with NULL tensors");
-    CHECK(rc_st_load(path, t, -1) == RC_ERR_ARG, "load with nt = -1");
+    CHECK(rc_st_load(NULL, t, NT, NULL, 0) == RC_ERR_NULL, "load with NULL path");
+    CHECK(rc_st_load(path, NULL, NT, NULL, 0) == RC_ERR_NULL, "load with NULL tensors");
+    CHECK(rc_st_load(path, t, -1, NULL, 0) == RC_ERR_ARG, "load with nt = -1");
     CHECK(rc_st_save(NULL, t, NT) == RC_ERR_NULL, "save with NULL path");
     CHECK(rc_st_save(in_dir("x"), NULL, 1) == RC_ERR_NULL, "save with NULL tensors");
     CHECK(rc_st_save(in_dir("x"), t, -1) == RC_ERR_ARG, "save with nt = -1");
 
     describe(&m, t);
     t[0].data = NULL;
-    CHECK(rc_st_load(path, t, NT) == RC_ERR_NULL, "descriptor with NULL data");
+    CHECK(rc_st_load(path, t, NT, NULL, 0) == RC_ERR_NULL, "descriptor with NULL data");
     describe(&m, t);
     t[0].name = NULL;
     CHECK(rc_st_save(in_dir("x"), t, NT) == RC_ERR_NULL, "descriptor with NULL name");
     describe(&m, t);
     t[0].ndim = 5;
-    CHECK(rc_st_load(path, t, NT) == RC_ERR_ARG, "descriptor with ndim 5");
+    CHECK(rc_st_load(path, t, NT, NULL, 0) == RC_ERR_ARG, "descriptor with ndim 5");
     describe(&m, t);
     t[0].dtype = 3;
-    CHECK(rc_st_load(path, t, NT) == RC_ERR_ARG, "descriptor with dtype 3");
+    CHECK(rc_st_load(path, t, NT, NULL, 0) == RC_ERR_ARG, "descriptor with dtype 3");
     describe(&m, t);
     t[0].shape[0] = -2;
     CHECK(rc_st_save(in_dir("x"), t, NT) == RC_ERR_ARG, "descriptor with negative extent");
@@ -543,7 +622,7 @@ static void test_bad_arguments(void)
     describe(&m, t);
     t[1].name = "a.weight";
     CHECK(rc_st_save(in_dir("x"), t, NT) == RC_ERR_ARG, "duplicate descriptor names (save)");
-    CHECK(rc_st_load(path, t, NT) == RC_ERR_ARG, "duplicate descriptor names (load)");
+    CHECK(rc_st_load(path, t, NT, NULL, 0) == RC_ERR_ARG, "duplicate descriptor names (load)");
     describe(&m, t);
     t[1].name = "__metadata__";
     CHECK(rc_st_save(in_dir("x"), t, NT) == RC_ERR_ARG, "descriptor named __metadata__");
@@ -554,7 +633,7 @@ static void test_bad_arguments(void)
     CHECK(count_temp_files(scratch_dir) == 0, "a refused save left a temporary file");
 
     /* No tensors wanted, but the file has some. */
-    CHECK(rc_st_load(path, NULL, 0) == RC_ERR_NAME_UNKNOWN, "nt = 0 against a non-empty file");
+    CHECK(rc_st_load(path, NULL, 0, NULL, 0) == RC_ERR_NAME_UNKNOWN, "nt = 0 against a non-empty file");
 }
 
 static void test_atomic_save(void)
@@ -578,7 +657,7 @@ static void test_atomic_save(void)
     CHECK(st1 == 0 && st2 == 0 && s1.st_ino != s2.st_ino, "atomic: file was rewritten in place, not renamed");
     memset(&got, 0, sizeof got);
     describe(&got, tg);
-    CHECK(rc_st_load(path, tg, NT) == RC_OK && memcmp(got.w, b.w, sizeof b.w) == 0 && got.opt[0] == 5.0f,
+    CHECK(rc_st_load(path, tg, NT, NULL, 0) == RC_OK && memcmp(got.w, b.w, sizeof b.w) == 0 && got.opt[0] == 5.0f,
           "atomic: replaced file does not hold the second model");
     CHECK(count_temp_files(scratch_dir) == 0, "atomic: temporary file left behind");
 
@@ -817,13 +896,13 @@ static void test_threads(void)
         bad += rc_st_save(shared, t, NT) != RC_OK;
         memset(&got, 0, sizeof got);
         describe(&got, tg);
-        bad += rc_st_load(own, tg, NT) != RC_OK || memcmp(got.w, m.w, sizeof m.w) != 0;
+        bad += rc_st_load(own, tg, NT, NULL, 0) != RC_OK || memcmp(got.w, m.w, sizeof m.w) != 0;
     }
     CHECK(bad == 0, "threads: %d failed saves or loads", bad);
     model got;
     rc_tensor tg[NT];
     describe(&got, tg);
-    CHECK(rc_st_load(shared, tg, NT) == RC_OK,
+    CHECK(rc_st_load(shared, tg, NT, NULL, 0) == RC_OK,
           "threads: file saved concurrently by many threads is not valid");
     CHECK(count_temp_files(scratch_dir) == 0, "threads: temporary file left behind");
 }

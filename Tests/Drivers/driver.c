@@ -5,6 +5,9 @@
  *          init SEED                 NET_init_params
  *          load PATH                 NET_load
  *          tryload PATH              NET_load, but go on after an error
+ *          loadbuf PATH              NET_load_buffer of the file's bytes (read here into memory)
+ *          tryloadbuf PATH           the same, but go on after an error
+ *          embedded                  NET_init_embedded (built with -DNET_EMBEDDED and NET_weights.c)
  *          save PATH                 NET_save
  *          infer INPUT N OUTPUT      NET_infer on N images of raw little-endian f32
  *          train INPUT LABELS N LR   NET_train_step (labels: raw int32); prints "loss VALUE"
@@ -12,14 +15,17 @@
  *          opt MOMENTUM DECAY        NET_set_optimizer
  *          savecp PATH / loadcp PATH NET_save_checkpoint / NET_load_checkpoint
  *          tryloadcp PATH            NET_load_checkpoint, but go on after an error
- *          badargs                   every argument check of the API, one line each
- *        Each command prints "ok" or "error CODE MESSAGE"; the driver exits 3 after
+ *          badargs                   every argument check of the API, one line each, then
+ *                                    NET_last_error after some of them
+ *        Each command prints "ok" or "error CODE STRERROR: LAST_ERROR"; the driver exits 3 after
  *        the first error (so "a failed load leaves the model unchanged" can be tested
  *        by running another command after it in a separate invocation).
  *        With --in, the model is built by NET_create_in (for inference only, or
  *        to train too) in a block of exactly NET_MODEL_BYTES_*(MAX_BATCH) bytes
  *        filled with 0xFF (a NaN in every float), so that a result computed from
  *        memory nothing wrote shows as NaN.
+ *        Built against inference-only C (NET_TRAINING 0), the training commands
+ *        are absent and badargs checks that a model that trains cannot be made.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -35,10 +41,37 @@
 
 #define IMAGE (U(INPUT_C) * U(INPUT_H) * U(INPUT_W))
 
-static int report(int rc)
+static int report(const F(model) *m, int rc)
 {
     if (rc == 0) printf("ok\n");
-    else printf("error %d %s\n", rc, F(strerror)(rc));
+    else printf("error %d %s: %s\n", rc, F(strerror)(rc), F(last_error)(m));
+    return rc;
+}
+
+/* NET_load_buffer of the whole file at path, read into memory here. */
+static int load_buffer(F(model) *m, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *bytes = NULL;
+    size_t size = 0, capacity = 0;
+    if (!f) {
+        printf("error reading %s\n", path);
+        return 3;
+    }
+    for (;;) {
+        if (size == capacity) {
+            capacity = capacity ? 2 * capacity : 65536;
+            unsigned char *grown = realloc(bytes, capacity);
+            if (!grown) break;
+            bytes = grown;
+        }
+        const size_t got = fread(bytes + size, 1, capacity - size, f);
+        if (got == 0) break;
+        size += got;
+    }
+    fclose(f);
+    const int rc = report(m, F(load_buffer)(m, bytes, size));
+    free(bytes);
     return rc;
 }
 
@@ -55,6 +88,7 @@ static float *read_floats(const char *path, size_t count)
     return p;
 }
 
+#if U(TRAINING)
 /* One train_step on images and int32 labels read from files; prints its loss. */
 static int train(F(model) *m, const char *images_path, const char *labels_path, int n, float lr)
 {
@@ -67,13 +101,14 @@ static int train(F(model) *m, const char *images_path, const char *labels_path, 
         status = 3;
     } else {
         float loss = -1.0f;
-        status = report(F(train_step)(m, x, labels, n, lr, &loss));
+        status = report(m, F(train_step)(m, x, labels, n, lr, &loss));
         if (status == 0) printf("loss %.9g\n", (double)loss);
     }
     free(x);
     free(labels);
     return status;
 }
+#endif
 
 static void bad_arguments(F(model) *m, int max_batch)
 {
@@ -102,6 +137,15 @@ static void bad_arguments(F(model) *m, int max_batch)
         for (int other = code + 1; other <= -1; other++) named &= strcmp(s, F(strerror)(other)) != 0;
     }
     printf("strerror(-1...-17) %s\n", named ? "distinct messages" : "missing or repeated message");
+    printf("load_buffer(NULL model) %d\n", F(load_buffer)(NULL, x, 8));
+    printf("load_buffer(NULL bytes) %d %s\n", F(load_buffer)(m, NULL, 8), F(last_error)(m));
+    printf("load_buffer(len 0) %d %s\n", F(load_buffer)(m, x, 0), F(last_error)(m));
+    printf("last_error(NULL) %s\n", F(last_error)(NULL));
+    printf("infer(n=0) %d %s\n", F(infer)(m, x, 0, p), F(last_error)(m));
+    printf("infer(NULL x) %d %s\n", F(infer)(m, NULL, 1, p), F(last_error)(m));
+    printf("load(missing) %d %s\n", F(load)(m, "/nonexistent/w.safetensors"), F(last_error)(m));
+    printf("after a success '%s'\n", F(infer)(m, x, 1, p) == 0 ? F(last_error)(m) : "(infer failed)");
+#if U(TRAINING)
     int32_t labels[2] = { 0, U(NUM_CLASSES) };
     float loss = 0.0f;
     printf("train_step(NULL labels) %d\n", F(train_step)(m, x, NULL, 1, 0.1f, &loss));
@@ -130,6 +174,15 @@ static void bad_arguments(F(model) *m, int max_batch)
     printf("load_checkpoint(missing) %d\n", F(load_checkpoint)(m, "/nonexistent/checkpoint"));
     printf("load_checkpoint(NULL path) %d\n", F(load_checkpoint)(m, NULL));
     printf("load_checkpoint(NULL model) %d\n", F(load_checkpoint)(NULL, "x"));
+    int32_t many[2] = { 1, U(NUM_CLASSES) + 5 };
+    printf("train_step(labels[1]=classes+5) %d %s\n", F(train_step)(m, x, many, 2, 0.1f, &loss), F(last_error)(m));
+    printf("train_step(n=0) %d %s\n", F(train_step)(m, x, labels, 0, 0.1f, &loss), F(last_error)(m));
+#else
+    printf("arena_bytes(1,1) %zu\n", F(arena_bytes)(1, 1));
+    static _Alignas(U(MODEL_ALIGN)) unsigned char block[U(MODEL_BYTES_INFER)(1)];
+    printf("create_in(training=1) %s\n", F(create_in)(block, sizeof block, 1, 1) == NULL ? "NULL" : "non-NULL");
+    printf("create_in(training=0) %s\n", F(create_in)(block, sizeof block, 1, 0) == NULL ? "NULL" : "non-NULL");
+#endif
     F(destroy)(NULL);
     free(x);
     free(p);
@@ -152,7 +205,11 @@ int main(int argc, char **argv)
     if (in_caller < 0) {
         m = F(create)(max_batch);
     } else if (max_batch > 0) {
+#if U(TRAINING)
         const size_t bytes = in_caller ? U(MODEL_BYTES_TRAIN)(max_batch) : U(MODEL_BYTES_INFER)(max_batch);
+#else
+        const size_t bytes = U(MODEL_BYTES_INFER)(max_batch);
+#endif
         block = aligned_alloc(U(MODEL_ALIGN), (bytes + U(MODEL_ALIGN) - 1) / U(MODEL_ALIGN) * U(MODEL_ALIGN));
         if (block) {
             memset(block, 0xFF, bytes);
@@ -167,13 +224,21 @@ int main(int argc, char **argv)
     int status = 0;
     for (int i = first + 1; i < argc && status == 0; i++) {
         if (!strcmp(argv[i], "init") && i + 1 < argc) {
-            status = report(F(init_params)(m, strtoull(argv[++i], NULL, 10)));
+            status = report(m, F(init_params)(m, strtoull(argv[++i], NULL, 10)));
         } else if (!strcmp(argv[i], "load") && i + 1 < argc) {
-            status = report(F(load)(m, argv[++i]));
+            status = report(m, F(load)(m, argv[++i]));
         } else if (!strcmp(argv[i], "tryload") && i + 1 < argc) {
-            report(F(load)(m, argv[++i]));
+            report(m, F(load)(m, argv[++i]));
+        } else if (!strcmp(argv[i], "loadbuf") && i + 1 < argc) {
+            status = load_buffer(m, argv[++i]);
+        } else if (!strcmp(argv[i], "tryloadbuf") && i + 1 < argc) {
+            load_buffer(m, argv[++i]);
+#ifdef NET_EMBEDDED
+        } else if (!strcmp(argv[i], "embedded")) {
+            status = report(m, F(init_embedded)(m));
+#endif
         } else if (!strcmp(argv[i], "save") && i + 1 < argc) {
-            status = report(F(save)(m, argv[++i]));
+            status = report(m, F(save)(m, argv[++i]));
         } else if (!strcmp(argv[i], "infer") && i + 3 < argc) {
             const int n = atoi(argv[i + 2]);
             const size_t images = n > 0 ? (size_t)n : 1;
@@ -184,7 +249,7 @@ int main(int argc, char **argv)
                 break;
             }
             float *probs = calloc(images * U(NUM_CLASSES), sizeof(float));
-            status = report(F(infer)(m, x, n, probs));
+            status = report(m, F(infer)(m, x, n, probs));
             if (status == 0) {
                 FILE *f = fopen(argv[i + 3], "wb");
                 if (!f || fwrite(probs, sizeof(float), images * U(NUM_CLASSES), f) != images * U(NUM_CLASSES)) status = 3;
@@ -193,20 +258,22 @@ int main(int argc, char **argv)
             free(x);
             free(probs);
             i += 3;
+#if U(TRAINING)
         } else if ((!strcmp(argv[i], "train") || !strcmp(argv[i], "trytrain")) && i + 4 < argc) {
             const int keep_going = !strcmp(argv[i], "trytrain");
             const int rc = train(m, argv[i + 1], argv[i + 2], atoi(argv[i + 3]), strtof(argv[i + 4], NULL));
             if (!keep_going) status = rc;
             i += 4;
         } else if (!strcmp(argv[i], "opt") && i + 2 < argc) {
-            status = report(F(set_optimizer)(m, strtof(argv[i + 1], NULL), strtof(argv[i + 2], NULL)));
+            status = report(m, F(set_optimizer)(m, strtof(argv[i + 1], NULL), strtof(argv[i + 2], NULL)));
             i += 2;
         } else if (!strcmp(argv[i], "savecp") && i + 1 < argc) {
-            status = report(F(save_checkpoint)(m, argv[++i]));
+            status = report(m, F(save_checkpoint)(m, argv[++i]));
         } else if (!strcmp(argv[i], "loadcp") && i + 1 < argc) {
-            status = report(F(load_checkpoint)(m, argv[++i]));
+            status = report(m, F(load_checkpoint)(m, argv[++i]));
         } else if (!strcmp(argv[i], "tryloadcp") && i + 1 < argc) {
-            report(F(load_checkpoint)(m, argv[++i]));
+            report(m, F(load_checkpoint)(m, argv[++i]));
+#endif
         } else if (!strcmp(argv[i], "badargs")) {
             bad_arguments(m, max_batch);
         } else {

@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (copy == NULL) return 0;
     memcpy(copy, data + 1, size - 1);
     rc_st_file f;
-    int rc = rc_st_parse(&f, copy, size - 1);
+    int rc = rc_st_parse(&f, copy, size - 1, copy);
     if (rc == RC_OK) rc = rc_st_check_layout(&f);
     if (rc == RC_OK) {
         rc_dataset d;

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the weight and checkpoint loader: runtime.c's
  * rc_st_load_bytes, which NAME_load and NAME_load_checkpoint call once the
- * file is in memory, against the descriptor tables of a small network's
+ * file is in memory and NAME_load_buffer on the caller's bytes, against the descriptor tables of a small network's
  * state dict and of its checkpoint (state dict, momentum buffers,
  * optimizer.step/momentum/weight_decay), and the reader the trainer uses
  * (rc_st_parse + rc_st_check_layout). Besides the sanitizers' checks, every
@@ -62,13 +62,22 @@ static void load_as(const uint8_t *data, size_t size, int checkpoint)
     memcpy(&before, &n, sizeof n);
     describe(&n, t);
     if (checkpoint) t[5].optional = 0;  /* a checkpoint always has the counters */
-    unsigned char *copy = malloc(size > 0 ? size : 1);
-    if (copy == NULL) return;
-    if (size > 0) memcpy(copy, data, size);
-    int rc = rc_st_load_bytes(copy, size, t, checkpoint ? CHECKPOINT : STATE);
+    /* The state dict as NAME_load reads it (a malloc'd copy the loader takes
+     * over), the checkpoint as NAME_load_buffer does (the input itself, only read). */
+    char why[RC_WHY_BYTES] = "";
+    int rc;
+    if (checkpoint) {
+        rc = rc_st_load_bytes(data, size, NULL, t, CHECKPOINT, why, sizeof why);
+    } else {
+        unsigned char *copy = malloc(size > 0 ? size : 1);
+        if (copy == NULL) return;
+        if (size > 0) memcpy(copy, data, size);
+        rc = rc_st_load_bytes(copy, size, copy, t, STATE, why, sizeof why);
+    }
     if (rc != RC_OK) {
         if (memcmp(&n, &before, sizeof n) != 0) abort();   /* a failed load changed the model */
         if (rc > 0 || strcmp(rc_strerror(rc), "unknown error code") == 0) abort();
+        if (why[0] == '\0') abort();                        /* every failure says why */
         return;
     }
     int count = checkpoint ? CHECKPOINT : STATE;
@@ -90,7 +99,7 @@ static void open_generic(const uint8_t *data, size_t size)
     unsigned char *copy = malloc(size > 0 ? size : 1);
     if (copy == NULL) return;
     if (size > 0) memcpy(copy, data, size);
-    int rc = rc_st_parse(&f, copy, size);
+    int rc = rc_st_parse(&f, copy, size, copy);
     if (rc == RC_OK) rc = rc_st_check_layout(&f);
     if (rc == RC_OK) {
         uint64_t total = 0;

@@ -37,34 +37,37 @@ import Testing
         let goodPath = try variant("good") { _ in }
         #expect(try load(model, goodPath) == "ok")
 
-        let cases: [(String, String, Int)] = [
-            ("missing file", dir + "/nope.safetensors", -4),
-            ("unknown name", try variant("unknown") { $0.append(("layer9.conv1.weight", SafeTensors.Tensor([1], shape: [1]))) }, -7),
-            ("missing name", try variant("missing") { $0.removeAll { $0.0 == "layer1.0.bn2.running_var" } }, -8),
+        // The code, and NAME_last_error naming the tensor and what is wrong with it.
+        let cases: [(String, String, Int, String)] = [
+            ("missing file", dir + "/nope.safetensors", -4, dir + "/nope.safetensors: cannot open file"),
+            ("unknown name", try variant("unknown") { $0.append(("layer9.conv1.weight", SafeTensors.Tensor([1], shape: [1]))) }, -7,
+             "layer9.conv1.weight: not in the model"),
+            ("missing name", try variant("missing") { $0.removeAll { $0.0 == "layer1.0.bn2.running_var" } }, -8,
+             "layer1.0.bn2.running_var: missing from the file"),
             ("misnamed", try variant("misnamed") { t in
                 let i = t.firstIndex { $0.0 == "fc.bias" }!
                 t[i].0 = "fc.biases"
-            }, -7),
+            }, -7, "fc.biases: not in the model"),
             ("mistyped", try variant("mistyped") { t in
                 let i = t.firstIndex { $0.0 == "fc.bias" }!
                 t[i].1 = SafeTensors.Tensor(dtype: "I32", shape: t[i].1.shape, bytes: t[i].1.bytes)
-            }, -9),
+            }, -9, "fc.bias: dtype F32 expected, file has I32"),
             ("mis-shaped", try variant("misshaped") { t in
                 let i = t.firstIndex { $0.0 == "conv1.weight" }!
                 t[i].1.shape = [8, 3, 25]
-            }, -10),
+            }, -10, "conv1.weight: shape [8,3,5,5] expected, file has [8,3,25]"),
             ("transposed", try variant("transposed") { t in
                 let i = t.firstIndex { $0.0 == "fc.weight" }!
                 t[i].1.shape = [24, 7]
-            }, -10),
+            }, -10, "fc.weight: shape [7,24] expected, file has [24,7]"),
             ("non-finite", try variant("nan") { t in
                 let i = t.firstIndex { $0.0 == "fc.bias" }!
                 t[i].1 = SafeTensors.Tensor([1, 2, .nan, 4, 5, 6, 7], shape: [7])
-            }, -13),
+            }, -13, "fc.bias: element 2 is not finite (NaN or Inf)"),
         ]
-        for (what, path, code) in cases {
+        for (what, path, code, why) in cases {
             let answer = try load(model, path)
-            #expect(answer.hasPrefix("error \(code) "), "\(what): \(answer)")
+            #expect(answer.hasPrefix("error \(code) ") && answer.hasSuffix(": " + why), "\(what): \(answer)")
         }
         // Truncated: cut the good file short, and a file too short for a header.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: goodPath))
@@ -121,6 +124,10 @@ import Testing
             "load(NULL path) -1", "load(NULL model) -1", "save(NULL path) -1", "save(NULL model) -1",
             "init_params(NULL) -1",
             "strerror(-9999) unknown error code", "strerror(-1...-17) distinct messages",
+            "load_buffer(NULL model) -1", "load_buffer(NULL bytes) -1 bytes is NULL",
+            "load_buffer(len 0) -5 0 bytes is shorter than the 8-byte header length", "last_error(NULL) no model (NULL)",
+            "infer(n=0) -2 n = 0 is outside 1..max_batch (2)", "infer(NULL x) -1 x is NULL",
+            "load(missing) -4 /nonexistent/w.safetensors: cannot open file", "after a success ''",
             "train_step(NULL labels) -1", "train_step(NULL loss) -1", "train_step(n=0) -2",
             "train_step(label=classes) -12", "train_step(lr=NaN) -14",
             "train_step(NULL model) -1", "train_step(NULL x) -1", "train_step(n=-1) -2", "train_step(n=max+1) -2",
@@ -130,6 +137,7 @@ import Testing
             "set_allreduce(NULL, 1) 0",
             "save_checkpoint(NULL) -1", "save_checkpoint(NULL model) -1",
             "load_checkpoint(missing) -4", "load_checkpoint(NULL path) -1", "load_checkpoint(NULL model) -1",
+            "train_step(labels[1]=classes+5) -12 labels[1] = 12 is outside 0..6", "train_step(n=0) -2 n = 0 is outside 1..max_batch (2)",
         ]
         #expect(r.lines == expected)
     }
@@ -189,11 +197,7 @@ import Testing
         let good = try SafeTensors.read(dir + "/good.safetensors")
         let names = good.keys.sorted()
         func variant(_ name: String, _ edit: (inout [String: SafeTensors.Tensor]) -> Void) throws -> String {
-            var t = good
-            edit(&t)
-            let path = dir + "/cp-" + name + ".safetensors"
-            try SafeTensors.write(t.keys.sorted().map { ($0, t[$0]!) }, to: path)
-            return path
+            try SafeTensors.writeVariant(of: good, to: dir + "/cp-" + name + ".safetensors", edit)
         }
         let other = try BuiltModel(TestNetworks.oddnet())
         let otherPath = dir + "/other-network.safetensors"

@@ -45,6 +45,34 @@ import Testing
         }
     }
 
+    /// --embed-weights checks the file against the network before writing
+    /// anything: a mismatch is an error naming the tensor, and DIR is left
+    /// as it was (not created, or its files untouched).
+    @Test func embedWeightsRejectsAMismatchedFileNamingTheTensor() throws {
+        let dir = try CBuild.temporaryDirectory("cli")
+        let good = try SafeTensors.read(CBuild.root + "/Tests/Fixtures/resnet20.weights.safetensors")
+        try SafeTensors.writeVariant(of: good, to: dir + "/shape.safetensors") { $0["conv1.weight"]!.shape = [16, 27] }
+        try SafeTensors.writeVariant(of: good, to: dir + "/extra.safetensors") { $0["layer9.0.conv1.weight"] = $0["layer3.2.conv1.weight"] }
+        let existing = dir + "/existing"
+        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+        try "mine".write(toFile: existing + "/resnet20.c", atomically: true, encoding: .utf8)
+        let cases = [
+            ("shape", "resnet-compile: error: \(dir)/shape.safetensors: conv1.weight: shape [16,3,3,3] expected, file has [16,27]"),
+            ("extra", "resnet-compile: error: \(dir)/extra.safetensors: layer9.0.conv1.weight: not in the model"),
+        ]
+        for (name, message) in cases {
+            for out in [dir + "/new-" + name, existing] {
+                let r = try run(["-o", out, "--embed-weights", dir + "/\(name).safetensors"])
+                #expect(r.status == 1 && r.output.contains(message), "\(r.output)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/new-" + name))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: existing) == ["resnet20.c"])
+            #expect(try String(contentsOfFile: existing + "/resnet20.c", encoding: .utf8) == "mine")
+        }
+        let r = try run(["--emit", "ir", "--embed-weights", dir + "/shape.safetensors"])
+        #expect(r.status != 0 && r.output.contains("--embed-weights writes C: it needs --emit c"), "\(r.output)")
+    }
+
     @Test func swiftModelFileCompiles() throws {
         let out = try CBuild.temporaryDirectory("cli") + "/out"
         let r = try run([CBuild.root + "/Examples/ResNet20.swift", "-o", out])

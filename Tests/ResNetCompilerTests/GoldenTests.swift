@@ -64,8 +64,8 @@ import Testing
         #expect(r.status == 0, "\(r.output)")
         let nm = try CBuild.run("nm", ["-g", "--defined-only", object])
         let symbols = nm.output.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }.sorted()
-        let api = ["create", "create_in", "destroy", "arena_bytes", "init_params", "load", "save", "infer", "strerror",
-                   "train_step", "set_optimizer", "set_allreduce", "save_checkpoint", "load_checkpoint"]
+        let api = ["create", "create_in", "destroy", "arena_bytes", "init_params", "load", "load_buffer", "save", "infer", "strerror",
+                   "last_error", "train_step", "set_optimizer", "set_allreduce", "save_checkpoint", "load_checkpoint"]
         #expect(symbols == api.map { "resnet20_" + $0 }.sorted())
     }
 }

@@ -123,6 +123,7 @@ import Testing
     @Test func planFilesAgreeWithThePlanAndTheHeader() throws {
         let compiler = try Compiler(templates: Templates(directory: CBuild.root + "/templates"))
         let artifacts = try compiler.compile(TestNetworks.mixnet())
+        let training = try #require(artifacts.training)
         let header = try #require(artifacts.files.first { $0.name == "mixnet.h" }).contents
         let batch = 3
         let files = try PlanFiles.files(artifacts.graph, training: artifacts.training, batch: batch)
@@ -130,14 +131,14 @@ import Testing
         let json = try #require(try JSONSerialization.jsonObject(with: Data(files[0].contents.utf8)) as? [[String: Any]])
         #expect(json.map { $0["mode"] as? String } == ["infer", "train"])
         // The header's macros, as ModelMemory computes them (the C checks them against its own enums).
-        let memory = ModelMemory(graph: artifacts.graph, training: artifacts.training)
+        let memory = ModelMemory(graph: artifacts.graph, training: training)
         #expect(try Self.macroFigure(header, "MIXNET_ARENA_BYTES_INFER") == memory.arenaBytesPerImage)
         #expect(header.contains("#define MIXNET_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)\(memory.trainArenaBytesPerImage) \\\n"
                                 + "    + (size_t)\(memory.partialBytes) * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))"))
-        #expect(memory.partialBytes > 0 && memory.partialBytes == 4 * artifacts.training.memory!.partialFloats)
+        #expect(memory.partialBytes > 0 && memory.partialBytes == 4 * training.memory!.partialFloats)
         let fixed = [try Self.macroFigure(header, "MIXNET_MODEL_BYTES_INFER"), try Self.macroFigure(header, "MIXNET_MODEL_BYTES_TRAIN")]
         var boxes = 0
-        for (k, (mode, graph)) in zip(json, [artifacts.graph, artifacts.training]).enumerated() {
+        for (k, (mode, graph)) in zip(json, [artifacts.graph, training]).enumerated() {
             let plan = try #require(graph.memory)
             // Training adds the weight-gradient partials: one region after the per-sample
             // arena, a buffer per weight-gradient kernel, live while it runs.

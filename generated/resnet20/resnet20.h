@@ -5,7 +5,8 @@
  *
  * Inference and training API of the generated C (see the project's README, "The C API").
  * Every function returning int returns 0 on success and a negative code on
- * error (resnet20_strerror explains it); nothing is written on error.
+ * error (resnet20_strerror explains the code, resnet20_last_error(m) which
+ * argument or tensor failed and why); nothing is written on error.
  * There are no globals: distinct models may be used from distinct threads.
  * Build: cc -std=c11 -O3 [-march=native] [-fopenmp] -c resnet20.c
  */
@@ -25,6 +26,31 @@ extern "C" {
 #define RESNET20_NUM_CLASSES 10
 /* Floats in the state dict (weights, biases, BN running statistics). */
 #define RESNET20_PARAM_COUNT 271098
+/* 1: this C has the training step (resnet20_train_step, checkpoints, ...);
+ * 0: inference only (resnet-compile --no-train), and those are absent. */
+#define RESNET20_TRAINING 1
+
+/* The codes functions return: 0, or one of these errors. */
+enum resnet20_error {
+    RESNET20_OK = 0, /* success */
+    RESNET20_ERR_NULL = -1, /* a required pointer argument is NULL */
+    RESNET20_ERR_BATCH = -2, /* batch size n outside 1..max_batch */
+    RESNET20_ERR_NOMEM = -3, /* out of memory */
+    RESNET20_ERR_OPEN = -4, /* cannot open file */
+    RESNET20_ERR_TRUNCATED = -5, /* file shorter than its header says, or a read error */
+    RESNET20_ERR_FORMAT = -6, /* not a valid safetensors file */
+    RESNET20_ERR_NAME_UNKNOWN = -7, /* file has a tensor the model does not have */
+    RESNET20_ERR_NAME_MISSING = -8, /* a tensor the model needs is absent */
+    RESNET20_ERR_DTYPE = -9, /* tensor has the wrong dtype */
+    RESNET20_ERR_SHAPE = -10, /* tensor has the wrong shape */
+    RESNET20_ERR_WRITE = -11, /* cannot write or rename the output */
+    RESNET20_ERR_LABEL = -12, /* label outside 0..classes-1 */
+    RESNET20_ERR_NONFINITE = -13, /* NaN/Inf in a weight file, or a non-finite loss */
+    RESNET20_ERR_ARG = -14, /* invalid argument value */
+    RESNET20_ERR_CHANGED = -15, /* the file changed while it was being read */
+    RESNET20_ERR_ALLREDUCE = -16, /* the all-reduce hook returned an error */
+    RESNET20_ERR_NOTRAIN = -17, /* the model was built by create_in without training state */
+};
 
 /* Caller-owned memory (resnet20_create_in), in bytes for batches of up to
  * `batch` images: integer constant expressions when batch is one (keep
@@ -37,10 +63,10 @@ extern "C" {
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET20_MODEL_ALIGN 64
 #define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)491520)
+#define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162816 + RESNET20_ARENA_BYTES_INFER(batch))
 #define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
     + (size_t)147456 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
-#define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162560 + RESNET20_ARENA_BYTES_INFER(batch))
-#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)16348864 + RESNET20_ARENA_BYTES_TRAIN(batch))
+#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)16349120 + RESNET20_ARENA_BYTES_TRAIN(batch))
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet20_model resnet20_model;
@@ -75,6 +101,13 @@ int resnet20_init_params(resnet20_model *m, uint64_t seed);
  * accepted). Every name, dtype and shape is checked, unknown names are rejected,
  * non-finite values are rejected; on error the model is unchanged. */
 int resnet20_load(resnet20_model *m, const char *safetensors_path);
+/* The same from the len bytes of a safetensors file in memory (read only, no
+ * alignment needed; the same checks, no file I/O). */
+int resnet20_load_buffer(resnet20_model *m, const void *bytes, size_t len);
+/* resnet20_load_buffer of weights compiled into the program: defined in
+ * resnet20_weights.c, which `resnet-compile --embed-weights FILE.safetensors`
+ * writes beside this header; without that file linked, a call does not link. */
+int resnet20_init_embedded(resnet20_model *m);
 /* Saves the state dict as safetensors, atomically (temporary file + rename);
  * PyTorch's load_state_dict(strict=True) accepts it. */
 int resnet20_save(const resnet20_model *m, const char *path);
@@ -110,6 +143,12 @@ int resnet20_save_checkpoint(const resnet20_model *m, const char *path);
 int resnet20_load_checkpoint(resnet20_model *m, const char *path);
 /* A static message for a return code. */
 const char *resnet20_strerror(int code);
+/* Why the last call on m failed, naming the argument or tensor, e.g.
+ * "layer9.0.conv1.weight: not in the model" or "labels[5] = 12 is outside
+ * 0..9"; "" when it succeeded (every call on m, but destroy, sets or clears
+ * it). The text lives in m until its next call. A NULL m has no message:
+ * calls with one return only the code. */
+const char *resnet20_last_error(const resnet20_model *m);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,7 @@
 
 /* ---------------------------------------------------------------- errors */
 
-#define RC_OK                0
+#define RC_OK                0     /* success */
 #define RC_ERR_NULL         (-1)  /* a required pointer argument is NULL */
 #define RC_ERR_BATCH        (-2)  /* batch size n outside 1..max_batch */
 #define RC_ERR_NOMEM        (-3)  /* out of memory */
@@ -694,19 +694,24 @@ typedef struct {
     int model;          /* index into the caller's t[] once matched, else -1 */
 } rc_st_entry;
 
-/// A safetensors file read into memory and parsed. Entries are sorted by
-/// name; their names point into `bytes`.
+/* Bytes of a message saying why a call failed (rc_st_file, NAME_last_error). */
+#define RC_WHY_BYTES 256
+
+/// A safetensors file in memory, parsed. Entries are sorted by name; their
+/// names point into the header, which is decoded in place: in the file's own
+/// bytes when f owns them, else in a copy of the header (the data is then
+/// read where the caller keeps it, never written).
 typedef struct {
-    unsigned char *bytes;       /* the whole file (malloc'd); the header is decoded in place */
+    unsigned char *owned;       /* what rc_st_close frees: the whole file, or a copy of its header */
     size_t size;
-    const unsigned char *data;  /* the data buffer: bytes + 8 + header length */
+    const unsigned char *data;  /* the data buffer: the file's bytes + 8 + header length */
     uint64_t data_len;
     rc_st_entry *entries;
     size_t count;
-    char why[256];              /* what was wrong, in English, after a failed call */
+    char why[RC_WHY_BYTES];     /* what was wrong, in English, after a failed call */
 } rc_st_file;
 
-/* Records why a check failed (for the trainer's messages) and returns code. */
+/* Records why a check failed (for the caller's messages) and returns code. */
 RC_UNUSED static int rc_st_fail(rc_st_file *f, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -806,13 +811,16 @@ bad:
                       (size_t)(j.p - buf));
 }
 
-/// Parses the file in bytes[0..size), which f takes over (freed by
-/// rc_st_close, also after a failure): the header length, the header as
-/// UTF-8 JSON, and unique names. Entries end up sorted by name.
-RC_UNUSED static int rc_st_parse(rc_st_file *f, unsigned char *bytes, size_t size)
+/// Parses the file in bytes[0..size): the header length, the header as
+/// UTF-8 JSON, and unique names. Entries end up sorted by name. `owned` is
+/// either bytes itself, malloc'd memory that f takes over (freed by
+/// rc_st_close, also after a failure), or NULL: bytes stays the caller's and
+/// is only read (the header is decoded in a copy), so a const array of
+/// embedded weights can be loaded in place.
+RC_UNUSED static int rc_st_parse(rc_st_file *f, const unsigned char *bytes, size_t size, unsigned char *owned)
 {
     memset(f, 0, sizeof *f);
-    f->bytes = bytes;
+    f->owned = owned;
     f->size = size;
     if (size < 8)
         return rc_st_fail(f, RC_ERR_TRUNCATED, "%zu bytes is shorter than the 8-byte header length", size);
@@ -830,7 +838,17 @@ RC_UNUSED static int rc_st_parse(rc_st_file *f, unsigned char *bytes, size_t siz
     }
     f->data = bytes + 8 + hlen;
     f->data_len = (uint64_t)size - 8 - hlen;
-    int rc = rc_st_parse_json(f, (char *)bytes + 8, (size_t)hlen);
+    char *header;
+    if (owned != NULL) {
+        header = (char *)owned + 8;
+    } else {
+        /* hlen <= RC_ST_MAX_HEADER, and the file is that long: a real allocation */
+        header = malloc((size_t)hlen);
+        if (header == NULL) return rc_st_fail(f, RC_ERR_NOMEM, "out of memory for the %" PRIu64 "-byte header", hlen);
+        memcpy(header, bytes + 8, (size_t)hlen);
+        f->owned = (unsigned char *)header;
+    }
+    int rc = rc_st_parse_json(f, header, (size_t)hlen);
     if (rc != RC_OK) return rc;
     /* (A header with no tensors has entries == NULL, which qsort may not get.) */
     if (f->count > 1) qsort(f->entries, f->count, sizeof *f->entries, rc_st_entry_name_cmp);
@@ -965,9 +983,9 @@ RC_UNUSED static int rc_read_file(const char *path, unsigned char **out, size_t 
 RC_UNUSED static void rc_st_close(rc_st_file *f)
 {
     free(f->entries);
-    free(f->bytes);
+    free(f->owned);
     f->entries = NULL;
-    f->bytes = NULL;
+    f->owned = NULL;
     f->count = 0;
 }
 
@@ -981,7 +999,7 @@ RC_UNUSED static int rc_st_open(const char *path, rc_st_file *f)
     memset(f, 0, sizeof *f);
     int rc = rc_read_file(path, &bytes, &size);
     if (rc != RC_OK) return rc_st_fail(f, rc, "%s", rc_strerror(rc));
-    rc = rc_st_parse(f, bytes, size);
+    rc = rc_st_parse(f, bytes, size, bytes);
     return rc == RC_OK ? rc_st_check_layout(f) : rc;
 }
 
@@ -998,66 +1016,99 @@ RC_UNUSED static const rc_st_entry *rc_st_find(const rc_st_file *f, const char *
 
 /* --------------------------------------------------- safetensors: loading */
 
-/* True if any little-endian F32 in the n bytes at p is NaN or ±Inf (all
- * exponent bits set). Works on the bits, so it needs no host float order. */
-RC_UNUSED static int rc_has_nonfinite_f32(const unsigned char *p, size_t n)
+/* The index of the first little-endian F32 among the n bytes at p that is
+ * NaN or ±Inf (all exponent bits set), or n / 4 when all are finite. Works
+ * on the bits, so it needs no host float order. */
+RC_UNUSED static size_t rc_first_nonfinite_f32(const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i + 4 <= n; i += 4) {
         uint32_t bits = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 |
                         (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24;
-        if ((bits & 0x7F800000u) == 0x7F800000u) return 1;
+        if ((bits & 0x7F800000u) == 0x7F800000u) return i / 4;
     }
-    return 0;
+    return n / 4;
 }
 
-/// Loads the tensors t[0..nt) from a safetensors file held in memory
-/// (bytes[0..size), taken over and freed), all or nothing: every name,
-/// dtype, shape, offset and F32 value is checked first; only a fully valid
-/// file is copied, so on any error no `data` is touched.
-RC_UNUSED static int rc_st_load_bytes(unsigned char *bytes, size_t size, const rc_tensor *t, int nt)
+/* Writes a shape as "[16,3,3,3]" into out (cap bytes, truncated safely);
+ * `more`: the file had extents past these (an entry of rank > RC_ST_MAX_RANK). */
+RC_UNUSED static void rc_shape_text(char *out, size_t cap, const uint64_t *shape, int ndim, int more)
+{
+    int used = snprintf(out, cap, "[");
+    for (int d = 0; d < ndim && used >= 0 && (size_t)used < cap; d++)
+        used += snprintf(out + used, cap - (size_t)used, "%s%" PRIu64, d > 0 ? "," : "", shape[d]);
+    if (used >= 0 && (size_t)used < cap) snprintf(out + used, cap - (size_t)used, "%s]", more ? (ndim > 0 ? ",..." : "...") : "");
+}
+
+/// Loads the tensors t[0..nt) from a safetensors file in memory,
+/// bytes[0..size), all or nothing: every name, dtype, shape, offset and F32
+/// value is checked first; only a fully valid file is copied, so on any
+/// error no `data` is touched. `owned`: bytes itself when it is malloc'd and
+/// taken over (freed here), or NULL when it stays the caller's, read only
+/// (see rc_st_parse). On failure why (cap bytes; may be NULL) says which
+/// tensor and what was wrong, e.g. "conv1.weight: shape [16,3,3,3]
+/// expected, file has [8,3,3,3]". NAME_load, NAME_load_buffer (and so
+/// NAME_init_embedded) and NAME_load_checkpoint all come here.
+RC_UNUSED static int rc_st_load_bytes(const unsigned char *bytes, size_t size, unsigned char *owned,
+                                      const rc_tensor *t, int nt, char *why, size_t cap)
 {
     rc_st_key *keys = NULL;
     unsigned char *found = NULL;
     rc_st_file f;
     int rc;
 
-    if (t == NULL && nt > 0) {
-        free(bytes);
-        return RC_ERR_NULL;
+    memset(&f, 0, sizeof f);
+    f.owned = owned;
+    if ((t == NULL && nt > 0) || (bytes == NULL && size > 0)) {
+        rc = rc_st_fail(&f, RC_ERR_NULL, "%s is NULL", bytes == NULL ? "the file's bytes" : "the tensor list");
+        goto done;
     }
     if (nt < 0) {
-        free(bytes);
-        return RC_ERR_ARG;
+        rc = rc_st_fail(&f, RC_ERR_ARG, "%d tensors", nt);
+        goto done;
     }
-    rc = rc_st_index(t, nt, &keys);
-    if (rc != RC_OK) {
-        free(bytes);
-        return rc;
+    if ((rc = rc_st_index(t, nt, &keys)) != RC_OK) {
+        rc_st_fail(&f, rc, "the model's tensor list is invalid: %s", rc_strerror(rc));
+        goto done;
     }
-    if ((rc = rc_st_parse(&f, bytes, size)) != RC_OK) goto done;
+    if ((rc = rc_st_parse(&f, bytes, size, owned)) != RC_OK) goto done;
 
     found = calloc((size_t)nt + 1, 1);
-    if (found == NULL) { rc = RC_ERR_NOMEM; goto done; }
+    if (found == NULL) { rc = rc_st_fail(&f, RC_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < f.count; i++) {
         rc_st_entry *e = &f.entries[i];
+        const int shown = (int)(e->name_len < 100 ? e->name_len : 100);
         rc_st_key probe = { e->name, e->name_len, 0 };
         const rc_st_key *k = bsearch(&probe, keys, (size_t)nt, sizeof *keys, rc_st_key_cmp);
-        if (k == NULL) { rc = RC_ERR_NAME_UNKNOWN; goto done; }
+        if (k == NULL) { rc = rc_st_fail(&f, RC_ERR_NAME_UNKNOWN, "%.*s: not in the model", shown, e->name); goto done; }
         const rc_tensor *m = &t[k->index];
-        if (e->dtype != m->dtype) { rc = RC_ERR_DTYPE; goto done; }
-        if (e->ndim != m->ndim) { rc = RC_ERR_SHAPE; goto done; }
-        for (int d = 0; d < m->ndim; d++)
-            if (e->shape[d] != (uint64_t)m->shape[d]) { rc = RC_ERR_SHAPE; goto done; }
+        if (e->dtype != m->dtype) {
+            rc = rc_st_fail(&f, RC_ERR_DTYPE, "%s: dtype %s expected, file has %s", m->name, rc_dtype_name(m->dtype),
+                            e->dtype == 0 ? "one this reader does not know" : rc_dtype_name(e->dtype));
+            goto done;
+        }
+        int same = e->ndim == m->ndim;
+        for (int d = 0; same && d < m->ndim; d++) same = e->shape[d] == (uint64_t)m->shape[d];
+        if (!same) {
+            uint64_t want[4];
+            char a[64], b[96];
+            for (int d = 0; d < m->ndim; d++) want[d] = (uint64_t)m->shape[d];
+            rc_shape_text(a, sizeof a, want, m->ndim, 0);
+            rc_shape_text(b, sizeof b, e->shape, e->ndim < RC_ST_MAX_RANK ? e->ndim : RC_ST_MAX_RANK, e->ndim > RC_ST_MAX_RANK);
+            rc = rc_st_fail(&f, RC_ERR_SHAPE, "%s: shape %s expected, file has %s", m->name, a, b);
+            goto done;
+        }
         e->model = k->index;
         found[k->index] = 1;
     }
     for (int i = 0; i < nt; i++)
-        if (!found[i] && !t[i].optional) { rc = RC_ERR_NAME_MISSING; goto done; }
+        if (!found[i] && !t[i].optional) { rc = rc_st_fail(&f, RC_ERR_NAME_MISSING, "%s: missing from the file", t[i].name); goto done; }
     if ((rc = rc_st_check_layout(&f)) != RC_OK) goto done;
     for (size_t i = 0; i < f.count; i++) {
         const rc_st_entry *e = &f.entries[i];
-        if (e->dtype == RC_F32 && rc_has_nonfinite_f32(f.data + e->begin, (size_t)(e->end - e->begin))) {
-            rc = RC_ERR_NONFINITE;
+        const size_t n = (size_t)(e->end - e->begin);
+        const size_t at = e->dtype == RC_F32 ? rc_first_nonfinite_f32(f.data + e->begin, n) : n / 4;
+        if (at < n / 4) {
+            rc = rc_st_fail(&f, RC_ERR_NONFINITE, "%s: element %zu is not finite (NaN or Inf)", t[e->model].name, at);
             goto done;
         }
     }
@@ -1073,6 +1124,7 @@ RC_UNUSED static int rc_st_load_bytes(unsigned char *bytes, size_t size, const r
     rc = RC_OK;
 
 done:
+    if (rc != RC_OK && why != NULL && cap > 0) snprintf(why, cap, "%s", f.why);
     rc_st_close(&f);
     free(found);
     free(keys);
@@ -1080,17 +1132,21 @@ done:
 }
 
 /// Loads the tensors t[0..nt) from the safetensors file at path, all or
-/// nothing (see rc_st_load_bytes). The file is read into memory once, so
-/// what is checked is what is loaded.
-RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt)
+/// nothing (see rc_st_load_bytes, and why). The file is read into memory
+/// once, so what is checked is what is loaded.
+RC_UNUSED static int rc_st_load(const char *path, const rc_tensor *t, int nt, char *why, size_t cap)
 {
     unsigned char *bytes = NULL;
     size_t size = 0;
-    if (path == NULL || (t == NULL && nt > 0)) return RC_ERR_NULL;
-    if (nt < 0) return RC_ERR_ARG;
-    int rc = rc_read_file(path, &bytes, &size);
-    if (rc != RC_OK) return rc;
-    return rc_st_load_bytes(bytes, size, t, nt);
+    int rc = RC_OK;
+    if (path == NULL || (t == NULL && nt > 0)) rc = RC_ERR_NULL;
+    else if (nt < 0) rc = RC_ERR_ARG;
+    else rc = rc_read_file(path, &bytes, &size);
+    if (rc != RC_OK) {
+        if (why != NULL && cap > 0) snprintf(why, cap, "%s: %s", path != NULL ? path : "(NULL path)", rc_strerror(rc));
+        return rc;
+    }
+    return rc_st_load_bytes(bytes, size, bytes, t, nt, why, cap);
 }
 
 /* ---------------------------------------------------- safetensors: saving */
@@ -2424,6 +2480,7 @@ struct resnet50_model {
     size_t arena_floats;        /* per sample: ARENA_FLOATS, or TRAIN_ARENA_FLOATS once trained */
     int train_arena;            /* the arena has the training step's size (partials region included) */
     int64_t counters[NUM_BN > 0 ? NUM_BN : 1]; /* num_batches_tracked */
+    char message[RC_WHY_BYTES]; /* why the last call on this model failed (resnet50_last_error); "" after a success */
     /* Training state, allocated by the first training call. */
     float *grads;               /* PARAM_COUNT floats, PARAMS order (running-statistics slots unused) */
     float *momentum;            /* SGD momentum buffers, same layout */
@@ -2434,22 +2491,47 @@ struct resnet50_model {
     rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
 };
 
+#if defined(__GNUC__) || defined(__clang__)
+#define RC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RC_PRINTF(f, a)
+#endif
+
+/* Records why a call on m failed, for resnet50_last_error (truncated to the
+ * buffer), and returns code. save and save_checkpoint take a const model and
+ * record their failures too: the message is not part of the model's state. */
+RC_PRINTF(3, 4) static int fail(const resnet50_model *m, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(((resnet50_model *)m)->message, sizeof m->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* A call on m succeeded: its message is cleared. */
+static int succeed(const resnet50_model *m)
+{
+    ((resnet50_model *)m)->message[0] = '\0';
+    return RC_OK;
+}
+
 /* create_in's block: the model, then each buffer from a MODEL_ALIGN line, in
  * the order of the header's MODEL_BYTES macros, whose figures (computed by the
  * compiler) are checked here against the C's own sizes. */
 #define RC_LINE_BYTES(floats) (((size_t)(floats) * sizeof(float) + RESNET50_MODEL_ALIGN - 1) / RESNET50_MODEL_ALIGN * RESNET50_MODEL_ALIGN)
-#define STRUCT_BYTES ((size_t)640)
+#define STRUCT_BYTES ((size_t)896)
 #define FIXED_INFER_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + RC_LINE_BYTES(FOLDED_COUNT) \
                            + RC_LINE_BYTES(PACKED_COUNT))
-#define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) \
-                           + RC_LINE_BYTES(STATS_FLOATS))
 _Static_assert(sizeof(struct resnet50_model) <= STRUCT_BYTES, "the model struct outgrew its allowance in create_in's block");
 _Static_assert(STRUCT_BYTES % RESNET50_MODEL_ALIGN == 0, "create_in's parts start on MODEL_ALIGN lines");
 _Static_assert(RESNET50_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
+_Static_assert(RESNET50_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
+#define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) \
+                           + RC_LINE_BYTES(STATS_FLOATS))
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
-_Static_assert(RESNET50_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
 _Static_assert(RESNET50_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES, "MODEL_BYTES_TRAIN");
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
@@ -11389,7 +11471,7 @@ static float *carve(unsigned char **at, size_t bytes)
 resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, int training)
 {
     if (!memory || (uintptr_t)memory % RESNET50_MODEL_ALIGN != 0) return NULL;
-    const size_t arena = resnet50_arena_bytes(max_batch, training);
+    const size_t arena = resnet50_arena_bytes(max_batch, training);  /* 0 for training in inference-only C */
     const size_t fixed = training ? FIXED_TRAIN_BYTES : FIXED_INFER_BYTES;
     if (arena == 0 || arena > SIZE_MAX - fixed || bytes < fixed + arena) return NULL;
     unsigned char *at = memory;
@@ -11398,14 +11480,14 @@ resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, in
     memset(m, 0, sizeof *m);
     m->external = 1;
     m->max_batch = max_batch;
-    m->opt_momentum = 0.9f;
-    m->opt_weight_decay = 1e-4f;
     m->params = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
     m->folded = carve(&at, RC_LINE_BYTES(FOLDED_COUNT));
     m->packed = carve(&at, RC_LINE_BYTES(PACKED_COUNT));
     m->arena = carve(&at, arena);
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
+    m->opt_momentum = 0.9f;
+    m->opt_weight_decay = 1e-4f;
     if (training) {
         m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
         m->grads = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
@@ -11422,8 +11504,8 @@ void resnet50_destroy(resnet50_model *m)
     free(m->params);
     free(m->folded);
     free(m->packed);
-    free(m->tpacked);
     free(m->arena);
+    free(m->tpacked);
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
@@ -11458,7 +11540,7 @@ int resnet50_init_params(resnet50_model *m, uint64_t seed)
     if (m->momentum) memset(m->momentum, 0, RESNET50_PARAM_COUNT * sizeof(float));
     m->step = 0;
     m->folded_valid = 0;
-    return RC_OK;
+    return succeed(m);
 }
 
 /* The state dict as safetensors entries over the model's own storage. */
@@ -11483,36 +11565,56 @@ static void describe_state(const resnet50_model *m, rc_tensor *t)
     }
 }
 
+/* Loads the state dict from the file at path or, path NULL, from the
+ * safetensors bytes[0..size) in the caller's memory: one validation either
+ * way (rc_st_load_bytes), all or nothing, the reason in m->message. */
+static int load_state(resnet50_model *m, const char *path, const unsigned char *bytes, size_t size)
+{
+    rc_tensor *t = calloc(NUM_PARAMS + NUM_BN, sizeof *t);
+    if (!t) return fail(m, RC_ERR_NOMEM, "out of memory");
+    describe_state(m, t);
+    const int rc = path ? rc_st_load(path, t, NUM_PARAMS + NUM_BN, m->message, sizeof m->message)
+                        : rc_st_load_bytes(bytes, size, NULL, t, NUM_PARAMS + NUM_BN, m->message, sizeof m->message);
+    free(t);
+    if (rc != RC_OK) return rc;
+    m->folded_valid = 0;
+    return succeed(m);
+}
+
 int resnet50_load(resnet50_model *m, const char *safetensors_path)
 {
-    if (!m || !safetensors_path) return RC_ERR_NULL;
-    rc_tensor *t = calloc(NUM_PARAMS + NUM_BN, sizeof *t);
-    if (!t) return RC_ERR_NOMEM;
-    describe_state(m, t);
-    const int rc = rc_st_load(safetensors_path, t, NUM_PARAMS + NUM_BN);
-    free(t);
-    if (rc == RC_OK) m->folded_valid = 0;
-    return rc;
+    if (!m) return RC_ERR_NULL;
+    if (!safetensors_path) return fail(m, RC_ERR_NULL, "safetensors_path is NULL");
+    return load_state(m, safetensors_path, NULL, 0);
+}
+
+int resnet50_load_buffer(resnet50_model *m, const void *bytes, size_t len)
+{
+    if (!m) return RC_ERR_NULL;
+    if (!bytes) return fail(m, RC_ERR_NULL, "bytes is NULL");
+    return load_state(m, NULL, bytes, len);
 }
 
 int resnet50_save(const resnet50_model *m, const char *path)
 {
-    if (!m || !path) return RC_ERR_NULL;
+    if (!m) return RC_ERR_NULL;
+    if (!path) return fail(m, RC_ERR_NULL, "path is NULL");
     rc_tensor *t = calloc(NUM_PARAMS + NUM_BN, sizeof *t);
-    if (!t) return RC_ERR_NOMEM;
+    if (!t) return fail(m, RC_ERR_NOMEM, "out of memory");
     describe_state(m, t);
     const int rc = rc_st_save(path, t, NUM_PARAMS + NUM_BN);
     free(t);
-    return rc;
+    return rc == RC_OK ? succeed(m) : fail(m, rc, "%s: %s", path, rc_strerror(rc));
 }
 
 int resnet50_infer(resnet50_model *m, const float *x, int n, float *probs)
 {
-    if (!m || !x || !probs) return RC_ERR_NULL;
-    if (n < 1 || n > m->max_batch) return RC_ERR_BATCH;
+    if (!m) return RC_ERR_NULL;
+    if (!x || !probs) return fail(m, RC_ERR_NULL, "%s is NULL", !x ? "x" : "probs");
+    if (n < 1 || n > m->max_batch) return fail(m, RC_ERR_BATCH, "n = %d is outside 1..max_batch (%d)", n, m->max_batch);
     if (!m->folded_valid) fold_params(m);
     forward(m, x, n, probs);
-    return RC_OK;
+    return succeed(m);
 }
 
 /* ---- training ---- */
@@ -11920,17 +12022,19 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
  * the start, or cannot train). */
 static int ensure_training(resnet50_model *m)
 {
-    if (m->external) return m->grads ? RC_OK : RC_ERR_NOTRAIN;  /* never allocates */
+    if (m->external) {  /* never allocates */
+        return m->grads ? RC_OK : fail(m, RC_ERR_NOTRAIN, "the model was built by create_in with training = 0");
+    }
     if (!m->grads) m->grads = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->momentum) m->momentum = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->bn_stats) m->bn_stats = calloc(STATS_FLOATS, sizeof(float));
     if (!m->tpacked) m->tpacked = rc_alloc_aligned((TRAIN_PACKED_COUNT > 0 ? TRAIN_PACKED_COUNT : 16) * sizeof(float));
-    if (!m->grads || !m->momentum || !m->bn_stats || !m->tpacked) return RC_ERR_NOMEM;
+    if (!m->grads || !m->momentum || !m->bn_stats || !m->tpacked) return fail(m, RC_ERR_NOMEM, "out of memory for the training state");
     if (!m->train_arena) {
         const size_t bytes = resnet50_arena_bytes(m->max_batch, 1);
-        if (bytes == 0) return RC_ERR_NOMEM;
+        if (bytes == 0) return fail(m, RC_ERR_NOMEM, "the training arena for max_batch %d overflows size_t", m->max_batch);
         float *bigger = rc_alloc_aligned(bytes);
-        if (!bigger) return RC_ERR_NOMEM;
+        if (!bigger) return fail(m, RC_ERR_NOMEM, "out of memory for the %zu-byte training arena", bytes);
         free(m->arena);
         m->arena = bigger;
         m->arena_floats = TRAIN_ARENA_FLOATS;
@@ -11971,29 +12075,33 @@ static void apply_update(resnet50_model *m, float lr)
 
 int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels, int n, float lr, float *loss)
 {
-    if (!m || !x || !labels || !loss) return RC_ERR_NULL;
-    if (n < 1 || n > m->max_batch) return RC_ERR_BATCH;
-    if ((long)n * MIN_BN_PLANE < 2) return RC_ERR_BATCH;  /* batch statistics need two values per channel */
-    if (!isfinite(lr) || lr < 0.0f) return RC_ERR_ARG;
+    if (!m) return RC_ERR_NULL;
+    if (!x || !labels || !loss) return fail(m, RC_ERR_NULL, "%s is NULL", !x ? "x" : !labels ? "labels" : "loss");
+    if (n < 1 || n > m->max_batch) return fail(m, RC_ERR_BATCH, "n = %d is outside 1..max_batch (%d)", n, m->max_batch);
+    if ((long)n * MIN_BN_PLANE < 2)  /* batch statistics need two values per channel */
+        return fail(m, RC_ERR_BATCH, "n = %d is too small: a batch norm sees %d value(s) per channel per image, and "
+                    "batch statistics need two", n, MIN_BN_PLANE);
+    if (!isfinite(lr) || lr < 0.0f) return fail(m, RC_ERR_ARG, "lr = %g is not a finite number >= 0", (double)lr);
     for (int i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= RESNET50_NUM_CLASSES) return RC_ERR_LABEL;
+        if (labels[i] < 0 || labels[i] >= RESNET50_NUM_CLASSES)
+            return fail(m, RC_ERR_LABEL, "labels[%d] = %" PRId32 " is outside 0..%d", i, labels[i], RESNET50_NUM_CLASSES - 1);
     const int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
     m->reducer.failed = 0;
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */
-    if (m->reducer.failed) return RC_ERR_ALLREDUCE;
-    if (!isfinite(m->loss)) return RC_ERR_NONFINITE;
+    if (m->reducer.failed) return fail(m, RC_ERR_ALLREDUCE, "the all-reduce hook returned an error");
+    if (!isfinite(m->loss)) return fail(m, RC_ERR_NONFINITE, "the loss is not finite (%g)", m->loss);
     for (int t = 0; t < NUM_PARAMS; t++) {
         if (!PARAMS[t].trainable) continue;
         const float *g = m->grads + PARAMS[t].offset;
         for (size_t i = 0; i < PARAMS[t].count; i++)
-            if (!isfinite(g[i])) return RC_ERR_NONFINITE;
+            if (!isfinite(g[i])) return fail(m, RC_ERR_NONFINITE, "the gradient of %s (element %zu) is not finite", PARAMS[t].name, i);
     }
     apply_update(m, lr);
     *loss = (float)m->loss;
-    return RC_OK;
+    return succeed(m);
 }
 
 /* Data-parallel training: with a hook, each replica's step is the step on the
@@ -12003,21 +12111,24 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
 int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ctx, int replicas)
 {
     if (!m) return RC_ERR_NULL;
-    if (replicas < 1 || (replicas > 1 && !fn)) return RC_ERR_ARG;
+    if (replicas < 1) return fail(m, RC_ERR_ARG, "replicas = %d is not positive", replicas);
+    if (replicas > 1 && !fn) return fail(m, RC_ERR_ARG, "fn is NULL, but replicas = %d", replicas);
     m->reducer.fn = replicas > 1 ? fn : NULL;
     m->reducer.ctx = replicas > 1 ? ctx : NULL;
     m->reducer.replicas = replicas;
     m->reducer.failed = 0;
-    return RC_OK;
+    return succeed(m);
 }
 
 int resnet50_set_optimizer(resnet50_model *m, float momentum, float weight_decay)
 {
     if (!m) return RC_ERR_NULL;
-    if (!isfinite(momentum) || !isfinite(weight_decay) || momentum < 0.0f || weight_decay < 0.0f) return RC_ERR_ARG;
+    if (!isfinite(momentum) || !isfinite(weight_decay) || momentum < 0.0f || weight_decay < 0.0f)
+        return fail(m, RC_ERR_ARG, "momentum = %g and weight_decay = %g must be finite numbers >= 0", (double)momentum,
+                    (double)weight_decay);
     m->opt_momentum = momentum;
     m->opt_weight_decay = weight_decay;
-    return RC_OK;
+    return succeed(m);
 }
 
 /* Checkpoint: the state dict, one momentum buffer per trainable tensor
@@ -12058,7 +12169,8 @@ enum { CHECKPOINT_NAMES = 7458 };
 
 int resnet50_save_checkpoint(const resnet50_model *m, const char *path)
 {
-    if (!m || !path) return RC_ERR_NULL;
+    if (!m) return RC_ERR_NULL;
+    if (!path) return fail(m, RC_ERR_NULL, "path is NULL");
     rc_tensor *t = calloc(NUM_CHECKPOINT, sizeof *t);
     char *names = malloc(CHECKPOINT_NAMES);
     float *zeros = m->momentum ? NULL : calloc(RESNET50_PARAM_COUNT, sizeof(float));
@@ -12070,27 +12182,28 @@ int resnet50_save_checkpoint(const resnet50_model *m, const char *path)
     free(t);
     free(names);
     free(zeros);
-    return rc;
+    return rc == RC_OK ? succeed(m) : fail(m, rc, "%s: %s", path, rc_strerror(rc));
 }
 
 int resnet50_load_checkpoint(resnet50_model *m, const char *path)
 {
-    if (!m || !path) return RC_ERR_NULL;
+    if (!m) return RC_ERR_NULL;
+    if (!path) return fail(m, RC_ERR_NULL, "path is NULL");
     int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
     rc_tensor *t = calloc(NUM_CHECKPOINT, sizeof *t);
     char *names = malloc(CHECKPOINT_NAMES);
     int64_t step = 0;
     float hyper[2] = { 0.0f, 0.0f };
-    rc = (!t || !names) ? RC_ERR_NOMEM : RC_OK;
-    if (rc == RC_OK) rc = describe_checkpoint(m, m->momentum, &step, hyper, t, names, CHECKPOINT_NAMES);
+    rc = (!t || !names) ? RC_ERR_NOMEM : describe_checkpoint(m, m->momentum, &step, hyper, t, names, CHECKPOINT_NAMES);
+    if (rc != RC_OK) fail(m, rc, "out of memory");
     if (rc == RC_OK) {
         /* Validate into a copy first so a bad file changes nothing. */
         rc_tensor *copy = calloc(NUM_CHECKPOINT, sizeof *copy);
         float *params = malloc(RESNET50_PARAM_COUNT * sizeof(float));
         float *momentum = malloc(RESNET50_PARAM_COUNT * sizeof(float));
         int64_t counters[NUM_BN > 0 ? NUM_BN : 1];
-        if (!copy || !params || !momentum) rc = RC_ERR_NOMEM;
+        if (!copy || !params || !momentum) rc = fail(m, RC_ERR_NOMEM, "out of memory");
         if (rc == RC_OK) {
             memcpy(copy, t, NUM_CHECKPOINT * sizeof *copy);
             for (int i = 0; i < NUM_CHECKPOINT; i++) {
@@ -12102,9 +12215,11 @@ int resnet50_load_checkpoint(resnet50_model *m, const char *path)
                 else if (d >= (char *)m->counters && d < (char *)(m->counters + (NUM_BN > 0 ? NUM_BN : 1)))
                     copy[i].data = (char *)counters + (d - (char *)m->counters);
             }
-            rc = rc_st_load(path, copy, NUM_CHECKPOINT);
+            rc = rc_st_load(path, copy, NUM_CHECKPOINT, m->message, sizeof m->message);
         }
-        if (rc == RC_OK && (step < 0 || hyper[0] < 0.0f || hyper[1] < 0.0f)) rc = RC_ERR_FORMAT;
+        if (rc == RC_OK && (step < 0 || hyper[0] < 0.0f || hyper[1] < 0.0f))
+            rc = fail(m, RC_ERR_FORMAT, "optimizer.step = %" PRId64 ", optimizer.momentum = %g, optimizer.weight_decay = %g: "
+                      "none may be negative", step, (double)hyper[0], (double)hyper[1]);
         if (rc == RC_OK) {
             memcpy(m->params, params, RESNET50_PARAM_COUNT * sizeof(float));
             memcpy(m->momentum, momentum, RESNET50_PARAM_COUNT * sizeof(float));
@@ -12120,10 +12235,15 @@ int resnet50_load_checkpoint(resnet50_model *m, const char *path)
     }
     free(t);
     free(names);
-    return rc;
+    return rc == RC_OK ? succeed(m) : rc;
 }
 
 const char *resnet50_strerror(int code)
 {
     return rc_strerror(code);
+}
+
+const char *resnet50_last_error(const resnet50_model *m)
+{
+    return m ? m->message : "no model (NULL)";
 }

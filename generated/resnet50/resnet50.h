@@ -5,7 +5,8 @@
  *
  * Inference and training API of the generated C (see the project's README, "The C API").
  * Every function returning int returns 0 on success and a negative code on
- * error (resnet50_strerror explains it); nothing is written on error.
+ * error (resnet50_strerror explains the code, resnet50_last_error(m) which
+ * argument or tensor failed and why); nothing is written on error.
  * There are no globals: distinct models may be used from distinct threads.
  * Build: cc -std=c11 -O3 [-march=native] [-fopenmp] -c resnet50.c
  */
@@ -25,6 +26,31 @@ extern "C" {
 #define RESNET50_NUM_CLASSES 1000
 /* Floats in the state dict (weights, biases, BN running statistics). */
 #define RESNET50_PARAM_COUNT 25610152
+/* 1: this C has the training step (resnet50_train_step, checkpoints, ...);
+ * 0: inference only (resnet-compile --no-train), and those are absent. */
+#define RESNET50_TRAINING 1
+
+/* The codes functions return: 0, or one of these errors. */
+enum resnet50_error {
+    RESNET50_OK = 0, /* success */
+    RESNET50_ERR_NULL = -1, /* a required pointer argument is NULL */
+    RESNET50_ERR_BATCH = -2, /* batch size n outside 1..max_batch */
+    RESNET50_ERR_NOMEM = -3, /* out of memory */
+    RESNET50_ERR_OPEN = -4, /* cannot open file */
+    RESNET50_ERR_TRUNCATED = -5, /* file shorter than its header says, or a read error */
+    RESNET50_ERR_FORMAT = -6, /* not a valid safetensors file */
+    RESNET50_ERR_NAME_UNKNOWN = -7, /* file has a tensor the model does not have */
+    RESNET50_ERR_NAME_MISSING = -8, /* a tensor the model needs is absent */
+    RESNET50_ERR_DTYPE = -9, /* tensor has the wrong dtype */
+    RESNET50_ERR_SHAPE = -10, /* tensor has the wrong shape */
+    RESNET50_ERR_WRITE = -11, /* cannot write or rename the output */
+    RESNET50_ERR_LABEL = -12, /* label outside 0..classes-1 */
+    RESNET50_ERR_NONFINITE = -13, /* NaN/Inf in a weight file, or a non-finite loss */
+    RESNET50_ERR_ARG = -14, /* invalid argument value */
+    RESNET50_ERR_CHANGED = -15, /* the file changed while it was being read */
+    RESNET50_ERR_ALLREDUCE = -16, /* the all-reduce hook returned an error */
+    RESNET50_ERR_NOTRAIN = -17, /* the model was built by create_in without training state */
+};
 
 /* Caller-owned memory (resnet50_create_in), in bytes for batches of up to
  * `batch` images: integer constant expressions when batch is one (keep
@@ -37,10 +63,10 @@ extern "C" {
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET50_MODEL_ALIGN 64
 #define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)10838016)
+#define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165632 + RESNET50_ARENA_BYTES_INFER(batch))
 #define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)51613696 \
     + (size_t)9437184 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
-#define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165376 + RESNET50_ARENA_BYTES_INFER(batch))
-#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)836014272 + RESNET50_ARENA_BYTES_TRAIN(batch))
+#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)836014528 + RESNET50_ARENA_BYTES_TRAIN(batch))
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet50_model resnet50_model;
@@ -75,6 +101,13 @@ int resnet50_init_params(resnet50_model *m, uint64_t seed);
  * accepted). Every name, dtype and shape is checked, unknown names are rejected,
  * non-finite values are rejected; on error the model is unchanged. */
 int resnet50_load(resnet50_model *m, const char *safetensors_path);
+/* The same from the len bytes of a safetensors file in memory (read only, no
+ * alignment needed; the same checks, no file I/O). */
+int resnet50_load_buffer(resnet50_model *m, const void *bytes, size_t len);
+/* resnet50_load_buffer of weights compiled into the program: defined in
+ * resnet50_weights.c, which `resnet-compile --embed-weights FILE.safetensors`
+ * writes beside this header; without that file linked, a call does not link. */
+int resnet50_init_embedded(resnet50_model *m);
 /* Saves the state dict as safetensors, atomically (temporary file + rename);
  * PyTorch's load_state_dict(strict=True) accepts it. */
 int resnet50_save(const resnet50_model *m, const char *path);
@@ -110,6 +143,12 @@ int resnet50_save_checkpoint(const resnet50_model *m, const char *path);
 int resnet50_load_checkpoint(resnet50_model *m, const char *path);
 /* A static message for a return code. */
 const char *resnet50_strerror(int code);
+/* Why the last call on m failed, naming the argument or tensor, e.g.
+ * "layer9.0.conv1.weight: not in the model" or "labels[5] = 12 is outside
+ * 0..9"; "" when it succeeded (every call on m, but destroy, sets or clears
+ * it). The text lives in m until its next call. A NULL m has no message:
+ * calls with one return only the code. */
+const char *resnet50_last_error(const resnet50_model *m);
 
 #ifdef __cplusplus
 }

@@ -115,6 +115,7 @@ public struct CEmitter {
         var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
             "hasBottleneck": graph.bottleneck != nil, "bottleneck": graph.bottleneck?.statement ?? "",
+            "errors": try Self.errorCodes(try templates.runtimeSource("runtime.c")).map { ["suffix": $0.suffix, "value": $0.value, "comment": $0.comment] },
             "logits": graph.output.op != .softmax,
             "inputC": input.c, "inputH": input.h, "inputW": input.w, "classes": graph.classes,
             "paramCount": graph.parameterCount, "paramTensorCount": graph.parameters.count,
@@ -153,6 +154,35 @@ public struct CEmitter {
         let source = try templates.render("model.c", context)
         let moduleMap = try templates.render("module.modulemap", context)
         return Output(header: Self.tidy(header), source: Self.tidy(source), moduleMap: Self.tidy(moduleMap))
+    }
+
+    /// One of the runtime's return codes: `RC_` + `suffix`, its value and what it means.
+    struct ErrorCode: Equatable {
+        var suffix: String
+        var value: Int
+        var comment: String
+    }
+
+    /// The return codes `runtime/runtime.c` defines (`#define RC_ERR_NULL (-1) /* … */`),
+    /// in its order: the header's `enum NAME_error` is made from them, so the
+    /// C runtime stays the one place that numbers and describes the codes.
+    static func errorCodes(_ runtime: String) throws -> [ErrorCode] {
+        var codes: [ErrorCode] = []
+        for line in runtime.split(separator: "\n") where line.hasPrefix("#define RC_OK") || line.hasPrefix("#define RC_ERR_") {
+            let words = line.dropFirst("#define RC_".count).split(separator: " ", maxSplits: 1)
+            let rest = words.count > 1 ? words[1].drop { $0 == " " } : ""
+            let number = rest.prefix { $0 != "/" }.filter { !"() ".contains($0) }
+            guard let value = Int(number) else { throw CompileError("runtime.c: cannot read the code in '\(line)'") }
+            guard let open = rest.range(of: "/*"), let close = rest.range(of: "*/") else {
+                throw CompileError("runtime.c: the code in '\(line)' has no comment saying what it means")
+            }
+            let comment = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            codes.append(ErrorCode(suffix: String(words[0]), value: value, comment: comment))
+        }
+        guard codes.first?.suffix == "OK", codes.first?.value == 0, codes.count > 1 else {
+            throw CompileError("runtime.c: found no RC_OK and RC_ERR_* codes")
+        }
+        return codes
     }
 
     /// Collapses runs of blank lines left by template sections; one trailing newline.

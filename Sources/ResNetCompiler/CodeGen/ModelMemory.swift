@@ -16,7 +16,8 @@ public struct ModelMemory: Hashable, Sendable {
     public static let alignment = 64
 
     /// The allowance for the C struct: its scalar fields and pointers take
-    /// under 160 bytes on LP64 and ILP32 alike, plus one int64 counter per batch norm.
+    /// under 160 bytes on LP64 and ILP32 alike, plus the 256-byte message of
+    /// `NAME_last_error` and one int64 counter per batch norm.
     public var structBytes: Int
     public var paramBytes: Int
     public var foldedBytes: Int
@@ -38,7 +39,7 @@ public struct ModelMemory: Hashable, Sendable {
     static func line(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
 
     init(graph: Graph, training: Graph?, layout: ParameterLayout) {
-        structBytes = Self.line(192 + 8 * max(1, graph.batchNormNames.count))
+        structBytes = Self.line(192 + 256 + 8 * max(1, graph.batchNormNames.count))
         paramBytes = Self.line(4 * graph.parameterCount)
         foldedBytes = Self.line(4 * layout.foldedFloats)
         packedBytes = Self.line(4 * layout.packedFloats)

@@ -73,15 +73,15 @@ public enum PlanFiles {
                     modelBytes: memory.modelBytes(batch: batch, training: training), ops: g.nodes.count, buffers: buffers)
     }
 
-    /// Both graphs' plans: inference, then training.
-    public static func modes(_ graph: Graph, training: Graph, batch: Int) -> [Mode] {
+    /// Both graphs' plans: inference, then training (none for inference-only C).
+    public static func modes(_ graph: Graph, training: Graph?, batch: Int) -> [Mode] {
         let memory = ModelMemory(graph: graph, training: training)
-        return [mode(graph, training: false, batch: batch, memory: memory),
-                mode(training, training: true, batch: batch, memory: memory)]
+        return [mode(graph, training: false, batch: batch, memory: memory)]
+            + (training.map { [mode($0, training: true, batch: batch, memory: memory)] } ?? [])
     }
 
     /// `NAME.plan.json` and `NAME.plan.svg`.
-    public static func files(_ graph: Graph, training: Graph, batch: Int) throws -> [(name: String, contents: String)] {
+    public static func files(_ graph: Graph, training: Graph?, batch: Int) throws -> [(name: String, contents: String)] {
         let modes = modes(graph, training: training, batch: batch)
         return [(graph.name + ".plan.json", try json(modes)), (graph.name + ".plan.svg", svg(graph.name, modes))]
     }
