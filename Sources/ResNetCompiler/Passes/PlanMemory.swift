@@ -78,13 +78,37 @@ public struct PlanMemory: Pass {
         public var arenaFloats: Int, naiveFloats: Int, lowerBoundFloats: Int
     }
 
-    /// The planner on bare lifetimes (steps 0..<steps): largest first, each at
-    /// the lowest offset that overlaps no placed buffer whose lifetime meets
-    /// its own. Offsets are multiples of 16 floats when the sizes are.
+    /// The planner on bare lifetimes (steps 0..<steps): first fit — each
+    /// buffer at the lowest offset that overlaps no placed buffer whose
+    /// lifetime meets its own — in each of a few orders (largest first; longest
+    /// lived first; largest area of size × lifetime first; earliest first), and
+    /// the order whose arena is smallest (the first of them on a tie), since no
+    /// one order wins on every graph: largest first can leave holes beside a
+    /// peak that the lifetime orders fill (ResNet-50's inference arena: 1.286 →
+    /// 1.238 × its lower bound). Deterministic; offsets are multiples of 16
+    /// floats when the sizes are.
     public static func place(_ live: [Buffer], steps: Int) -> Placement {
+        let orders: [(Buffer, Buffer) -> Bool] = [
+            { ($0.size, $1.id) > ($1.size, $0.id) },
+            { ($0.last - $0.first, $0.size, $1.id) > ($1.last - $1.first, $1.size, $0.id) },
+            { ($0.size * ($0.last - $0.first + 1), $1.id) > ($1.size * ($1.last - $1.first + 1), $0.id) },
+            { ($0.first, -$0.size, $0.id) < ($1.first, -$1.size, $1.id) },
+        ]
+        var best = firstFit(live.sorted(by: orders[0]), steps: steps)
+        for order in orders.dropFirst() {
+            // Within 1% of the lower bound no order gains much: stop (a deep
+            // network's plan has thousands of buffers, and first fit is quadratic).
+            if best.arenaFloats <= best.lowerBoundFloats + best.lowerBoundFloats / 100 { break }
+            let p = firstFit(live.sorted(by: order), steps: steps)
+            if p.arenaFloats < best.arenaFloats { best = p }
+        }
+        return best
+    }
+
+    /// First fit in the given order (see `place`).
+    static func firstFit(_ order: [Buffer], steps: Int) -> Placement {
         var offsets: [Int: Int] = [:]
         var placed: [(offset: Int, size: Int, first: Int, last: Int)] = []
-        let order = live.sorted { ($0.size, $1.id) > ($1.size, $0.id) }
         var arena = 0
         for buffer in order {
             let clashes = placed
@@ -98,8 +122,8 @@ public struct PlanMemory: Pass {
             placed.append((offset, buffer.size, buffer.first, buffer.last))
             arena = max(arena, offset + buffer.size)
         }
-        let naive = live.reduce(0) { $0 + $1.size }
-        let profile = liveFloats(live, steps: steps)
+        let naive = order.reduce(0) { $0 + $1.size }
+        let profile = liveFloats(order, steps: steps)
         return Placement(offsets: offsets, arenaFloats: arena, naiveFloats: naive, lowerBoundFloats: profile.max() ?? 0)
     }
 

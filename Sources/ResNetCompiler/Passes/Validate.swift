@@ -65,6 +65,10 @@ public struct Validate: Pass {
             let other = String(name.dropLast("_input".count))
             return "its header guard \(name.uppercased())_H is the input-height macro of a network '\(other)', so the two headers could not be used together"
         }
+        if name.hasSuffix("_last") {
+            let other = String(name.dropLast("_last".count))
+            return "its error enum \(name)_error is the \(other)_last_error function of a network '\(other)', so the two headers could not be used together"
+        }
         if let clash = collisions[name] { return "\(clash) is already a name in the generated C, the trainer or the C library it includes" }
         return nil
     }
@@ -85,5 +89,7 @@ public struct Validate: Pass {
     static let collisions: [String: String] = [
         "g": "G_H", "in": "IN_H", "input": "INPUT_H", "sc": "SC_H",
         "safetensors": "safetensors_load", "timer": "timer_create",
+        // The trainer's options (cfg.train_error_images, cfg.warmup_error, …) against `enum NAME_error`.
+        "test": "test_error", "train": "train_error", "val": "val_error", "warmup": "warmup_error",
     ]
 }
