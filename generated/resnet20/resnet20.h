@@ -62,7 +62,7 @@ enum resnet20_error {
  * gradients, momentum buffers and batch statistics — each part starting on a
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET20_MODEL_ALIGN 64
-#define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)491520)
+#define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)425984)
 #define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162816 + RESNET20_ARENA_BYTES_INFER(batch))
 #define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
     + (size_t)147456 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))

@@ -62,7 +62,7 @@ enum resnet50_error {
  * gradients, momentum buffers and batch statistics — each part starting on a
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET50_MODEL_ALIGN 64
-#define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)10436608)
+#define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)8429568)
 #define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165632 + RESNET50_ARENA_BYTES_INFER(batch))
 #define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)51613696 \
     + (size_t)9437184 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))

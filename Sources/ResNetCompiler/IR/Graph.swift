@@ -130,6 +130,9 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var relu: Bool?
     /// fusedConv: a shortcut added before the ReLU.
     public var shortcut: ShortcutRead?
+    /// fusedConv (inference, vector kernels): the output is written over the
+    /// shortcut tensor, which dies here (set by PlanMemory; the two share a buffer).
+    public var inPlace: Bool?
     /// Which parts make up a fused kernel, for its name (e.g. ["conv", "bn", "add", "relu"]).
     public var fused: [String]?
     /// Gradient nodes: the forward node they differentiate.

@@ -17,8 +17,31 @@ public struct PlanMemory: Pass {
 
     public func run(_ input: Graph) throws -> Graph {
         var g = input
+        let readers = g.consumers()
+        for node in g.nodes where Self.canWriteOverShortcut(node, g, readers: readers) {
+            g.nodes[node.id].attrs.inPlace = true
+        }
         g.memory = Self.plan(g)
         return g
+    }
+
+    /// A residual block's last conv (inference) may write its output over the
+    /// shortcut it adds when that tensor dies there: the add is elementwise,
+    /// each element's shortcut is read before its output is stored, and the
+    /// vector kernels store every output element once — a Winograd tile's
+    /// output transform always, a direct kernel when its register tiles divide
+    /// the row (otherwise the last tile of a row is shifted left and would
+    /// re-read shortcut elements already overwritten). Without it the block's
+    /// input and output need two buffers of the block's largest size.
+    static func canWriteOverShortcut(_ node: Node, _ g: Graph, readers: [[Int]]) -> Bool {
+        guard !g.training, node.op == .fusedConv, node.attrs.shortcut == .tensor, node.inputs.count == 2,
+              let wide = node.attrs.wideTile, let narrow = node.attrs.narrowTile else { return false }
+        let sc = node.inputs[1]
+        guard g.nodes[sc].op != .input, node.inputs[0] != sc, readers[sc].max() == node.id,
+              g.layout(sc) == g.layout(node.id), g.storedFloats(sc) == g.storedFloats(node.id) else { return false }
+        if case .winograd? = node.attrs.algorithm { return true }
+        let row = Schedule.directRow(node, g)
+        return row % wide.pixels == 0 && row % narrow.pixels == 0
     }
 
     /// Lifetimes [first, last] in node order, for every buffer that lives in the
@@ -39,11 +62,17 @@ public struct PlanMemory: Pass {
         let readers = g.consumers().map { $0.filter { g.nodes[$0].op != .sgdUpdate } }
         // Inference writes its output to the caller's buffer; training has no such output.
         let out = g.training ? -1 : g.nodes.count - 1
+        // An in-place output lives in its shortcut's buffer: one buffer, live
+        // from the first writer to the last reader of the chain.
+        var owner = Array(g.nodes.indices)
+        for node in g.nodes where node.attrs.inPlace == true { owner[node.id] = owner[node.inputs[1]] }
+        var lastRead: [Int: Int] = [:]
+        for node in g.nodes { lastRead[owner[node.id], default: node.id] = max(lastRead[owner[node.id], default: node.id], readers[node.id].max() ?? node.id) }
         return g.nodes.compactMap { node in
-            guard node.op != .input, node.id != out, node.shape != nil else { return nil }
+            guard node.op != .input, node.id != out, node.shape != nil, owner[node.id] == node.id else { return nil }
             // A second output is written by its producer's kernel, so it is live from there.
             let first = node.op == .secondOutput ? node.inputs[0] : node.id
-            return (node.id, roundUp(g.storedFloats(node.id)), first, readers[node.id].max() ?? node.id)
+            return (node.id, roundUp(g.storedFloats(node.id)), first, lastRead[node.id]!)
         }
     }
 
@@ -55,6 +84,7 @@ public struct PlanMemory: Pass {
                               steps: g.nodes.count)
         var offsets = Array(repeating: -1, count: 2 * g.nodes.count)
         for (id, offset) in placement.offsets { offsets[id] = offset }
+        for node in g.nodes where node.attrs.inPlace == true { offsets[node.id] = offsets[node.inputs[1]] }
         return MemoryPlan(offsets: offsets, arenaFloats: placement.arenaFloats, naiveFloats: placement.naiveFloats,
                           lowerBoundFloats: placement.lowerBoundFloats,
                           partialFloats: roundUp(g.nodes.compactMap(\.attrs.partial).max() ?? 0))

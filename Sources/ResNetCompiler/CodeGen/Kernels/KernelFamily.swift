@@ -57,6 +57,10 @@ struct Epilogue: Hashable {
     }
     var shortcut: Shortcut?
     var relu: Bool
+    /// The output is written over the shortcut tensor (PlanMemory): the two
+    /// pointers alias, so neither is `restrict`; each element's shortcut is
+    /// read before its output is stored, and no element is stored twice.
+    var inPlace = false
 
     /// A node's epilogue: its shortcut (the data gradient's `gradShortcut`,
     /// read as the option-A adjoint) and its ReLU.
@@ -69,7 +73,7 @@ struct Epilogue: Hashable {
         case let .zeroPad(stride, _)?: shortcut = .zeroPad(stride: stride, source: g.shape(node.inputs[1]))
         case nil: shortcut = nil
         }
-        return Epilogue(shortcut: shortcut, relu: node.attrs.relu == true)
+        return Epilogue(shortcut: shortcut, relu: node.attrs.relu == true, inPlace: node.attrs.inPlace == true)
     }
 
     /// `_add`, `_addzp<C>x<H>x<W>s<stride>`, then `_relu`.
@@ -81,7 +85,7 @@ struct Epilogue: Hashable {
         case let .zeroPadAdjoint(stride, source)?: s += "_addzpT\(source.c)x\(source.h)x\(source.w)s\(stride)"
         case nil: break
         }
-        return s + (relu ? "_relu" : "")
+        return s + (relu ? "_relu" : "") + (inPlace ? "_inplace" : "")
     }
 
     /// Parts of the kernel's comment, after the conv's own.
@@ -106,5 +110,6 @@ struct Epilogue: Hashable {
             break
         }
         v["relu"] = relu
+        v["inPlace"] = inPlace
     }
 }
