@@ -2,8 +2,10 @@
 ///
 /// Requires the final op order (after fusion). A node's buffer is live from
 /// the node that writes it to the last node that reads it. Buffers are placed
-/// largest first at the lowest offset that overlaps no buffer whose lifetime
-/// intersects (first fit), so tensors that are never live together share bytes.
+/// at the lowest offset that overlaps no buffer whose lifetime intersects
+/// (first fit, in the best of a few orders; see `place`), so tensors that are
+/// never live together share bytes; in inference a residual block's last conv
+/// writes over the shortcut it adds when that dies there (one buffer for both).
 /// Sizes are per sample: every activation scales with the batch, so the arena
 /// for a batch of n is n times the per-sample arena and offsets scale the same
 /// way. The network input is the caller's pointer and the output is written to
@@ -66,13 +68,15 @@ public struct PlanMemory: Pass {
         // from the first writer to the last reader of the chain.
         var owner = Array(g.nodes.indices)
         for node in g.nodes where node.attrs.inPlace == true { owner[node.id] = owner[node.inputs[1]] }
-        var lastRead: [Int: Int] = [:]
-        for node in g.nodes { lastRead[owner[node.id], default: node.id] = max(lastRead[owner[node.id], default: node.id], readers[node.id].max() ?? node.id) }
+        var lastRead = Array(g.nodes.indices)
+        for node in g.nodes {
+            lastRead[owner[node.id]] = max(lastRead[owner[node.id]], readers[node.id].max() ?? node.id)
+        }
         return g.nodes.compactMap { node in
             guard node.op != .input, node.id != out, node.shape != nil, owner[node.id] == node.id else { return nil }
             // A second output is written by its producer's kernel, so it is live from there.
             let first = node.op == .secondOutput ? node.inputs[0] : node.id
-            return (node.id, roundUp(g.storedFloats(node.id)), first, lastRead[node.id]!)
+            return (node.id, roundUp(g.storedFloats(node.id)), first, lastRead[node.id])
         }
     }
 
