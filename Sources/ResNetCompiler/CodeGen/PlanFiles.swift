@@ -58,16 +58,17 @@ public enum PlanFiles {
         // The weight-gradient partials: a region after the per-sample arena,
         // live while each weight-gradient kernel runs, not scaled by the batch.
         let partials = MemoryPlan.partials(maxBatch: batch)
+        var partialBytes = 0
         for node in g.nodes {
             guard let floats = node.attrs.partial else { continue }
             buffers.append(Buffer(name: node.name + ".partials", offset: plan.arenaFloats * bytes,
                                   bytes: 4 * floats * partials, first: node.id, last: node.id, kind: "scratch"))
+            partialBytes += 4 * floats * partials
         }
         buffers.sort { ($0.first, $0.offset, $0.name) < ($1.first, $1.offset, $1.name) }
         let live = PlanMemory.liveFloats(buffers.map { PlanMemory.Buffer(id: 0, size: $0.bytes, first: $0.first, last: $0.last) },
                                          steps: g.nodes.count)
         let region = 4 * plan.partialRegionFloats(maxBatch: batch)
-        let partialBytes = buffers.filter { $0.name.hasSuffix(".partials") }.reduce(0) { $0 + $1.bytes }
         return Mode(mode: training ? "train" : "infer", batch: batch, arenaBytes: plan.arenaFloats * bytes + region,
                     naiveBytes: plan.naiveFloats * bytes + partialBytes, lowerBoundBytes: live.max() ?? 0,
                     modelBytes: memory.modelBytes(batch: batch, training: training), ops: g.nodes.count, buffers: buffers)

@@ -23,7 +23,7 @@ struct BlockedBatchNorm: KernelFamily {
         precondition(16 % block == 0, "scale and shift are saved for 16-channel blocks")
         var v: [String: Any] = ["outShape": "\(shape)", "oc": shape.c, "cb": (shape.c + block - 1) / block,
                                 "oh": shape.h, "ow": shape.w]
-        kind.addValues(to: &v, block: block)
+        kind.addValues(to: &v, block: block, channels: shape.c)
         return v
     }
 
@@ -65,8 +65,7 @@ extension BlockedBatchNorm.Kind {
     }
 
     /// Which kernel of the template, its parts for the comment, and the epilogue or mask.
-    func addValues(to v: inout [String: Any], block: Int) {
-        let channels = v["oc"] as! Int
+    func addValues(to v: inout [String: Any], block: Int, channels: Int) {
         v["statsScale"] = ParameterLayout.statsScale(channels: channels)
         v["statsShift"] = ParameterLayout.statsShift(channels: channels)
         switch self {

@@ -27,7 +27,7 @@ struct ScalarBatchNorm: KernelFamily {
                                 "hw": shape.h * shape.w]
         switch kind {
         case .inference: v["batchNorm"] = true
-        case let .training(t): t.addValues(to: &v, block: 1)
+        case let .training(t): t.addValues(to: &v, block: 1, channels: shape.c)
         }
         return v
     }
