@@ -99,6 +99,12 @@ typedef struct {
     void *ctx;
     int replicas;
     int failed;
+    /* Set by a training step with replicas (else lo is NULL): the gradient
+     * kernels store each gradient's double sum as grads[i] (its float) and
+     * lo[i] (what that rounding lost, exactly), and rc_allreduce_grads sums
+     * the two across replicas exactly, through tmp (tmp_floats floats). */
+    float *grads, *lo, *tmp;
+    size_t tmp_floats;
 } rc_reducer;
 
 /* The replicas whose batches make up the global one: 1 without a hook. */
@@ -140,15 +146,57 @@ RC_UNUSED static int rc_exponent(double v)
     return e == 0 ? -1021 : e - 1022;
 }
 
-/* Sums `count` doubles across replicas exactly, whatever order the hook adds
- * in: two calls. The first sums |v| as floats, giving every value a scale
- * 2^E above its sum over replicas (the same on every replica, since the hook
- * returns the same sums everywhere); the second sums each value as a 48-bit
- * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
- * without rounding for up to 256 replicas. The global sum then has the same
- * bits in any order of addition, within replicas · 2^−48 of its scale (each
- * replica's value is rounded once). Sums beyond float's range (3.4e38) come
- * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+/* Exact sums across replicas, whatever order the hook adds in, in two calls
+ * per batch of values. The first sums |v| as floats, giving every value a
+ * scale 2^E above twice its sum over replicas (the same on every replica,
+ * since the hook returns the same sums everywhere); the second sums each
+ * value as an integer multiple of 2^(E−62) in four 16-bit pieces, which
+ * floats add without rounding for up to 256 replicas. The global sum then has
+ * the same bits in any order of addition, within replicas · 2^−62 of its
+ * scale (each replica's value is rounded once), far below a float's rounding:
+ * a replica's share reaches the sum as the value it computed, and the sum
+ * rounds to the float one model gets from its own (double) sum over the whole
+ * batch. Sums beyond float's range (3.4e38) come back NaN. */
+
+/* E for a summed |v| of s (2000: not finite). 2^E > 2·s >= the sum of |v|
+ * over replicas (each float rounds by at most 2^−24); E at least −960, so
+ * that 2^(E−62) stays normal. */
+RC_UNUSED static int rc_fixed_scale(float s)
+{
+    const double d = (double)s;
+    if (!(d < 1e300)) return 2000;  /* Inf and NaN too */
+    const int e = d > 0.0 ? rc_exponent(d) + 1 : -960;
+    return e < -960 ? -960 : e;
+}
+
+/* round(v · 2^(62−e)): |v| < 2^(e−1) gives |q| < 2^61. */
+RC_UNUSED static int64_t rc_fixed(double v, int e)
+{
+    if (e > 1000) return 0;
+    const double t = v * rc_pow2(62 - e);
+    return (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+}
+
+/* q as four 16-bit pieces (the last signed) at p[0], p[stride], p[2·stride], p[3·stride]. */
+RC_UNUSED static void rc_fixed_split(int64_t q, float *p, size_t stride)
+{
+    p[0] = (float)(q & 0xFFFF);
+    p[stride] = (float)((q >> 16) & 0xFFFF);
+    p[2 * stride] = (float)((q >> 32) & 0xFFFF);
+    p[3 * stride] = (float)(q >> 48);
+}
+
+/* The value of four summed pieces at scale e (NaN for e = 2000). */
+RC_UNUSED static double rc_fixed_join(const float *p, size_t stride, int e)
+{
+    if (e > 1000) return rc_quiet_nan();
+    const int64_t q = (int64_t)p[0] + (int64_t)p[stride] * 65536 + (int64_t)p[2 * stride] * 4294967296
+                      + (int64_t)p[3 * stride] * 281474976710656;
+    return (double)q * rc_pow2(e - 62);
+}
+
+/* Sums `count` doubles across replicas exactly (above). tmp holds 4·count
+ * floats. (Above 256 replicas: one float sum.) */
 RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
 {
     if (rc_replicas(r) == 1 || r->failed || count == 0) return;
@@ -161,27 +209,74 @@ RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp,
     for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
     rc_allreduce(r, tmp, count);
     if (r->failed) return;
-    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    /* v[i] keeps E until the pieces are back. */
     for (size_t i = 0; i < count; i++) {
-        const double s = (double)tmp[i];
-        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
-         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
-         * beyond float's range (or NaN) comes back NaN. */
-        const int finite = s < 1e300;  /* false for NaN and Inf too */
-        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
-        if (e < -974) e = -974;
-        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
-        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
-        tmp[i] = (float)(q & 0xFFFF);
-        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
-        tmp[2 * count + i] = (float)(q >> 32);
-        v[i] = finite ? (double)e : 2000.0;
+        const int e = rc_fixed_scale(tmp[i]);
+        rc_fixed_split(rc_fixed(v[i], e), tmp + i, count);
+        v[i] = (double)e;
     }
-    rc_allreduce(r, tmp, 3 * count);
+    rc_allreduce(r, tmp, 4 * count);
     if (r->failed) return;
-    for (size_t i = 0; i < count; i++) {
-        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
-        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
+    for (size_t i = 0; i < count; i++) v[i] = rc_fixed_join(tmp + i, count, (int)v[i]);
+}
+
+/* A gradient kernel's result: element i of dst (in r->grads) is the double
+ * sum v. With replicas, what rounding v to float lost is kept too, exactly,
+ * in r->lo at the gradient's offset: v − hi is a multiple of 2^(k−54) below
+ * 2^(k−25) in size (2^(k−1) <= |hi| < 2^k), so an int32 count of those units
+ * (its bytes in the float slot; 0 where hi is not a normal float). Then
+ * rc_allreduce_grads sums v itself. */
+RC_UNUSED static inline void rc_grad_store(const rc_reducer *r, float *dst, size_t i, double v)
+{
+    const float hi = (float)v;
+    dst[i] = hi;
+    if (r && r->lo) {
+        const double h = (double)hi;
+        int32_t units = 0;
+        const double size = h < 0.0 ? -h : h;
+        if (size >= 0x1p-126 && size < 1e300)  /* a normal float (else nothing worth keeping is lost) */
+            units = (int32_t)((v - h) * rc_pow2(54 - rc_exponent(h)));  /* exact: v − h and the count */
+        memcpy(r->lo + (size_t)(dst - r->grads) + i, &units, sizeof units);
+    }
+}
+
+/* What rounding gradient g to float lost, from its slot in r->lo. */
+RC_UNUSED static double rc_grad_rest(float g, const float *slot)
+{
+    int32_t units;
+    memcpy(&units, slot, sizeof units);
+    const double h = (double)g;
+    return units == 0 ? 0.0 : (double)units * rc_pow2(rc_exponent(h) - 54);
+}
+
+/* Sums the gradients g[0..count) (a range of r->grads) across replicas: with
+ * what their rounding lost (r->lo), exactly, in batches of tmp_floats / 5;
+ * without, as floats. */
+RC_UNUSED static void rc_allreduce_grads(rc_reducer *r, float *g, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (!r->lo || r->replicas > 256 || r->tmp_floats < 5) {
+        rc_allreduce(r, g, count);
+        return;
+    }
+    const float *lo = r->lo + (size_t)(g - r->grads);
+    const size_t batch = r->tmp_floats / 5;
+    for (size_t c0 = 0; c0 < count && !r->failed; c0 += batch) {
+        const size_t c = count - c0 < batch ? count - c0 : batch;
+        float *s = r->tmp, *p = r->tmp + c;
+        for (size_t i = 0; i < c; i++) {
+            const double a = (double)g[c0 + i], b = rc_grad_rest(g[c0 + i], lo + c0 + i);
+            s[i] = (float)((a < 0.0 ? -a : a) + (b < 0.0 ? -b : b));
+        }
+        rc_allreduce(r, s, c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) {
+            const int e = rc_fixed_scale(s[i]);
+            rc_fixed_split(rc_fixed((double)g[c0 + i], e) + rc_fixed(rc_grad_rest(g[c0 + i], lo + c0 + i), e), p + i, c);
+        }
+        rc_allreduce(r, p, 4 * c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) g[c0 + i] = (float)rc_fixed_join(p + i, c, rc_fixed_scale(s[i]));
     }
 }
 

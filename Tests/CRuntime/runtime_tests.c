@@ -826,39 +826,83 @@ static int failing(float *data, size_t count, void *ctx)
     return -1;
 }
 
-/* rc_allreduce_doubles: sums within replicas · 2^−47 of their size (each
- * replica's value rounded once to 48 bits; the 16-bit pieces add without
- * rounding), at every magnitude in float's range, signs and zero; NaN and
- * sums beyond float's range come back NaN; a failure is kept. */
+/* rc_allreduce_doubles: sums within 2^−52 of their size (each replica's value
+ * rounded once to a multiple of 2^(E−62); the 16-bit pieces add without
+ * rounding; the sum back in a double), at every magnitude in float's range,
+ * signs and zero; NaN and sums beyond float's range come back NaN; a failure
+ * is kept. */
 static void test_allreduce_doubles(void)
 {
     const double values[] = { 0.0, 1.0, -1.0, 3.0e-300, -7.25e30, 0.1, -2.0 / 3.0, 123456789.123456789, 1e-12, -5e-9 };
     enum { K = (int)(sizeof values / sizeof values[0]) };
     for (int replicas = 2; replicas <= 256; replicas *= 4) {
-        rc_reducer r = { same_everywhere, &replicas, replicas, 0 };
+        rc_reducer r = { .fn = same_everywhere, .ctx = &replicas, .replicas = replicas };
         double v[K];
-        float tmp[3 * K];
+        float tmp[4 * K];
         memcpy(v, values, sizeof v);
         rc_allreduce_doubles(&r, v, tmp, K);
         for (int i = 0; i < K; i++) {
             const double want = values[i] * replicas, err = fabs(v[i] - want);
-            CHECK(err <= (fabs(want) * 0x1p-47 + 0x1p-1022) * replicas, "%d replicas: sum of %.17g is %.17g, not %.17g", replicas, values[i], v[i], want);
+            CHECK(err <= fabs(want) * 0x1p-52 + 0x1p-1022 * replicas, "%d replicas: sum of %.17g is %.17g, not %.17g", replicas, values[i], v[i], want);
         }
     }
     int two = 2;
-    rc_reducer r = { same_everywhere, &two, 2, 0 };
+    rc_reducer r = { .fn = same_everywhere, .ctx = &two, .replicas = 2 };
     double v[3] = { 1.5, 0.0, 1e39 };
-    float tmp[9];
+    float tmp[12];
     v[1] = v[1] / v[1];  /* NaN */
     rc_allreduce_doubles(&r, v, tmp, 3);
     CHECK(v[0] == 3.0 && v[1] != v[1] && v[2] != v[2], "1.5, NaN, 1e39: %g %g %g", v[0], v[1], v[2]);
-    rc_reducer bad = { failing, NULL, 2, 0 };
+    rc_reducer bad = { .fn = failing, .ctx = NULL, .replicas = 2 };
     rc_allreduce_doubles(&bad, v, tmp, 2);
     CHECK(bad.failed == 1, "a failing hook is remembered");
-    rc_reducer alone = { NULL, NULL, 1, 0 };
+    rc_reducer alone = { .fn = NULL, .ctx = NULL, .replicas = 1 };
     v[0] = 0.25;
     rc_allreduce_doubles(&alone, v, tmp, 1);
     CHECK(v[0] == 0.25 && rc_replicas(&alone) == 1, "one replica: nothing to sum");
+}
+
+/* rc_grad_store and rc_allreduce_grads: a double sum v per gradient reaches
+ * the sum across replicas with what its rounding lost, so the result is the float of
+ * the exact sum (R · v for R equal replicas) — not the sum of R floats —
+ * in batches smaller than the range; a bucket in the middle of the
+ * gradients; without them, one float sum. */
+static void test_allreduce_grads(void)
+{
+    enum { P = 40, START = 7, COUNT = 29 };
+    for (int replicas = 2; replicas <= 256; replicas *= 2) {
+        float grads[P], lo[P], tmp[5 * 8];
+        rc_reducer r = { .fn = same_everywhere, .ctx = &replicas, .replicas = replicas };
+        r.grads = grads;
+        r.lo = lo;
+        r.tmp = tmp;
+        r.tmp_floats = sizeof tmp / sizeof tmp[0];
+        double v[P];
+        uint64_t state = 12345u + (uint64_t)replicas;
+        for (int i = 0; i < P; i++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            const double u = (double)(state >> 11) * 0x1p-53;           /* [0, 1), 53 bits */
+            v[i] = (i % 2 ? -u : u) * rc_pow2(i % 9 * 7 - 30) * (1.0 + 0x1p-30);
+            rc_grad_store(&r, grads, (size_t)i, v[i]);
+        }
+        int kept = 1;
+        for (int i = 0; i < P; i++) kept &= (double)grads[i] + rc_grad_rest(grads[i], lo + i) == v[i];
+        CHECK(kept, "rc_grad_store keeps exactly what rounding to float lost");
+        rc_allreduce_grads(&r, grads + START, COUNT);
+        int exact = 1;
+        for (int i = START; i < START + COUNT; i++) exact &= grads[i] == (float)(v[i] * replicas);
+        CHECK(exact && !r.failed, "%d replicas: the sums are the floats of the exact sums", replicas);
+        CHECK(grads[START - 1] == (float)v[START - 1] && grads[START + COUNT] == (float)v[START + COUNT],
+              "%d replicas: outside the bucket nothing changes", replicas);
+    }
+    int two = 2;
+    float g[2] = { 1.5f, -0.25f };
+    rc_reducer plain = { .fn = same_everywhere, .ctx = &two, .replicas = 2 };
+    rc_allreduce_grads(&plain, g, 2);
+    CHECK(g[0] == 3.0f && g[1] == -0.5f, "no rounding kept: one float sum (%g %g)", (double)g[0], (double)g[1]);
+    rc_reducer bad = { .fn = failing, .ctx = NULL, .replicas = 2 };
+    rc_allreduce_grads(&bad, g, 2);
+    CHECK(bad.failed == 1 && g[0] == 3.0f, "a failing hook is remembered, the values kept");
 }
 
 static void test_strerror(void)
@@ -927,6 +971,7 @@ int main(void)
     test_rng();
     test_strerror();
     test_allreduce_doubles();
+    test_allreduce_grads();
 #ifdef _OPENMP
     test_threads();
 #endif

@@ -17,9 +17,9 @@
  * step's losses ("step S whole L replicas L0 L1 …"), then checks, printing
  * one line each: the replicas' weights are the same bits; a hook that fails
  * makes every replica's step fail (RC_ERR_ALLREDUCE) and leaves its weights
- * as they were; NAME_set_allreduce(m, NULL, NULL, 1) trains alone again.
- * The caller compares the weight files (they agree within rounding: the
- * sums run in another order). Exit status 0 when every step and check passed.
+ * as they were; NAME_set_allreduce(m, NULL, NULL, 1) trains alone again;
+ * and whether replica 0's weights are the whole batch model's bits (the
+ * caller compares the weight files too). Exit status 0 when every step and check passed.
  */
 #define _POSIX_C_SOURCE 200809L
 #include NET_HEADER
@@ -266,6 +266,8 @@ int main(int argc, char **argv)
         }
         printf("replicas identical: %s\n", identical ? "yes" : "NO");
         ok &= identical;
+        snprintf(path, sizeof path, "%s/whole.safetensors", dir);
+        printf("replicas have the whole batch's bits: %s\n", same_file(other, path) ? "yes" : "no");
     }
 
     /* A failing hook: every replica's step fails and its weights stay as they were. */

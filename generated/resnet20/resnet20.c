@@ -118,6 +118,12 @@ typedef struct {
     void *ctx;
     int replicas;
     int failed;
+    /* Set by a training step with replicas (else lo is NULL): the gradient
+     * kernels store each gradient's double sum as grads[i] (its float) and
+     * lo[i] (what that rounding lost, exactly), and rc_allreduce_grads sums
+     * the two across replicas exactly, through tmp (tmp_floats floats). */
+    float *grads, *lo, *tmp;
+    size_t tmp_floats;
 } rc_reducer;
 
 /* The replicas whose batches make up the global one: 1 without a hook. */
@@ -159,15 +165,57 @@ RC_UNUSED static int rc_exponent(double v)
     return e == 0 ? -1021 : e - 1022;
 }
 
-/* Sums `count` doubles across replicas exactly, whatever order the hook adds
- * in: two calls. The first sums |v| as floats, giving every value a scale
- * 2^E above its sum over replicas (the same on every replica, since the hook
- * returns the same sums everywhere); the second sums each value as a 48-bit
- * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
- * without rounding for up to 256 replicas. The global sum then has the same
- * bits in any order of addition, within replicas · 2^−48 of its scale (each
- * replica's value is rounded once). Sums beyond float's range (3.4e38) come
- * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+/* Exact sums across replicas, whatever order the hook adds in, in two calls
+ * per batch of values. The first sums |v| as floats, giving every value a
+ * scale 2^E above twice its sum over replicas (the same on every replica,
+ * since the hook returns the same sums everywhere); the second sums each
+ * value as an integer multiple of 2^(E−62) in four 16-bit pieces, which
+ * floats add without rounding for up to 256 replicas. The global sum then has
+ * the same bits in any order of addition, within replicas · 2^−62 of its
+ * scale (each replica's value is rounded once), far below a float's rounding:
+ * a replica's share reaches the sum as the value it computed, and the sum
+ * rounds to the float one model gets from its own (double) sum over the whole
+ * batch. Sums beyond float's range (3.4e38) come back NaN. */
+
+/* E for a summed |v| of s (2000: not finite). 2^E > 2·s >= the sum of |v|
+ * over replicas (each float rounds by at most 2^−24); E at least −960, so
+ * that 2^(E−62) stays normal. */
+RC_UNUSED static int rc_fixed_scale(float s)
+{
+    const double d = (double)s;
+    if (!(d < 1e300)) return 2000;  /* Inf and NaN too */
+    const int e = d > 0.0 ? rc_exponent(d) + 1 : -960;
+    return e < -960 ? -960 : e;
+}
+
+/* round(v · 2^(62−e)): |v| < 2^(e−1) gives |q| < 2^61. */
+RC_UNUSED static int64_t rc_fixed(double v, int e)
+{
+    if (e > 1000) return 0;
+    const double t = v * rc_pow2(62 - e);
+    return (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+}
+
+/* q as four 16-bit pieces (the last signed) at p[0], p[stride], p[2·stride], p[3·stride]. */
+RC_UNUSED static void rc_fixed_split(int64_t q, float *p, size_t stride)
+{
+    p[0] = (float)(q & 0xFFFF);
+    p[stride] = (float)((q >> 16) & 0xFFFF);
+    p[2 * stride] = (float)((q >> 32) & 0xFFFF);
+    p[3 * stride] = (float)(q >> 48);
+}
+
+/* The value of four summed pieces at scale e (NaN for e = 2000). */
+RC_UNUSED static double rc_fixed_join(const float *p, size_t stride, int e)
+{
+    if (e > 1000) return rc_quiet_nan();
+    const int64_t q = (int64_t)p[0] + (int64_t)p[stride] * 65536 + (int64_t)p[2 * stride] * 4294967296
+                      + (int64_t)p[3 * stride] * 281474976710656;
+    return (double)q * rc_pow2(e - 62);
+}
+
+/* Sums `count` doubles across replicas exactly (above). tmp holds 4·count
+ * floats. (Above 256 replicas: one float sum.) */
 RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
 {
     if (rc_replicas(r) == 1 || r->failed || count == 0) return;
@@ -180,27 +228,74 @@ RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp,
     for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
     rc_allreduce(r, tmp, count);
     if (r->failed) return;
-    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    /* v[i] keeps E until the pieces are back. */
     for (size_t i = 0; i < count; i++) {
-        const double s = (double)tmp[i];
-        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
-         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
-         * beyond float's range (or NaN) comes back NaN. */
-        const int finite = s < 1e300;  /* false for NaN and Inf too */
-        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
-        if (e < -974) e = -974;
-        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
-        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
-        tmp[i] = (float)(q & 0xFFFF);
-        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
-        tmp[2 * count + i] = (float)(q >> 32);
-        v[i] = finite ? (double)e : 2000.0;
+        const int e = rc_fixed_scale(tmp[i]);
+        rc_fixed_split(rc_fixed(v[i], e), tmp + i, count);
+        v[i] = (double)e;
     }
-    rc_allreduce(r, tmp, 3 * count);
+    rc_allreduce(r, tmp, 4 * count);
     if (r->failed) return;
-    for (size_t i = 0; i < count; i++) {
-        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
-        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
+    for (size_t i = 0; i < count; i++) v[i] = rc_fixed_join(tmp + i, count, (int)v[i]);
+}
+
+/* A gradient kernel's result: element i of dst (in r->grads) is the double
+ * sum v. With replicas, what rounding v to float lost is kept too, exactly,
+ * in r->lo at the gradient's offset: v − hi is a multiple of 2^(k−54) below
+ * 2^(k−25) in size (2^(k−1) <= |hi| < 2^k), so an int32 count of those units
+ * (its bytes in the float slot; 0 where hi is not a normal float). Then
+ * rc_allreduce_grads sums v itself. */
+RC_UNUSED static inline void rc_grad_store(const rc_reducer *r, float *dst, size_t i, double v)
+{
+    const float hi = (float)v;
+    dst[i] = hi;
+    if (r && r->lo) {
+        const double h = (double)hi;
+        int32_t units = 0;
+        const double size = h < 0.0 ? -h : h;
+        if (size >= 0x1p-126 && size < 1e300)  /* a normal float (else nothing worth keeping is lost) */
+            units = (int32_t)((v - h) * rc_pow2(54 - rc_exponent(h)));  /* exact: v − h and the count */
+        memcpy(r->lo + (size_t)(dst - r->grads) + i, &units, sizeof units);
+    }
+}
+
+/* What rounding gradient g to float lost, from its slot in r->lo. */
+RC_UNUSED static double rc_grad_rest(float g, const float *slot)
+{
+    int32_t units;
+    memcpy(&units, slot, sizeof units);
+    const double h = (double)g;
+    return units == 0 ? 0.0 : (double)units * rc_pow2(rc_exponent(h) - 54);
+}
+
+/* Sums the gradients g[0..count) (a range of r->grads) across replicas: with
+ * what their rounding lost (r->lo), exactly, in batches of tmp_floats / 5;
+ * without, as floats. */
+RC_UNUSED static void rc_allreduce_grads(rc_reducer *r, float *g, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (!r->lo || r->replicas > 256 || r->tmp_floats < 5) {
+        rc_allreduce(r, g, count);
+        return;
+    }
+    const float *lo = r->lo + (size_t)(g - r->grads);
+    const size_t batch = r->tmp_floats / 5;
+    for (size_t c0 = 0; c0 < count && !r->failed; c0 += batch) {
+        const size_t c = count - c0 < batch ? count - c0 : batch;
+        float *s = r->tmp, *p = r->tmp + c;
+        for (size_t i = 0; i < c; i++) {
+            const double a = (double)g[c0 + i], b = rc_grad_rest(g[c0 + i], lo + c0 + i);
+            s[i] = (float)((a < 0.0 ? -a : a) + (b < 0.0 ? -b : b));
+        }
+        rc_allreduce(r, s, c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) {
+            const int e = rc_fixed_scale(s[i]);
+            rc_fixed_split(rc_fixed((double)g[c0 + i], e) + rc_fixed(rc_grad_rest(g[c0 + i], lo + c0 + i), e), p + i, c);
+        }
+        rc_allreduce(r, p, 4 * c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) g[c0 + i] = (float)rc_fixed_join(p + i, c, rc_fixed_scale(s[i]));
     }
 }
 
@@ -1823,6 +1918,8 @@ enum {
     TRAIN_ARENA_FLOATS = 237568, /* training: activations, gradients (naive 2691216, lower bound 237568) */
     PARTIAL_FLOATS = 36864,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 2752,       /* batch means and variances of a training step */
+    DP_FLOATS = 598778,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
+    DP_IN_PACKS = 1, /* 1: in m->packed (stale during a step); 0: in m->dp */
     MIN_BN_PLANE = 64  /* smallest H×W a batch norm sees: n×plane must exceed 1 */
 };
 
@@ -2115,6 +2212,7 @@ struct resnet20_model {
     int64_t step;               /* training steps taken */
     float opt_momentum, opt_weight_decay;
     rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
+    float *dp;                  /* DP_FLOATS floats when DP_IN_PACKS is 0 (set_allreduce with replicas, or create_in) */
 };
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -2154,7 +2252,8 @@ _Static_assert(STRUCT_BYTES % RESNET20_MODEL_ALIGN == 0, "create_in's parts star
 _Static_assert(RESNET20_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
 _Static_assert(RESNET20_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
 #define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET20_PARAM_COUNT) \
-                           + RC_LINE_BYTES(STATS_FLOATS))
+                           + RC_LINE_BYTES(STATS_FLOATS) + (DP_IN_PACKS ? 0 : RC_LINE_BYTES(DP_FLOATS)))
+_Static_assert(!DP_IN_PACKS || PACKED_COUNT >= DP_FLOATS, "DP_IN_PACKS");
 _Static_assert(RESNET20_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET20_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
@@ -3438,7 +3537,7 @@ static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float 
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -3636,7 +3735,7 @@ static void k_bntrain_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const fl
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -3792,7 +3891,7 @@ static void k_bntrain_32x16x16_b16_relu(const float *RC_RESTRICT z, const float 
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -3990,7 +4089,7 @@ static void k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(const float *RC_RESTRICT
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4081,7 +4180,7 @@ static void k_bntrain_32x16x16_b16_add_relu(const float *RC_RESTRICT z, const fl
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4237,7 +4336,7 @@ static void k_bntrain_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *R
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4435,7 +4534,7 @@ static void k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(const float *RC_RESTRICT z
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4526,7 +4625,7 @@ static void k_bntrain_64x8x8_b16_add_relu(const float *RC_RESTRICT z, const floa
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4619,7 +4718,7 @@ static void k_loss_10(const float *RC_RESTRICT logits, const int32_t *RC_RESTRIC
             gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / count);
         }
     }
-    float tmp[3];
+    float tmp[4];
     rc_allreduce_doubles(red, &total, tmp, 1);
     *loss = total / count;
 }
@@ -4627,18 +4726,18 @@ static void k_loss_10(const float *RC_RESTRICT logits, const int32_t *RC_RESTRIC
 /* ∂x, ∂W, ∂b of a fully connected layer 64 → 10
  * used by fc.grad */
 static void k_densegrad_64_10(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, const float *RC_RESTRICT w,
-                   float *RC_RESTRICT dw, float *RC_RESTRICT db, float *RC_RESTRICT dx, int n)
+                   float *RC_RESTRICT dw, float *RC_RESTRICT db, const rc_reducer *red, float *RC_RESTRICT dx, int n)
 {
     enum { IN = 64, OUT = 10 };
     RC_OMP(omp parallel for schedule(static))
     for (int o = 0; o < OUT; o++) {
         double b = 0.0;
         for (int i = 0; i < n; i++) b += (double)dy[(size_t)i * OUT + (size_t)o];
-        db[o] = (float)b;
+        rc_grad_store(red, db, (size_t)o, b);
         for (int j = 0; j < IN; j++) {
             double acc = 0.0;
             for (int i = 0; i < n; i++) acc += (double)dy[(size_t)i * OUT + (size_t)o] * (double)x[(size_t)i * IN + (size_t)j];
-            dw[(size_t)o * IN + (size_t)j] = (float)acc;
+            rc_grad_store(red, dw, (size_t)o * IN + (size_t)j, acc);
         }
     }
     RC_OMP(omp parallel for schedule(static))
@@ -4720,7 +4819,7 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -4732,8 +4831,8 @@ static void k_bngrad_64x8x8_b16_relu_out2(const float *RC_RESTRICT dy, const flo
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -4789,7 +4888,8 @@ static void k_bnapply_64x8x8_b16_relu(const float *RC_RESTRICT z, const float *R
 
 /* ∂W of conv 3×3/1 pad 1: 64×8×8 NCHW16c → 64×8×8 NCHW16c
  * used by layer3.2.conv2.grad_weight, layer3.2.conv1.grad_weight, layer3.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -4798,8 +4898,10 @@ static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, co
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 64, IB = 16, CB = 4, H = 8, W = 8, OC = 64, OB = 4, OH = 8, OW = 8,
@@ -4812,7 +4914,7 @@ static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, co
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -4869,7 +4971,7 @@ static void k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(const float *RC_RESTRICT dy, co
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -5038,7 +5140,7 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -5050,8 +5152,8 @@ static void k_bngrad_64x8x8_b16_relu(const float *RC_RESTRICT dy, const float *R
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -5275,7 +5377,8 @@ static void k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(const float *
 
 /* ∂W of conv 3×3/2 pad 1: 32×16×16 NCHW16c → 64×8×8 NCHW16c
  * used by layer3.0.conv1.grad_weight */
-static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -5284,8 +5387,10 @@ static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 32, IB = 16, CB = 2, H = 16, W = 16, OC = 64, OB = 4, OH = 8, OW = 8,
@@ -5298,7 +5403,7 @@ static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -5355,7 +5460,7 @@ static void k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -5489,7 +5594,7 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -5501,8 +5606,8 @@ static void k_bngrad_32x16x16_b16_relu_out2(const float *RC_RESTRICT dy, const f
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -5558,7 +5663,8 @@ static void k_bnapply_32x16x16_b16_relu(const float *RC_RESTRICT z, const float 
 
 /* ∂W of conv 3×3/1 pad 1: 32×16×16 NCHW16c → 32×16×16 NCHW16c
  * used by layer2.2.conv2.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv2.grad_weight and 2 more */
-static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -5567,8 +5673,10 @@ static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 32, IB = 16, CB = 2, H = 16, W = 16, OC = 32, OB = 2, OH = 16, OW = 16,
@@ -5581,7 +5689,7 @@ static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -5638,7 +5746,7 @@ static void k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -5807,7 +5915,7 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -5819,8 +5927,8 @@ static void k_bngrad_32x16x16_b16_relu(const float *RC_RESTRICT dy, const float 
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -6014,7 +6122,8 @@ static void k_bnapply_16x32x32_b16_add_relu(const float *RC_RESTRICT z, const fl
 
 /* ∂W of conv 3×3/2 pad 1: 16×32×32 NCHW16c → 32×16×16 NCHW16c
  * used by layer2.0.conv1.grad_weight */
-static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -6023,8 +6132,10 @@ static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 16, IB = 16, CB = 1, H = 32, W = 32, OC = 32, OB = 2, OH = 16, OW = 16,
@@ -6037,7 +6148,7 @@ static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -6094,7 +6205,7 @@ static void k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -6228,7 +6339,7 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -6240,8 +6351,8 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -6273,7 +6384,8 @@ static void k_bngrad_16x32x32_b16_relu_out2(const float *RC_RESTRICT dy, const f
 
 /* ∂W of conv 3×3/1 pad 1: 16×32×32 NCHW16c → 16×32×32 NCHW16c
  * used by layer1.2.conv2.grad_weight, layer1.2.conv1.grad_weight, layer1.1.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -6282,8 +6394,10 @@ static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 16, IB = 16, CB = 1, H = 32, W = 32, OC = 16, OB = 1, OH = 32, OW = 32,
@@ -6296,7 +6410,7 @@ static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -6353,7 +6467,7 @@ static void k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -6522,7 +6636,7 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -6534,8 +6648,8 @@ static void k_bngrad_16x32x32_b16_relu(const float *RC_RESTRICT dy, const float 
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -6680,7 +6794,8 @@ static void k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(const float
 
 /* ∂W of conv 3×3/1 pad 1: 3×32×32 NCHW → 16×32×32 NCHW16c
  * used by conv1.grad_weight */
-static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -6689,8 +6804,10 @@ static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 3, IB = 1, CB = 3, H = 32, W = 32, OC = 16, OB = 1, OH = 32, OW = 32,
@@ -6703,7 +6820,7 @@ static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -6760,7 +6877,7 @@ static void k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -6887,6 +7004,7 @@ resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, in
         m->grads = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
         m->momentum = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
         m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
+        if (!DP_IN_PACKS) m->dp = carve(&at, RC_LINE_BYTES(DP_FLOATS));
     }
     resnet20_init_params(m, 0);  /* and the momentum buffers to zero */
     return m;
@@ -6903,6 +7021,7 @@ void resnet20_destroy(resnet20_model *m)
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
+    free(m->dp);
     free(m);
 }
 
@@ -7067,97 +7186,97 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     k_avgpool_64x8x8_b16(arena + (size_t)0 * mb, arena + (size_t)4096 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)4096 * mb, m->params + 270448, m->params + 271088, arena + (size_t)4160 * mb, n); /* fc */
     k_loss_10(arena + (size_t)4160 * mb, labels, &m->loss, &m->reducer, arena + (size_t)4176 * mb, n); /* loss */
-    k_densegrad_64_10(arena + (size_t)4176 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, arena + (size_t)8192 * mb, n); /* fc.grad */
+    k_densegrad_64_10(arena + (size_t)4176 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, &m->reducer, arena + (size_t)8192 * mb, n); /* fc.grad */
     k_avgpoolgrad_64x8x8_b16(arena + (size_t)8192 * mb, arena + (size_t)4096 * mb, n); /* avgpool1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)4096 * mb, arena + (size_t)196608 * mb, arena + (size_t)0 * mb, m->params + 270192, m->bn_stats + 2496, m->grads + 270192, m->grads + 270256, arena + (size_t)8192 * mb, &m->reducer, arena + (size_t)69632 * mb, arena + (size_t)22528 * mb, n); /* layer3.2.bn2.grad */
     k_bnapply_64x8x8_b16_relu(arena + (size_t)30720 * mb, m->bn_stats + 2240, arena + (size_t)196608 * mb, n); /* layer3.2.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)196608 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 233328, n); /* layer3.2.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)196608 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 233328, &m->reducer, n); /* layer3.2.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 1001056, m->tpacked + 1148512, arena + (size_t)200704 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)200704 * mb, arena + (size_t)30720 * mb, arena + (size_t)196608 * mb, m->params + 233072, m->bn_stats + 2240, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.2.bn1.grad */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, m->bn_stats + 832, arena + (size_t)0 * mb, n); /* layer2.1.bn2.again */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->bn_stats + 1088, arena + (size_t)8192 * mb, n); /* layer2.2.bn2.again */
     k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1472, arena + (size_t)0 * mb, n); /* layer3.0.bn2.again */
     k_bnapply_64x8x8_b16_add_relu(arena + (size_t)49152 * mb, arena + (size_t)0 * mb, m->bn_stats + 1984, arena + (size_t)30720 * mb, n); /* layer3.1.bn2.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)30720 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 196208, n); /* layer3.2.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 196080, 75018); /* gradients: layer3.1.bn2.running_mean … fc.bias */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)30720 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 196208, &m->reducer, n); /* layer3.2.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 196080, 75018); /* gradients: layer3.1.bn2.running_mean … fc.bias */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 1148576, m->tpacked + 1296032, arena + (size_t)69632 * mb, arena + (size_t)196608 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)196608 * mb, arena + (size_t)49152 * mb, arena + (size_t)30720 * mb, m->params + 195952, m->bn_stats + 1984, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)69632 * mb, arena + (size_t)22528 * mb, n); /* layer3.1.bn2.grad */
     k_bnapply_64x8x8_b16_relu(arena + (size_t)18432 * mb, m->bn_stats + 1728, arena + (size_t)30720 * mb, n); /* layer3.1.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)30720 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 159088, n); /* layer3.1.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)30720 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 159088, &m->reducer, n); /* layer3.1.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 1296096, m->tpacked + 1443552, arena + (size_t)49152 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)49152 * mb, arena + (size_t)18432 * mb, arena + (size_t)30720 * mb, m->params + 158832, m->bn_stats + 1728, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.1.bn1.grad */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, m->bn_stats + 832, arena + (size_t)0 * mb, n); /* layer2.1.bn2.again */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->bn_stats + 1088, arena + (size_t)8192 * mb, n); /* layer2.2.bn2.again */
     k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1472, arena + (size_t)18432 * mb, n); /* layer3.0.bn2.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 121968, n); /* layer3.1.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 121840, 74240); /* gradients: layer3.0.bn2.running_mean … layer3.1.bn2.bias */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 121968, &m->reducer, n); /* layer3.1.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 121840, 74240); /* gradients: layer3.0.bn2.running_mean … layer3.1.bn2.bias */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 1443616, m->tpacked + 1591072, arena + (size_t)69632 * mb, arena + (size_t)30720 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)30720 * mb, arena + (size_t)45056 * mb, arena + (size_t)18432 * mb, m->params + 121712, m->bn_stats + 1472, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)69632 * mb, arena + (size_t)22528 * mb, n); /* layer3.0.bn2.grad */
     k_bnapply_64x8x8_b16_relu(arena + (size_t)26624 * mb, m->bn_stats + 1216, arena + (size_t)18432 * mb, n); /* layer3.0.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 84848, n); /* layer3.0.conv2.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 84848, &m->reducer, n); /* layer3.0.conv2.grad_weight */
     k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 1591136, m->tpacked + 1738592, arena + (size_t)30720 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_64x8x8_b16_relu(arena + (size_t)30720 * mb, arena + (size_t)26624 * mb, arena + (size_t)18432 * mb, m->params + 84592, m->bn_stats + 1216, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)196608 * mb, n); /* layer3.0.bn1.grad */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, m->bn_stats + 832, arena + (size_t)0 * mb, n); /* layer2.1.bn2.again */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)221184 * mb, arena + (size_t)0 * mb, m->bn_stats + 1088, arena + (size_t)20736 * mb, n); /* layer2.2.bn2.again */
-    k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)196608 * mb, arena + (size_t)20736 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 66160, n); /* layer3.0.conv1.grad_weight */
+    k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)196608 * mb, arena + (size_t)20736 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 66160, &m->reducer, n); /* layer3.0.conv1.grad_weight */
     k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(arena + (size_t)196608 * mb, arena + (size_t)0 * mb, m->tpacked + 1738656, m->tpacked + 1757088, arena + (size_t)69632 * mb, arena + (size_t)45056 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)45056 * mb, arena + (size_t)221184 * mb, arena + (size_t)20736 * mb, m->params + 66032, m->bn_stats + 1088, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)229376 * mb, arena + (size_t)196608 * mb, n); /* layer2.2.bn2.grad */
     k_bnapply_32x16x16_b16_relu(arena + (size_t)188416 * mb, m->bn_stats + 960, arena + (size_t)45056 * mb, n); /* layer2.2.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 56816, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 56816, &m->reducer, n); /* layer2.2.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)196608 * mb, arena + (size_t)0 * mb, m->tpacked + 1757120, m->tpacked + 1793984, arena + (size_t)221184 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)221184 * mb, arena + (size_t)188416 * mb, arena + (size_t)45056 * mb, m->params + 56688, m->bn_stats + 960, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)196608 * mb, n); /* layer2.2.bn1.grad */
     k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, m->bn_stats + 832, arena + (size_t)45056 * mb, n); /* layer2.1.bn2.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 47472, n); /* layer2.2.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 47408, 74432); /* gradients: layer2.1.bn2.running_mean … layer3.0.bn2.bias */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 47472, &m->reducer, n); /* layer2.2.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 47408, 74432); /* gradients: layer2.1.bn2.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)196608 * mb, arena + (size_t)0 * mb, m->tpacked + 1794016, m->tpacked + 1830880, arena + (size_t)229376 * mb, arena + (size_t)188416 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)188416 * mb, arena + (size_t)163840 * mb, arena + (size_t)45056 * mb, m->params + 47344, m->bn_stats + 832, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)221184 * mb, arena + (size_t)196608 * mb, n); /* layer2.1.bn2.grad */
     k_bnapply_32x16x16_b16_relu(arena + (size_t)36864 * mb, m->bn_stats + 704, arena + (size_t)45056 * mb, n); /* layer2.1.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 38128, n); /* layer2.1.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 38128, &m->reducer, n); /* layer2.1.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)196608 * mb, arena + (size_t)0 * mb, m->tpacked + 1830912, m->tpacked + 1867776, arena + (size_t)163840 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)163840 * mb, arena + (size_t)36864 * mb, arena + (size_t)45056 * mb, m->params + 38000, m->bn_stats + 704, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)188416 * mb, arena + (size_t)61440 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 28784, n); /* layer2.1.conv1.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)188416 * mb, arena + (size_t)61440 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 28784, &m->reducer, n); /* layer2.1.conv1.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1867808, m->tpacked + 1904672, arena + (size_t)221184 * mb, arena + (size_t)36864 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)36864 * mb, arena + (size_t)155648 * mb, arena + (size_t)61440 * mb, m->params + 28656, m->bn_stats + 576, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)163840 * mb, arena + (size_t)45056 * mb, n); /* layer2.0.bn2.grad */
     k_bnapply_32x16x16_b16_relu(arena + (size_t)53248 * mb, m->bn_stats + 448, arena + (size_t)36864 * mb, n); /* layer2.0.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)45056 * mb, arena + (size_t)36864 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19440, n); /* layer2.0.conv2.grad_weight */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)45056 * mb, arena + (size_t)36864 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19440, &m->reducer, n); /* layer2.0.conv2.grad_weight */
     k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->tpacked + 1904704, m->tpacked + 1941568, arena + (size_t)61440 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_32x16x16_b16_relu(arena + (size_t)61440 * mb, arena + (size_t)53248 * mb, arena + (size_t)36864 * mb, m->params + 19312, m->bn_stats + 448, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer2.0.bn1.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)36992 * mb, n); /* layer1.2.bn2.again */
-    k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)155648 * mb, arena + (size_t)36992 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14704, n); /* layer2.0.conv1.grad_weight */
+    k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)155648 * mb, arena + (size_t)36992 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14704, &m->reducer, n); /* layer2.0.conv1.grad_weight */
     k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1941600, m->tpacked + 1946208, arena + (size_t)163840 * mb, arena + (size_t)53376 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)53376 * mb, arena + (size_t)204800 * mb, arena + (size_t)36992 * mb, m->params + 14640, m->bn_stats + 384, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)155648 * mb, n); /* layer1.2.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)122880 * mb, m->bn_stats + 320, arena + (size_t)204800 * mb, n); /* layer1.2.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)204800 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12336, n); /* layer1.2.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)204800 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12336, &m->reducer, n); /* layer1.2.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1946224, m->tpacked + 1955440, arena + (size_t)221184 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)221184 * mb, arena + (size_t)122880 * mb, arena + (size_t)204800 * mb, m->params + 12272, m->bn_stats + 320, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.2.bn1.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)122880 * mb, n); /* layer1.1.bn2.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9968, n); /* layer1.2.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9968, &m->reducer, n); /* layer1.2.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1955456, m->tpacked + 1964672, arena + (size_t)188416 * mb, arena + (size_t)204800 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)204800 * mb, arena + (size_t)172032 * mb, arena + (size_t)122880 * mb, m->params + 9904, m->bn_stats + 256, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)155648 * mb, n); /* layer1.1.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)90112 * mb, m->bn_stats + 192, arena + (size_t)122880 * mb, n); /* layer1.1.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7600, n); /* layer1.1.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7600, &m->reducer, n); /* layer1.1.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1964688, m->tpacked + 1973904, arena + (size_t)172032 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)172032 * mb, arena + (size_t)90112 * mb, arena + (size_t)122880 * mb, m->params + 7536, m->bn_stats + 192, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.1.bn1.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
     k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)90112 * mb, n); /* layer1.0.bn2.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5232, n); /* layer1.1.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5232, &m->reducer, n); /* layer1.1.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1973920, m->tpacked + 1983136, arena + (size_t)188416 * mb, arena + (size_t)122880 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)122880 * mb, arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->bn_stats + 128, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)172032 * mb, arena + (size_t)155648 * mb, n); /* layer1.0.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->bn_stats + 64, arena + (size_t)90112 * mb, n); /* layer1.0.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2864, n); /* layer1.0.conv2.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2864, &m->reducer, n); /* layer1.0.conv2.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1983152, m->tpacked + 1992368, arena + (size_t)122880 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)122880 * mb, arena + (size_t)106496 * mb, arena + (size_t)90112 * mb, m->params + 2800, m->bn_stats + 64, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.0.bn1.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)90112 * mb, n); /* bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 496, n); /* layer1.0.conv1.grad_weight */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 496, &m->reducer, n); /* layer1.0.conv1.grad_weight */
     k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 1992384, m->tpacked + 2001600, arena + (size_t)172032 * mb, arena + (size_t)106496 * mb, n); /* layer1.0.conv1.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)106496 * mb, arena + (size_t)73728 * mb, arena + (size_t)90112 * mb, m->params + 432, m->bn_stats + 0, m->grads + 432, m->grads + 448, arena + (size_t)16384 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* bn1.grad */
-    k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(arena + (size_t)0 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, n); /* conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 0, 47408); /* gradients: conv1.weight … layer2.1.bn2.bias */
+    k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(arena + (size_t)0 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, &m->reducer, n); /* conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 0, 47408); /* gradients: conv1.weight … layer2.1.bn2.bias */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,
@@ -7231,6 +7350,21 @@ int resnet20_train_step(resnet20_model *m, const float *x, const int32_t *labels
     const int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
     m->reducer.failed = 0;
+    m->reducer.lo = NULL;
+    if (rc_replicas(&m->reducer) > 1) {
+        /* What the gradients' rounding lost (zero where no kernel writes it) and the
+         * exact sums' buffer: in the packed inference weights, which this
+         * step makes stale anyway (repacked before the next inference), or
+         * in m->dp. */
+        float *s = DP_IN_PACKS ? m->packed : m->dp;
+        if (!s) return fail(m, RC_ERR_NOMEM, "no memory for the data-parallel step (set_allreduce failed?)");
+        m->folded_valid = 0;
+        memset(s, 0, (size_t)RESNET20_PARAM_COUNT * sizeof(float));
+        m->reducer.grads = m->grads;
+        m->reducer.lo = s;
+        m->reducer.tmp = s + RESNET20_PARAM_COUNT;
+        m->reducer.tmp_floats = DP_FLOATS - (size_t)RESNET20_PARAM_COUNT;
+    }
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */
@@ -7256,6 +7390,10 @@ int resnet20_set_allreduce(resnet20_model *m, resnet20_allreduce_fn fn, void *ct
     if (!m) return RC_ERR_NULL;
     if (replicas < 1) return fail(m, RC_ERR_ARG, "replicas = %d is not positive", replicas);
     if (replicas > 1 && !fn) return fail(m, RC_ERR_ARG, "fn is NULL, but replicas = %d", replicas);
+    if (replicas > 1 && !DP_IN_PACKS && !m->dp && !m->external) {  /* create_in's training models have it */
+        m->dp = rc_alloc_aligned(DP_FLOATS * sizeof(float));
+        if (!m->dp) return fail(m, RC_ERR_NOMEM, "out of memory for the data-parallel step's %zu floats", (size_t)DP_FLOATS);
+    }
     m->reducer.fn = replicas > 1 ? fn : NULL;
     m->reducer.ctx = replicas > 1 ? ctx : NULL;
     m->reducer.replicas = replicas;

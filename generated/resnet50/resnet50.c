@@ -118,6 +118,12 @@ typedef struct {
     void *ctx;
     int replicas;
     int failed;
+    /* Set by a training step with replicas (else lo is NULL): the gradient
+     * kernels store each gradient's double sum as grads[i] (its float) and
+     * lo[i] (what that rounding lost, exactly), and rc_allreduce_grads sums
+     * the two across replicas exactly, through tmp (tmp_floats floats). */
+    float *grads, *lo, *tmp;
+    size_t tmp_floats;
 } rc_reducer;
 
 /* The replicas whose batches make up the global one: 1 without a hook. */
@@ -159,15 +165,57 @@ RC_UNUSED static int rc_exponent(double v)
     return e == 0 ? -1021 : e - 1022;
 }
 
-/* Sums `count` doubles across replicas exactly, whatever order the hook adds
- * in: two calls. The first sums |v| as floats, giving every value a scale
- * 2^E above its sum over replicas (the same on every replica, since the hook
- * returns the same sums everywhere); the second sums each value as a 48-bit
- * integer multiple of 2^(E−48) in three 16-bit pieces, which floats add
- * without rounding for up to 256 replicas. The global sum then has the same
- * bits in any order of addition, within replicas · 2^−48 of its scale (each
- * replica's value is rounded once). Sums beyond float's range (3.4e38) come
- * back NaN. tmp holds 3·count floats. (Above 256 replicas: one float sum.) */
+/* Exact sums across replicas, whatever order the hook adds in, in two calls
+ * per batch of values. The first sums |v| as floats, giving every value a
+ * scale 2^E above twice its sum over replicas (the same on every replica,
+ * since the hook returns the same sums everywhere); the second sums each
+ * value as an integer multiple of 2^(E−62) in four 16-bit pieces, which
+ * floats add without rounding for up to 256 replicas. The global sum then has
+ * the same bits in any order of addition, within replicas · 2^−62 of its
+ * scale (each replica's value is rounded once), far below a float's rounding:
+ * a replica's share reaches the sum as the value it computed, and the sum
+ * rounds to the float one model gets from its own (double) sum over the whole
+ * batch. Sums beyond float's range (3.4e38) come back NaN. */
+
+/* E for a summed |v| of s (2000: not finite). 2^E > 2·s >= the sum of |v|
+ * over replicas (each float rounds by at most 2^−24); E at least −960, so
+ * that 2^(E−62) stays normal. */
+RC_UNUSED static int rc_fixed_scale(float s)
+{
+    const double d = (double)s;
+    if (!(d < 1e300)) return 2000;  /* Inf and NaN too */
+    const int e = d > 0.0 ? rc_exponent(d) + 1 : -960;
+    return e < -960 ? -960 : e;
+}
+
+/* round(v · 2^(62−e)): |v| < 2^(e−1) gives |q| < 2^61. */
+RC_UNUSED static int64_t rc_fixed(double v, int e)
+{
+    if (e > 1000) return 0;
+    const double t = v * rc_pow2(62 - e);
+    return (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
+}
+
+/* q as four 16-bit pieces (the last signed) at p[0], p[stride], p[2·stride], p[3·stride]. */
+RC_UNUSED static void rc_fixed_split(int64_t q, float *p, size_t stride)
+{
+    p[0] = (float)(q & 0xFFFF);
+    p[stride] = (float)((q >> 16) & 0xFFFF);
+    p[2 * stride] = (float)((q >> 32) & 0xFFFF);
+    p[3 * stride] = (float)(q >> 48);
+}
+
+/* The value of four summed pieces at scale e (NaN for e = 2000). */
+RC_UNUSED static double rc_fixed_join(const float *p, size_t stride, int e)
+{
+    if (e > 1000) return rc_quiet_nan();
+    const int64_t q = (int64_t)p[0] + (int64_t)p[stride] * 65536 + (int64_t)p[2 * stride] * 4294967296
+                      + (int64_t)p[3 * stride] * 281474976710656;
+    return (double)q * rc_pow2(e - 62);
+}
+
+/* Sums `count` doubles across replicas exactly (above). tmp holds 4·count
+ * floats. (Above 256 replicas: one float sum.) */
 RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp, size_t count)
 {
     if (rc_replicas(r) == 1 || r->failed || count == 0) return;
@@ -180,27 +228,74 @@ RC_UNUSED static void rc_allreduce_doubles(rc_reducer *r, double *v, float *tmp,
     for (size_t i = 0; i < count; i++) tmp[i] = (float)(v[i] < 0.0 ? -v[i] : v[i]);
     rc_allreduce(r, tmp, count);
     if (r->failed) return;
-    /* v[i] keeps E (or 2000: a non-finite sum) until the pieces are back. */
+    /* v[i] keeps E until the pieces are back. */
     for (size_t i = 0; i < count; i++) {
-        const double s = (double)tmp[i];
-        /* 2^E > 2·s >= the sum of |v| over replicas (each float rounds by at
-         * most 2^−24); E at least −974, so that 2^(E−48) stays normal. A sum
-         * beyond float's range (or NaN) comes back NaN. */
-        const int finite = s < 1e300;  /* false for NaN and Inf too */
-        int e = finite && s > 0.0 ? rc_exponent(s) + 1 : -974;
-        if (e < -974) e = -974;
-        const double t = finite ? v[i] * rc_pow2(48 - e) : 0.0;
-        const int64_t q = (int64_t)(t < 0.0 ? t - 0.5 : t + 0.5);
-        tmp[i] = (float)(q & 0xFFFF);
-        tmp[count + i] = (float)((q >> 16) & 0xFFFF);
-        tmp[2 * count + i] = (float)(q >> 32);
-        v[i] = finite ? (double)e : 2000.0;
+        const int e = rc_fixed_scale(tmp[i]);
+        rc_fixed_split(rc_fixed(v[i], e), tmp + i, count);
+        v[i] = (double)e;
     }
-    rc_allreduce(r, tmp, 3 * count);
+    rc_allreduce(r, tmp, 4 * count);
     if (r->failed) return;
-    for (size_t i = 0; i < count; i++) {
-        const int64_t q = (int64_t)tmp[i] + (int64_t)tmp[count + i] * 65536 + (int64_t)tmp[2 * count + i] * 4294967296;
-        v[i] = v[i] > 1000.0 ? rc_quiet_nan() : (double)q * rc_pow2((int)v[i] - 48);
+    for (size_t i = 0; i < count; i++) v[i] = rc_fixed_join(tmp + i, count, (int)v[i]);
+}
+
+/* A gradient kernel's result: element i of dst (in r->grads) is the double
+ * sum v. With replicas, what rounding v to float lost is kept too, exactly,
+ * in r->lo at the gradient's offset: v − hi is a multiple of 2^(k−54) below
+ * 2^(k−25) in size (2^(k−1) <= |hi| < 2^k), so an int32 count of those units
+ * (its bytes in the float slot; 0 where hi is not a normal float). Then
+ * rc_allreduce_grads sums v itself. */
+RC_UNUSED static inline void rc_grad_store(const rc_reducer *r, float *dst, size_t i, double v)
+{
+    const float hi = (float)v;
+    dst[i] = hi;
+    if (r && r->lo) {
+        const double h = (double)hi;
+        int32_t units = 0;
+        const double size = h < 0.0 ? -h : h;
+        if (size >= 0x1p-126 && size < 1e300)  /* a normal float (else nothing worth keeping is lost) */
+            units = (int32_t)((v - h) * rc_pow2(54 - rc_exponent(h)));  /* exact: v − h and the count */
+        memcpy(r->lo + (size_t)(dst - r->grads) + i, &units, sizeof units);
+    }
+}
+
+/* What rounding gradient g to float lost, from its slot in r->lo. */
+RC_UNUSED static double rc_grad_rest(float g, const float *slot)
+{
+    int32_t units;
+    memcpy(&units, slot, sizeof units);
+    const double h = (double)g;
+    return units == 0 ? 0.0 : (double)units * rc_pow2(rc_exponent(h) - 54);
+}
+
+/* Sums the gradients g[0..count) (a range of r->grads) across replicas: with
+ * what their rounding lost (r->lo), exactly, in batches of tmp_floats / 5;
+ * without, as floats. */
+RC_UNUSED static void rc_allreduce_grads(rc_reducer *r, float *g, size_t count)
+{
+    if (rc_replicas(r) == 1 || r->failed || count == 0) return;
+    if (!r->lo || r->replicas > 256 || r->tmp_floats < 5) {
+        rc_allreduce(r, g, count);
+        return;
+    }
+    const float *lo = r->lo + (size_t)(g - r->grads);
+    const size_t batch = r->tmp_floats / 5;
+    for (size_t c0 = 0; c0 < count && !r->failed; c0 += batch) {
+        const size_t c = count - c0 < batch ? count - c0 : batch;
+        float *s = r->tmp, *p = r->tmp + c;
+        for (size_t i = 0; i < c; i++) {
+            const double a = (double)g[c0 + i], b = rc_grad_rest(g[c0 + i], lo + c0 + i);
+            s[i] = (float)((a < 0.0 ? -a : a) + (b < 0.0 ? -b : b));
+        }
+        rc_allreduce(r, s, c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) {
+            const int e = rc_fixed_scale(s[i]);
+            rc_fixed_split(rc_fixed((double)g[c0 + i], e) + rc_fixed(rc_grad_rest(g[c0 + i], lo + c0 + i), e), p + i, c);
+        }
+        rc_allreduce(r, p, 4 * c);
+        if (r->failed) return;
+        for (size_t i = 0; i < c; i++) g[c0 + i] = (float)rc_fixed_join(p + i, c, rc_fixed_scale(s[i]));
     }
 }
 
@@ -1823,6 +1918,8 @@ enum {
     TRAIN_ARENA_FLOATS = 12903424, /* training: activations, gradients (naive 87755344, lower bound 12903424) */
     PARTIAL_FLOATS = 2359296,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 106240,       /* batch means and variances of a training step */
+    DP_FLOATS = 25937832,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
+    DP_IN_PACKS = 1, /* 1: in m->packed (stale during a step); 0: in m->dp */
     MIN_BN_PLANE = 49  /* smallest H×W a batch norm sees: n×plane must exceed 1 */
 };
 
@@ -2489,6 +2586,7 @@ struct resnet50_model {
     int64_t step;               /* training steps taken */
     float opt_momentum, opt_weight_decay;
     rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
+    float *dp;                  /* DP_FLOATS floats when DP_IN_PACKS is 0 (set_allreduce with replicas, or create_in) */
 };
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -2528,7 +2626,8 @@ _Static_assert(STRUCT_BYTES % RESNET50_MODEL_ALIGN == 0, "create_in's parts star
 _Static_assert(RESNET50_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
 _Static_assert(RESNET50_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
 #define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) \
-                           + RC_LINE_BYTES(STATS_FLOATS))
+                           + RC_LINE_BYTES(STATS_FLOATS) + (DP_IN_PACKS ? 0 : RC_LINE_BYTES(DP_FLOATS)))
+_Static_assert(!DP_IN_PACKS || PACKED_COUNT >= DP_FLOATS, "DP_IN_PACKS");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
@@ -4314,7 +4413,7 @@ static void k_bntrain_64x112x112_b16_relu(const float *RC_RESTRICT z, const floa
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4468,7 +4567,7 @@ static void k_bntrain_64x56x56_b16_relu(const float *RC_RESTRICT z, const float 
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4666,7 +4765,7 @@ static void k_bntrain_256x56x56_b16(const float *RC_RESTRICT z, const float *RC_
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4751,7 +4850,7 @@ static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -4974,7 +5073,7 @@ static void k_bntrain_128x28x28_b16_relu(const float *RC_RESTRICT z, const float
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -5240,7 +5339,7 @@ static void k_bntrain_512x28x28_b16(const float *RC_RESTRICT z, const float *RC_
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -5325,7 +5424,7 @@ static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -5548,7 +5647,7 @@ static void k_bntrain_256x14x14_b16_relu(const float *RC_RESTRICT z, const float
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -5814,7 +5913,7 @@ static void k_bntrain_1024x14x14_b16(const float *RC_RESTRICT z, const float *RC
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -5899,7 +5998,7 @@ static void k_bntrain_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -6122,7 +6221,7 @@ static void k_bntrain_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -6345,7 +6444,7 @@ static void k_bntrain_2048x7x7_b16(const float *RC_RESTRICT z, const float *RC_R
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -6430,7 +6529,7 @@ static void k_bntrain_2048x7x7_b16_add_relu(const float *RC_RESTRICT z, const fl
      * channels are zero in z, have γ = β = 0, and stay zero. */
     double *RC_RESTRICT part = (double *)(void *)scratch;
     double mean[CB * 16], inv[CB * 16], total[CB * 16];
-    float tmp[3 * CB * 16];
+    float tmp[4 * CB * 16];
     const double count = (double)n * (double)HW * (double)rc_replicas(red);
     for (int pass = 0; pass < 2; pass++) {
         RC_OMP(omp parallel for collapse(2) schedule(static))
@@ -6591,7 +6690,7 @@ static void k_loss_1000(const float *RC_RESTRICT logits, const int32_t *RC_RESTR
             gp[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / count);
         }
     }
-    float tmp[3];
+    float tmp[4];
     rc_allreduce_doubles(red, &total, tmp, 1);
     *loss = total / count;
 }
@@ -6599,18 +6698,18 @@ static void k_loss_1000(const float *RC_RESTRICT logits, const int32_t *RC_RESTR
 /* ∂x, ∂W, ∂b of a fully connected layer 2048 → 1000
  * used by fc.grad */
 static void k_densegrad_2048_1000(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, const float *RC_RESTRICT w,
-                   float *RC_RESTRICT dw, float *RC_RESTRICT db, float *RC_RESTRICT dx, int n)
+                   float *RC_RESTRICT dw, float *RC_RESTRICT db, const rc_reducer *red, float *RC_RESTRICT dx, int n)
 {
     enum { IN = 2048, OUT = 1000 };
     RC_OMP(omp parallel for schedule(static))
     for (int o = 0; o < OUT; o++) {
         double b = 0.0;
         for (int i = 0; i < n; i++) b += (double)dy[(size_t)i * OUT + (size_t)o];
-        db[o] = (float)b;
+        rc_grad_store(red, db, (size_t)o, b);
         for (int j = 0; j < IN; j++) {
             double acc = 0.0;
             for (int i = 0; i < n; i++) acc += (double)dy[(size_t)i * OUT + (size_t)o] * (double)x[(size_t)i * IN + (size_t)j];
-            dw[(size_t)o * IN + (size_t)j] = (float)acc;
+            rc_grad_store(red, dw, (size_t)o * IN + (size_t)j, acc);
         }
     }
     RC_OMP(omp parallel for schedule(static))
@@ -6717,7 +6816,7 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -6729,8 +6828,8 @@ static void k_bngrad_2048x7x7_b16_relu_out2(const float *RC_RESTRICT dy, const f
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -6786,7 +6885,8 @@ static void k_bnapply_512x7x7_b16_relu(const float *RC_RESTRICT z, const float *
 
 /* ∂W of conv 1×1/1 pad 0: 512×7×7 NCHW16c → 2048×7×7 NCHW16c
  * used by layer4.2.conv3.grad_weight, layer4.1.conv3.grad_weight, layer4.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -6795,8 +6895,10 @@ static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 2048, OB = 128, OH = 7, OW = 7,
@@ -6809,7 +6911,7 @@ static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -6866,7 +6968,7 @@ static void k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -6992,7 +7094,7 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -7004,8 +7106,8 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -7037,7 +7139,8 @@ static void k_bngrad_512x7x7_b16_relu(const float *RC_RESTRICT dy, const float *
 
 /* ∂W of conv 3×3/1 pad 1: 512×7×7 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.2.conv2.grad_weight, layer4.1.conv2.grad_weight, layer4.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -7046,8 +7149,10 @@ static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 512, IB = 16, CB = 32, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
@@ -7060,7 +7165,7 @@ static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -7117,7 +7222,7 @@ static void k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -7194,7 +7299,8 @@ static void k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(const float *RC_RESTRIC
 
 /* ∂W of conv 1×1/1 pad 0: 2048×7×7 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.2.conv1.grad_weight, layer4.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -7203,8 +7309,10 @@ static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 2048, IB = 16, CB = 128, H = 7, W = 7, OC = 512, OB = 32, OH = 7, OW = 7,
@@ -7217,7 +7325,7 @@ static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -7274,7 +7382,7 @@ static void k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -7402,7 +7510,7 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -7414,8 +7522,8 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -7472,7 +7580,8 @@ static void k_bnapply_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const 
 
 /* ∂W of conv 1×1/2 pad 0: 1024×14×14 NCHW16c → 2048×7×7 NCHW16c
  * used by layer4.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -7481,8 +7590,10 @@ static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 2048, OB = 128, OH = 7, OW = 7,
@@ -7495,7 +7606,7 @@ static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -7552,7 +7663,7 @@ static void k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(const float *RC_RESTRICT 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -7629,7 +7740,8 @@ static void k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(const float *RC_RESTR
 
 /* ∂W of conv 1×1/2 pad 0: 1024×14×14 NCHW16c → 512×7×7 NCHW16c
  * used by layer4.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -7638,8 +7750,10 @@ static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT d
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 512, OB = 32, OH = 7, OW = 7,
@@ -7652,7 +7766,7 @@ static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT d
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -7709,7 +7823,7 @@ static void k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(const float *RC_RESTRICT d
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -7838,7 +7952,7 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -7850,8 +7964,8 @@ static void k_bngrad_1024x14x14_b16_relu_out2(const float *RC_RESTRICT dy, const
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -7907,7 +8021,8 @@ static void k_bnapply_256x14x14_b16_relu(const float *RC_RESTRICT z, const float
 
 /* ∂W of conv 1×1/1 pad 0: 256×14×14 NCHW16c → 1024×14×14 NCHW16c
  * used by layer3.5.conv3.grad_weight, layer3.4.conv3.grad_weight, layer3.3.conv3.grad_weight and 3 more */
-static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -7916,8 +8031,10 @@ static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 1024, OB = 64, OH = 14, OW = 14,
@@ -7930,7 +8047,7 @@ static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -7987,7 +8104,7 @@ static void k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(const float *RC_RESTRICT 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -8113,7 +8230,7 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -8125,8 +8242,8 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -8158,7 +8275,8 @@ static void k_bngrad_256x14x14_b16_relu(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 256×14×14 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.5.conv2.grad_weight, layer3.4.conv2.grad_weight, layer3.3.conv2.grad_weight and 3 more */
-static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -8167,8 +8285,10 @@ static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(const float *RC_RESTRICT d
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 256, IB = 16, CB = 16, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
@@ -8181,7 +8301,7 @@ static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(const float *RC_RESTRICT d
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -8238,7 +8358,7 @@ static void k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(const float *RC_RESTRICT d
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -8358,7 +8478,8 @@ static void k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(const float *
 
 /* ∂W of conv 1×1/1 pad 0: 1024×14×14 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.5.conv1.grad_weight, layer3.4.conv1.grad_weight, layer3.3.conv1.grad_weight and 2 more */
-static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -8367,8 +8488,10 @@ static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 1024, IB = 16, CB = 64, H = 14, W = 14, OC = 256, OB = 16, OH = 14, OW = 14,
@@ -8381,7 +8504,7 @@ static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -8438,7 +8561,7 @@ static void k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(const float *RC_RESTRICT 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -8566,7 +8689,7 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -8578,8 +8701,8 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -8636,7 +8759,8 @@ static void k_bnapply_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
 
 /* ∂W of conv 1×1/2 pad 0: 512×28×28 NCHW16c → 1024×14×14 NCHW16c
  * used by layer3.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -8645,8 +8769,10 @@ static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT d
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 1024, OB = 64, OH = 14, OW = 14,
@@ -8659,7 +8785,7 @@ static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT d
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -8716,7 +8842,7 @@ static void k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(const float *RC_RESTRICT d
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -8793,7 +8919,8 @@ static void k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(const float *RC_REST
 
 /* ∂W of conv 1×1/2 pad 0: 512×28×28 NCHW16c → 256×14×14 NCHW16c
  * used by layer3.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -8802,8 +8929,10 @@ static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 256, OB = 16, OH = 14, OW = 14,
@@ -8816,7 +8945,7 @@ static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -8873,7 +9002,7 @@ static void k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -9002,7 +9131,7 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -9014,8 +9143,8 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -9071,7 +9200,8 @@ static void k_bnapply_128x28x28_b16_relu(const float *RC_RESTRICT z, const float
 
 /* ∂W of conv 1×1/1 pad 0: 128×28×28 NCHW16c → 512×28×28 NCHW16c
  * used by layer2.3.conv3.grad_weight, layer2.2.conv3.grad_weight, layer2.1.conv3.grad_weight, layer2.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -9080,8 +9210,10 @@ static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 128, IB = 16, CB = 8, H = 28, W = 28, OC = 512, OB = 32, OH = 28, OW = 28,
@@ -9094,7 +9226,7 @@ static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -9151,7 +9283,7 @@ static void k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -9277,7 +9409,7 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -9289,8 +9421,8 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -9322,7 +9454,8 @@ static void k_bngrad_128x28x28_b16_relu(const float *RC_RESTRICT dy, const float
 
 /* ∂W of conv 3×3/1 pad 1: 128×28×28 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.3.conv2.grad_weight, layer2.2.conv2.grad_weight, layer2.1.conv2.grad_weight, layer2.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -9331,8 +9464,10 @@ static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 128, IB = 16, CB = 8, H = 28, W = 28, OC = 128, OB = 8, OH = 28, OW = 28,
@@ -9345,7 +9480,7 @@ static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -9402,7 +9537,7 @@ static void k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -9522,7 +9657,8 @@ static void k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(const float *
 
 /* ∂W of conv 1×1/1 pad 0: 512×28×28 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.3.conv1.grad_weight, layer2.2.conv1.grad_weight, layer2.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -9531,8 +9667,10 @@ static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 512, IB = 16, CB = 32, H = 28, W = 28, OC = 128, OB = 8, OH = 28, OW = 28,
@@ -9545,7 +9683,7 @@ static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -9602,7 +9740,7 @@ static void k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -9730,7 +9868,7 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -9742,8 +9880,8 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -9800,7 +9938,8 @@ static void k_bnapply_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
 
 /* ∂W of conv 1×1/2 pad 0: 256×56×56 NCHW16c → 512×28×28 NCHW16c
  * used by layer2.0.downsample.0.grad_weight */
-static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -9809,8 +9948,10 @@ static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 512, OB = 32, OH = 28, OW = 28,
@@ -9823,7 +9964,7 @@ static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -9880,7 +10021,7 @@ static void k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -9957,7 +10098,8 @@ static void k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(const float *RC_RESTR
 
 /* ∂W of conv 1×1/2 pad 0: 256×56×56 NCHW16c → 128×28×28 NCHW16c
  * used by layer2.0.conv1.grad_weight */
-static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -9966,8 +10108,10 @@ static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 128, OB = 8, OH = 28, OW = 28,
@@ -9980,7 +10124,7 @@ static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -10037,7 +10181,7 @@ static void k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -10166,7 +10310,7 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -10178,8 +10322,8 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -10235,7 +10379,8 @@ static void k_bnapply_64x56x56_b16_relu(const float *RC_RESTRICT z, const float 
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 NCHW16c → 256×56×56 NCHW16c
  * used by layer1.2.conv3.grad_weight, layer1.1.conv3.grad_weight, layer1.0.downsample.0.grad_weight, layer1.0.conv3.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -10244,8 +10389,10 @@ static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 256, OB = 16, OH = 56, OW = 56,
@@ -10258,7 +10405,7 @@ static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -10315,7 +10462,7 @@ static void k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -10441,7 +10588,7 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -10453,8 +10600,8 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -10486,7 +10633,8 @@ static void k_bngrad_64x56x56_b16_relu(const float *RC_RESTRICT dy, const float 
 
 /* ∂W of conv 3×3/1 pad 1: 64×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.2.conv2.grad_weight, layer1.1.conv2.grad_weight, layer1.0.conv2.grad_weight */
-static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -10495,8 +10643,10 @@ static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
@@ -10509,7 +10659,7 @@ static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -10566,7 +10716,7 @@ static void k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -10686,7 +10836,8 @@ static void k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(const float *RC
 
 /* ∂W of conv 1×1/1 pad 0: 256×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.2.conv1.grad_weight, layer1.1.conv1.grad_weight */
-static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -10695,8 +10846,10 @@ static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy,
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 256, IB = 16, CB = 16, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
@@ -10709,7 +10862,7 @@ static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy,
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -10766,7 +10919,7 @@ static void k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy,
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -10894,7 +11047,7 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -10906,8 +11059,8 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -10939,7 +11092,8 @@ static void k_bngrad_256x56x56_b16(const float *RC_RESTRICT dy, const float *RC_
 
 /* ∂W of conv 1×1/1 pad 0: 64×56×56 NCHW16c → 64×56×56 NCHW16c
  * used by layer1.0.conv1.grad_weight */
-static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -10948,8 +11102,10 @@ static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, 
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 64, IB = 16, CB = 4, H = 56, W = 56, OC = 64, OB = 4, OH = 56, OW = 56,
@@ -10962,7 +11118,7 @@ static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, 
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -11019,7 +11175,7 @@ static void k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(const float *RC_RESTRICT dy, 
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -11206,7 +11362,7 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
             }
         }
     }
-    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[3 * CB * 32];
+    float k[CB * 16], a[CB * 16], b[CB * 16], tmp[4 * CB * 32];
     double sums[CB * 32];  /* Σg per channel, then Σg·(z − μ) */
     for (int c = 0; c < CB * 16; c++) {
         const int cb = c / 16, l = c % 16;
@@ -11218,8 +11374,8 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
         sums[c] = sdy;
         sums[CB * 16 + c] = sdx;
         if (c < C) {
-            dgamma[c] = (float)(sdx * inv[c]);
-            dbeta[c] = (float)sdy;
+            rc_grad_store(red, dgamma, (size_t)c, sdx * inv[c]);
+            rc_grad_store(red, dbeta, (size_t)c, sdy);
         }
     }
     rc_allreduce_doubles(red, sums, tmp, CB * 32);
@@ -11251,7 +11407,8 @@ static void k_bngrad_64x112x112_b16_relu(const float *RC_RESTRICT dy, const floa
 
 /* ∂W of conv 7×7/2 pad 3: 3×224×224 NCHW → 64×112×112 NCHW16c
  * used by conv1.grad_weight */
-static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw, int n)
+static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy, const float *RC_RESTRICT x, float *RC_RESTRICT scratch, float *RC_RESTRICT dw,
+                   const rc_reducer *red, int n)
 {
     /* Work item: a group of G images × one output block × one input block.
      * Its partial ∂W (KK taps × IB input channels × 16 output channels, in
@@ -11260,8 +11417,10 @@ static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy
      * every group of LC input channels passes over them, LC vector
      * accumulators each (one ∂y vector loaded, one input value broadcast per
      * channel): all IB channels with 32 vector registers, 4 with 16. G depends
-     * on n only and every sum runs in a fixed order (images, bands, pixels),
-     * so the result has the same bits at any thread count. The input is read
+     * on the global batch (n · replicas) only and every sum runs in a fixed
+     * order (images, bands, pixels), so the result has the same bits at any
+     * thread count, and replicas whose shards are multiples of G build the
+     * partials one model builds on the whole batch. The input is read
      * in place: a tap skips the output rows and pixels whose input lies in the
      * zero border (their products are zero). */
     enum { C = 3, IB = 1, CB = 3, H = 224, W = 224, OC = 64, OB = 4, OH = 112, OW = 112,
@@ -11274,7 +11433,7 @@ static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy
 #endif
     };
     float *RC_RESTRICT part = scratch;
-    const int G = rc_images_per_partial(n), NP = (n + G - 1) / G;
+    const int G = rc_images_per_partial(n * rc_replicas(red)), NP = (n + G - 1) / G;
     RC_OMP(omp parallel for collapse(3) schedule(static))
     for (int gi = 0; gi < NP; gi++) {
         for (int ob = 0; ob < OB; ob++) {
@@ -11331,7 +11490,7 @@ static void k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(const float *RC_RESTRICT dy
         for (int l = 0; l < IB; l++) {
             for (int lane = 0; lane < 16; lane++) {
                 const int o = ob * 16 + lane, c = cb * IB + l;
-                if (o < OC && c < C) dw[((size_t)o * C + (size_t)c) * KK + (size_t)q] = (float)s[l * 16 + lane];
+                if (o < OC && c < C) rc_grad_store(red, dw, ((size_t)o * C + (size_t)c) * KK + (size_t)q, s[l * 16 + lane]);
             }
         }
     }
@@ -11493,6 +11652,7 @@ resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, in
         m->grads = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->momentum = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
+        if (!DP_IN_PACKS) m->dp = carve(&at, RC_LINE_BYTES(DP_FLOATS));
     }
     resnet50_init_params(m, 0);  /* and the momentum buffers to zero */
     return m;
@@ -11509,6 +11669,7 @@ void resnet50_destroy(resnet50_model *m)
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
+    free(m->dp);
     free(m);
 }
 
@@ -11742,141 +11903,141 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_avgpool_2048x7x7_b16(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, n); /* avgpool1 */
     k_dense_2048_1000(arena + (size_t)10938368 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)10940416 * mb, n); /* fc */
     k_loss_1000(arena + (size_t)10940416 * mb, labels, &m->loss, &m->reducer, arena + (size_t)10941424 * mb, n); /* loss */
-    k_densegrad_2048_1000(arena + (size_t)10941424 * mb, arena + (size_t)10938368 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, arena + (size_t)11038720 * mb, n); /* fc.grad */
-    rc_allreduce(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
+    k_densegrad_2048_1000(arena + (size_t)10941424 * mb, arena + (size_t)10938368 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)11038720 * mb, n); /* fc.grad */
+    rc_allreduce_grads(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
     k_avgpoolgrad_2048x7x7_b16(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, n); /* avgpool1.grad */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)11038720 * mb, n); /* layer4.0.bn3.again */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)11038720 * mb, m->bn_stats + 85760, arena + (size_t)11139072 * mb, n); /* layer4.1.bn3.again */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)11139072 * mb, m->bn_stats + 98048, arena + (size_t)11038720 * mb, n); /* layer4.2.bn3.again */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)10938368 * mb, arena + (size_t)100352 * mb, arena + (size_t)11038720 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)12895232 * mb, &m->reducer, arena + (size_t)12042240 * mb, arena + (size_t)11139072 * mb, n); /* layer4.2.bn3.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12217856 * mb, m->bn_stats + 96000, arena + (size_t)10938368 * mb, n); /* layer4.2.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11139072 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, n); /* layer4.2.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11139072 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)11139072 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)10963456 * mb, n); /* layer4.2.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)10963456 * mb, arena + (size_t)12217856 * mb, arena + (size_t)10938368 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12192768 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 20143040, n); /* layer4.2.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 20143040, &m->reducer, n); /* layer4.2.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)10938368 * mb, n); /* layer4.2.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)10938368 * mb, arena + (size_t)12192768 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)11038720 * mb, n); /* layer4.2.bn1.grad */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)100352 * mb, m->bn_stats + 85760, arena + (size_t)10938368 * mb, n); /* layer4.1.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, n); /* layer4.2.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)11038720 * mb, arena + (size_t)11063808 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)12042240 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.conv1.grad */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)100352 * mb, arena + (size_t)10838016 * mb, arena + (size_t)10938368 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)12042240 * mb, &m->reducer, arena + (size_t)11139072 * mb, arena + (size_t)11038720 * mb, n); /* layer4.1.bn3.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12167680 * mb, m->bn_stats + 83712, arena + (size_t)10838016 * mb, n); /* layer4.1.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, n); /* layer4.1.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)11038720 * mb, arena + (size_t)100352 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)10863104 * mb, n); /* layer4.1.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)10863104 * mb, arena + (size_t)12167680 * mb, arena + (size_t)10838016 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.1.bn2.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12142592 * mb, m->bn_stats + 81664, arena + (size_t)166912 * mb, n); /* layer4.1.bn1.again */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 15674304, n); /* layer4.1.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 15674304, &m->reducer, n); /* layer4.1.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)10838016 * mb, n); /* layer4.1.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)10838016 * mb, arena + (size_t)12142592 * mb, arena + (size_t)166912 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)10863104 * mb, n); /* layer4.1.bn1.grad */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)10863104 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, n); /* layer4.1.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)10863104 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
     k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)10863104 * mb, arena + (size_t)10838016 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)11139072 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
     k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)10938368 * mb, &m->reducer, arena + (size_t)10838016 * mb, arena + (size_t)12042240 * mb, n); /* layer4.0.bn3.grad */
     k_bngrad_2048x7x7_b16(arena + (size_t)10838016 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12142592 * mb, n); /* layer4.0.downsample.1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)10436608 * mb, arena + (size_t)10637312 * mb, m->bn_stats + 57088, arena + (size_t)10838016 * mb, n); /* layer3.5.bn3.again */
-    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)12142592 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, n); /* layer4.0.downsample.0.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
+    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)12142592 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
     k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)12142592 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)11038720 * mb, n); /* layer4.0.downsample.0.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12870144 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)12042240 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, n); /* layer4.0.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)12042240 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
     k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)12042240 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)12870144 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
     k_bnapply_512x7x7_b16_relu(arena + (size_t)12845056 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
-    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9100224, n); /* layer4.0.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
+    k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9100224, &m->reducer, n); /* layer4.0.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)91648 * mb, n); /* layer4.0.conv2.grad */
     k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)12845056 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, n); /* layer4.0.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
+    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
     k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)11038720 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10436608 * mb, arena + (size_t)10838016 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)12042240 * mb, &m->reducer, arena + (size_t)11038720 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12794880 * mb, m->bn_stats + 56064, arena + (size_t)10436608 * mb, n); /* layer3.5.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10436608 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, n); /* layer3.5.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10436608 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)10486784 * mb, n); /* layer3.5.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)10486784 * mb, arena + (size_t)12794880 * mb, arena + (size_t)10436608 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12744704 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7716800, n); /* layer3.5.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7716800, &m->reducer, n); /* layer3.5.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)10436608 * mb, n); /* layer3.5.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)10436608 * mb, arena + (size_t)12744704 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)200704 * mb, n); /* layer3.5.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, n); /* layer3.5.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)250880 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)11038720 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10235904 * mb, arena + (size_t)10637312 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10436608 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12694528 * mb, m->bn_stats + 49920, arena + (size_t)10235904 * mb, n); /* layer3.4.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10235904 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, n); /* layer3.4.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10235904 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)10286080 * mb, n); /* layer3.4.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)10286080 * mb, arena + (size_t)12694528 * mb, arena + (size_t)10235904 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12644352 * mb, m->bn_stats + 48896, arena + (size_t)345088 * mb, n); /* layer3.4.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, n); /* layer3.4.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, &m->reducer, n); /* layer3.4.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)10235904 * mb, n); /* layer3.4.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)10235904 * mb, arena + (size_t)12644352 * mb, arena + (size_t)345088 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10286080 * mb, n); /* layer3.4.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->bn_stats + 44800, arena + (size_t)200704 * mb, n); /* layer3.3.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)10286080 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, n); /* layer3.4.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)10286080 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)10286080 * mb, arena + (size_t)10235904 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)10637312 * mb, &m->reducer, arena + (size_t)10436608 * mb, arena + (size_t)10235904 * mb, n); /* layer3.3.bn3.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12594176 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, n); /* layer3.3.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12594176 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12544000 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5476288, n); /* layer3.3.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5476288, &m->reducer, n); /* layer3.3.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)8630272 * mb, n); /* layer3.3.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)8630272 * mb, arena + (size_t)12544000 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8680448 * mb, n); /* layer3.3.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8680448 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, n); /* layer3.3.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8680448 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, &m->reducer, n); /* layer3.3.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)8680448 * mb, arena + (size_t)8630272 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)10436608 * mb, arena + (size_t)200704 * mb, n); /* layer3.3.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)10436608 * mb, &m->reducer, arena + (size_t)10235904 * mb, arena + (size_t)8630272 * mb, n); /* layer3.2.bn3.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12493824 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, n); /* layer3.2.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12493824 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12443648 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4356032, n); /* layer3.2.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4356032, &m->reducer, n); /* layer3.2.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)8228864 * mb, n); /* layer3.2.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12443648 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.2.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, n); /* layer3.2.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)8279040 * mb, arena + (size_t)8228864 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)8429568 * mb, arena + (size_t)200704 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)10235904 * mb, &m->reducer, arena + (size_t)8630272 * mb, arena + (size_t)8228864 * mb, n); /* layer3.1.bn3.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12393472 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, n); /* layer3.1.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12393472 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12343296 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3235776, n); /* layer3.1.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3235776, &m->reducer, n); /* layer3.1.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)8228864 * mb, n); /* layer3.1.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12343296 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.1.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, n); /* layer3.1.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)8279040 * mb, arena + (size_t)8028160 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, n); /* layer3.1.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->bn_stats + 22272, m->grads + 2440128, m->grads + 2441152, arena + (size_t)8228864 * mb, &m->reducer, arena + (size_t)8028160 * mb, arena + (size_t)10235904 * mb, n); /* layer3.0.bn3.grad */
     k_bngrad_1024x14x14_b16(arena + (size_t)8028160 * mb, arena + (size_t)602112 * mb, m->params + 2968512, m->bn_stats + 26368, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10436608 * mb, n); /* layer3.0.downsample.1.grad */
@@ -11884,137 +12045,137 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->bn_stats + 12032, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, m->bn_stats + 15104, arena + (size_t)0 * mb, n); /* layer2.2.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->bn_stats + 18176, arena + (size_t)8028160 * mb, n); /* layer2.3.bn3.again */
-    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)10436608 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, n); /* layer3.0.downsample.0.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
+    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)10436608 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
     k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)8429568 * mb, n); /* layer3.0.downsample.0.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12293120 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, n); /* layer3.0.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12293120 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
     k_bnapply_256x14x14_b16_relu(arena + (size_t)12242944 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1587136, n); /* layer3.0.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1587136, &m->reducer, n); /* layer3.0.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)401408 * mb, n); /* layer3.0.conv2.grad */
     k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)12242944 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
-    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, n); /* layer3.0.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
+    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
     k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7626752 * mb, arena + (size_t)8028160 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)10235904 * mb, &m->reducer, arena + (size_t)8429568 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11941888 * mb, m->bn_stats + 17664, arena + (size_t)7626752 * mb, n); /* layer2.3.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)7626752 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, n); /* layer2.3.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)7626752 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)7727104 * mb, n); /* layer2.3.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)7727104 * mb, arena + (size_t)11941888 * mb, arena + (size_t)7626752 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn2.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11841536 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, n); /* layer2.3.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)652288 * mb, n); /* layer2.3.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)11841536 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer2.3.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->bn_stats + 12032, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, m->bn_stats + 15104, arena + (size_t)0 * mb, n); /* layer2.2.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, n); /* layer2.3.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, &m->reducer, n); /* layer2.3.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)7626752 * mb, arena + (size_t)7727104 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)8429568 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)401408 * mb, arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)8429568 * mb, &m->reducer, arena + (size_t)8028160 * mb, arena + (size_t)7626752 * mb, n); /* layer2.2.bn3.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11741184 * mb, m->bn_stats + 14592, arena + (size_t)401408 * mb, n); /* layer2.2.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)7626752 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, n); /* layer2.2.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)7626752 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)501760 * mb, n); /* layer2.2.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11741184 * mb, arena + (size_t)401408 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.2.bn2.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11640832 * mb, m->bn_stats + 14080, arena + (size_t)451584 * mb, n); /* layer2.2.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, n); /* layer2.2.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)702464 * mb, n); /* layer2.2.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11640832 * mb, arena + (size_t)451584 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.2.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->bn_stats + 12032, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, n); /* layer2.2.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6823936 * mb, arena + (size_t)6924288 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)8028160 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)401408 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)8028160 * mb, &m->reducer, arena + (size_t)7626752 * mb, arena + (size_t)6823936 * mb, n); /* layer2.1.bn3.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11540480 * mb, m->bn_stats + 11520, arena + (size_t)401408 * mb, n); /* layer2.1.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, n); /* layer2.1.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)501760 * mb, n); /* layer2.1.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11540480 * mb, arena + (size_t)401408 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.1.bn2.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11440128 * mb, m->bn_stats + 11008, arena + (size_t)451584 * mb, n); /* layer2.1.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, n); /* layer2.1.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)702464 * mb, n); /* layer2.1.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11440128 * mb, arena + (size_t)451584 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.1.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, n); /* layer2.1.conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6823936 * mb, arena + (size_t)6422528 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)7626752 * mb, arena + (size_t)401408 * mb, n); /* layer2.1.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)401408 * mb, arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->params + 475072, m->bn_stats + 6912, m->grads + 475072, m->grads + 475584, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)8028160 * mb, n); /* layer2.0.bn3.grad */
     k_bngrad_512x28x28_b16(arena + (size_t)6422528 * mb, arena + (size_t)1204224 * mb, m->params + 608192, m->bn_stats + 8960, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8429568 * mb, n); /* layer2.0.downsample.1.grad */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)4014080 * mb, m->bn_stats + 768, arena + (size_t)0 * mb, n); /* layer1.0.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 3328, arena + (size_t)802816 * mb, n); /* layer1.1.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->bn_stats + 4864, arena + (size_t)6422528 * mb, n); /* layer1.2.bn3.again */
-    k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)8429568 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, n); /* layer2.0.downsample.0.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
+    k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)8429568 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, &m->reducer, n); /* layer2.0.downsample.0.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
     k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)7225344 * mb, n); /* layer2.0.downsample.0.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11339776 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)8028160 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, n); /* layer2.0.conv3.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)8028160 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, &m->reducer, n); /* layer2.0.conv3.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)8028160 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11339776 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)11239424 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 261568, n); /* layer2.0.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 261568, &m->reducer, n); /* layer2.0.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)702464 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11239424 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
-    k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, n); /* layer2.0.conv1.grad_weight */
+    k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, &m->reducer, n); /* layer2.0.conv1.grad_weight */
     k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, arena + (size_t)6422528 * mb, m->params + 227264, m->bn_stats + 4864, m->grads + 227264, m->grads + 227520, arena + (size_t)8028160 * mb, &m->reducer, arena + (size_t)7225344 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.bn3.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)10035200 * mb, m->bn_stats + 4608, arena + (size_t)4816896 * mb, n); /* layer1.2.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, n); /* layer1.2.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, &m->reducer, n); /* layer1.2.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)5017600 * mb, n); /* layer1.2.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)5017600 * mb, arena + (size_t)10035200 * mb, arena + (size_t)4816896 * mb, m->params + 210624, m->bn_stats + 4608, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.2.bn2.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)9834496 * mb, m->bn_stats + 4352, arena + (size_t)1103872 * mb, n); /* layer1.2.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 173760, n); /* layer1.2.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 173632, 87680); /* gradients: layer1.2.bn1.running_mean … layer2.0.bn1.bias */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 173760, &m->reducer, n); /* layer1.2.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 173632, 87680); /* gradients: layer1.2.bn1.running_mean … layer2.0.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)1304576 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)9834496 * mb, arena + (size_t)1103872 * mb, m->params + 173504, m->bn_stats + 4352, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn1.grad */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)4014080 * mb, m->bn_stats + 768, arena + (size_t)0 * mb, n); /* layer1.0.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 3328, arena + (size_t)802816 * mb, n); /* layer1.1.bn3.again */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 157120, n); /* layer1.2.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 157120, &m->reducer, n); /* layer1.2.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)5017600 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5619712 * mb, arena + (size_t)802816 * mb, m->params + 156096, m->bn_stats + 3328, m->grads + 156096, m->grads + 156352, arena + (size_t)7225344 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)4816896 * mb, n); /* layer1.1.bn3.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)9633792 * mb, m->bn_stats + 3072, arena + (size_t)802816 * mb, n); /* layer1.1.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 139712, n); /* layer1.1.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 139712, &m->reducer, n); /* layer1.1.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)1003520 * mb, n); /* layer1.1.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1003520 * mb, arena + (size_t)9633792 * mb, arena + (size_t)802816 * mb, m->params + 139456, m->bn_stats + 3072, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer1.1.bn2.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)9433088 * mb, m->bn_stats + 2816, arena + (size_t)903168 * mb, n); /* layer1.1.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 102592, n); /* layer1.1.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 102464, 71168); /* gradients: layer1.1.bn1.running_mean … layer1.2.bn1.bias */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 102592, &m->reducer, n); /* layer1.1.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 102464, 71168); /* gradients: layer1.1.bn1.running_mean … layer1.2.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)1204224 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)1404928 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1404928 * mb, arena + (size_t)9433088 * mb, arena + (size_t)903168 * mb, m->params + 102336, m->bn_stats + 2816, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.1.bn1.grad */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)4014080 * mb, m->bn_stats + 768, arena + (size_t)0 * mb, n); /* layer1.0.bn3.again */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 85952, n); /* layer1.1.conv1.grad_weight */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 85952, &m->reducer, n); /* layer1.1.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)4014080 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)6422528 * mb, arena + (size_t)802816 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)802816 * mb, arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, m->params + 67520, m->bn_stats + 768, m->grads + 67520, m->grads + 67776, arena + (size_t)5619712 * mb, &m->reducer, arena + (size_t)4816896 * mb, arena + (size_t)4014080 * mb, n); /* layer1.0.bn3.grad */
     k_bngrad_256x56x56_b16(arena + (size_t)4816896 * mb, arena + (size_t)3211264 * mb, m->params + 84928, m->bn_stats + 1792, m->grads + 84928, m->grads + 85184, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8830976 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 68544, n); /* layer1.0.downsample.0.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8830976 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 68544, &m->reducer, n); /* layer1.0.downsample.0.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)802816 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)9232384 * mb, m->bn_stats + 512, arena + (size_t)802816 * mb, n); /* layer1.0.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 51136, n); /* layer1.0.conv3.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 51136, &m->reducer, n); /* layer1.0.conv3.grad_weight */
     k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4014080 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)1003520 * mb, n); /* layer1.0.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1003520 * mb, arena + (size_t)9232384 * mb, arena + (size_t)802816 * mb, m->params + 50880, m->bn_stats + 512, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer1.0.bn2.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)9031680 * mb, m->bn_stats + 256, arena + (size_t)903168 * mb, n); /* layer1.0.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14016, n); /* layer1.0.conv2.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 13888, 88576); /* gradients: layer1.0.bn1.running_mean … layer1.1.bn1.bias */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14016, &m->reducer, n); /* layer1.0.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 13888, 88576); /* gradients: layer1.0.bn1.running_mean … layer1.1.bn1.bias */
     k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)1204224 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)1404928 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1404928 * mb, arena + (size_t)9031680 * mb, arena + (size_t)903168 * mb, m->params + 13760, m->bn_stats + 256, m->grads + 13760, m->grads + 13824, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8830976 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9664, n); /* layer1.0.conv1.grad_weight */
+    k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8830976 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9664, &m->reducer, n); /* layer1.0.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, m->tpacked + 72381504, m->tpacked + 72385600, arena + (size_t)2408448 * mb, arena + (size_t)2609152 * mb, n); /* layer1.0.conv1.grad */
     k_bnapply_64x112x112_b16_relu(arena + (size_t)1605632 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
     k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)2609152 * mb, arena + (size_t)0 * mb, arena + (size_t)802816 * mb, n); /* maxpool1.grad */
     k_bngrad_64x112x112_b16_relu(arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)3211264 * mb, &m->reducer, arena + (size_t)2408448 * mb, n); /* bn1.grad */
-    k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(arena + (size_t)2408448 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, n); /* conv1.grad_weight */
-    rc_allreduce(&m->reducer, m->grads + 0, 13888); /* gradients: conv1.weight … layer1.0.bn1.bias */
+    k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(arena + (size_t)2408448 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, &m->reducer, n); /* conv1.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 0, 13888); /* gradients: conv1.weight … layer1.0.bn1.bias */
 }
 
 /* Allocates what training needs on first use: gradients, momentum buffers,
@@ -12088,6 +12249,21 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
     const int rc = ensure_training(m);
     if (rc != RC_OK) return rc;
     m->reducer.failed = 0;
+    m->reducer.lo = NULL;
+    if (rc_replicas(&m->reducer) > 1) {
+        /* What the gradients' rounding lost (zero where no kernel writes it) and the
+         * exact sums' buffer: in the packed inference weights, which this
+         * step makes stale anyway (repacked before the next inference), or
+         * in m->dp. */
+        float *s = DP_IN_PACKS ? m->packed : m->dp;
+        if (!s) return fail(m, RC_ERR_NOMEM, "no memory for the data-parallel step (set_allreduce failed?)");
+        m->folded_valid = 0;
+        memset(s, 0, (size_t)RESNET50_PARAM_COUNT * sizeof(float));
+        m->reducer.grads = m->grads;
+        m->reducer.lo = s;
+        m->reducer.tmp = s + RESNET50_PARAM_COUNT;
+        m->reducer.tmp_floats = DP_FLOATS - (size_t)RESNET50_PARAM_COUNT;
+    }
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */
@@ -12113,6 +12289,10 @@ int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ct
     if (!m) return RC_ERR_NULL;
     if (replicas < 1) return fail(m, RC_ERR_ARG, "replicas = %d is not positive", replicas);
     if (replicas > 1 && !fn) return fail(m, RC_ERR_ARG, "fn is NULL, but replicas = %d", replicas);
+    if (replicas > 1 && !DP_IN_PACKS && !m->dp && !m->external) {  /* create_in's training models have it */
+        m->dp = rc_alloc_aligned(DP_FLOATS * sizeof(float));
+        if (!m->dp) return fail(m, RC_ERR_NOMEM, "out of memory for the data-parallel step's %zu floats", (size_t)DP_FLOATS);
+    }
     m->reducer.fn = replicas > 1 ? fn : NULL;
     m->reducer.ctx = replicas > 1 ? ctx : NULL;
     m->reducer.replicas = replicas;

@@ -111,6 +111,7 @@ public struct CEmitter {
             "arenaBytesPerImage": memory.arenaBytesPerImage, "trainArenaBytesPerImage": memory.trainArenaBytesPerImage,
             "fixedInferBytes": memory.fixedInferBytes, "fixedTrainBytes": memory.fixedTrainBytes,
             "partialBytes": memory.partialBytes, "partialFloats": memory.partialBytes / 4,
+            "dataParallelFloats": memory.dataParallelFloats, "dataParallelInPacks": memory.dataParallelInPacks,
         ]
         var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,
@@ -200,7 +201,8 @@ public struct CEmitter {
     /// The gradient buckets of a training step with replicas: contiguous
     /// ranges of `m->grads`, from the end (the state-dict order is the
     /// forward order, so the backward pass completes it from the end), each
-    /// summed across replicas by the hook (`rc_allreduce`) right after the
+    /// summed across replicas exactly by the hook (`rc_allreduce_grads`: each
+    /// gradient with what its rounding to float lost) right after the
     /// kernel that writes its last gradient, once it holds at least
     /// `minimumFloats` (256 KiB: large enough that a transport's per-call
     /// latency, tens of microseconds for MPI, is small beside the transfer,
@@ -234,7 +236,7 @@ public struct CEmitter {
             while first > 0 && (final || done[first - 1]) { first -= 1 }
             let start = first < names.count ? offsets[first] : end
             guard first < reduced, final || end - start >= Self.minimumFloats else { return nil }
-            let line = "rc_allreduce(&m->reducer, m->grads + \(start), \(end - start)); /* gradients: "
+            let line = "rc_allreduce_grads(&m->reducer, m->grads + \(start), \(end - start)); /* gradients: "
                 + (first == reduced - 1 ? names[first] : "\(names[first]) … \(names[reduced - 1])") + " */"
             reduced = first
             end = start

@@ -9,8 +9,9 @@
 /// that trains, the training step's packed weights, the parameter gradients,
 /// the momentum buffers and the batch statistics. A training model's arena
 /// is the larger of the two graphs' arenas, since inference runs in it too,
-/// followed by the weight-gradient partials. Everything but the arena is
-/// independent of the batch.
+/// followed by the weight-gradient partials, and, when the packed inference
+/// weights are too small to hold it, the scratch of data-parallel steps
+/// (`dataParallelFloats`). Everything but the arena is independent of the batch.
 public struct ModelMemory: Hashable, Sendable {
     /// The block's alignment (`UNAME_MODEL_ALIGN`): a cache line, an AVX-512 vector.
     public static let alignment = 64
@@ -34,6 +35,15 @@ public struct ModelMemory: Hashable, Sendable {
     /// One weight-gradient partial; a training arena ends with
     /// `MemoryPlan.partials(maxBatch:)` of them (they do not scale with the batch).
     public var partialBytes: Int
+    /// A step with replicas keeps what each gradient's rounding lost (one
+    /// float slot per state-dict float) and sums them exactly through a buffer of up to
+    /// 5 · 65,536 floats (runtime.c, `rc_allreduce_grads`). These floats live
+    /// where the packed inference weights are (stale during a step, repacked
+    /// before the next inference) when those are large enough, else in a
+    /// region of their own (`dataParallelBytes`).
+    public var dataParallelFloats: Int
+    public var dataParallelInPacks: Bool
+    public var dataParallelBytes: Int
 
     /// Bytes rounded up to the block's alignment.
     static func line(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
@@ -51,7 +61,13 @@ public struct ModelMemory: Hashable, Sendable {
         statsBytes = Self.line(4 * max(1, layout.statsFloats))
         trainArenaBytesPerImage = 4 * max(arena, training?.memory?.arenaFloats ?? 0)
         partialBytes = 4 * (training?.memory?.partialFloats ?? 0)
+        dataParallelFloats = Self.dataParallelFloats(parameters: graph.parameterCount)
+        dataParallelInPacks = layout.packedFloats >= dataParallelFloats
+        dataParallelBytes = dataParallelInPacks ? 0 : Self.line(4 * dataParallelFloats)
     }
+
+    /// What the rounding of `parameters` gradients lost, then the exact sums' buffer.
+    static func dataParallelFloats(parameters: Int) -> Int { parameters + 5 * min(parameters, 1 << 16) }
 
     /// The figures for a network's inference graph and training graph.
     public init(graph: Graph, training: Graph?) {
@@ -63,7 +79,9 @@ public struct ModelMemory: Hashable, Sendable {
     /// Everything but the arena, for an inference-only model.
     public var fixedInferBytes: Int { structBytes + paramBytes + foldedBytes + packedBytes }
     /// Everything but the arena, for a model that also trains.
-    public var fixedTrainBytes: Int { fixedInferBytes + trainPackedBytes + gradBytes + momentumBytes + statsBytes }
+    public var fixedTrainBytes: Int {
+        fixedInferBytes + trainPackedBytes + gradBytes + momentumBytes + statsBytes + dataParallelBytes
+    }
 
     /// `UNAME_ARENA_BYTES_INFER(batch)` / `UNAME_ARENA_BYTES_TRAIN(batch)`.
     public func arenaBytes(batch: Int, training: Bool) -> Int {

@@ -41,6 +41,7 @@ struct BlockedConvGradWeight: KernelFamily {
         var args: [CEmitter.Argument] = [.buffer(node.inputs[0]), .buffer(node.inputs[1]), .partials,
                                          layout.grad(f.name + ".weight")]
         if fa.bias == true { args.append(layout.grad(f.name + ".bias")) }
+        args.append(.pointer("&m->reducer"))
         return family.view(args)
     }
 }

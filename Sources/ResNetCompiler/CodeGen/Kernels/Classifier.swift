@@ -48,7 +48,7 @@ struct Classifier: KernelFamily {
             let f = g.nodes[node.attrs.forward!]
             let family = Classifier(kind: .denseGrad(inputs: node.shape!.count, outputs: g.shape(node.inputs[0]).count))
             return family.view([x, .buffer(node.inputs[1]), layout.param(f.name + ".weight"),
-                                layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias")])
+                                layout.grad(f.name + ".weight"), layout.grad(f.name + ".bias"), .pointer("&m->reducer")])
         }
     }
 }

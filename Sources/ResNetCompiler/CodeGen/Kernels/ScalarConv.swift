@@ -119,6 +119,7 @@ struct ScalarConv: KernelFamily {
             if paddedTile != nil { args.append(.scratch(node.id)) }
             args.append(layout.grad(f.name + ".weight"))
             if bias { args.append(layout.grad(f.name + ".bias")) }
+            args.append(.pointer("&m->reducer"))
         default:
             // Schedule tiles every plain conv; untiled, one output at a time.
             let tile = a.tile ?? Tile(outChannels: 1, width: 1)
