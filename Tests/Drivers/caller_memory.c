@@ -137,6 +137,14 @@ static int all_bytes(const unsigned char *p, size_t n, unsigned char value)
 }
 
 /* Deterministic inputs and labels for round r. */
+/* An all-reduce as if two replicas held the same values. */
+static int twice(float *data, size_t count, void *ctx)
+{
+    (void)ctx;
+    for (size_t i = 0; i < count; i++) data[i] *= 2.0f;
+    return 0;
+}
+
 static void fill_batch(float *x, int32_t *labels, int n, int r)
 {
     uint64_t s = UINT64_C(0x9E3779B97F4A7C15) * (uint64_t)(r + 1);
@@ -241,7 +249,27 @@ int main(int argc, char **argv)
     printf("program_calls %ld\n", program);
     printf("libomp_debug_traces %d\n", dlsym(RTLD_DEFAULT, "kmp_d_debug") != NULL);
     printf("writes_outside_block %d\n", !(all_bytes(outer, guard, 0x5A) && all_bytes(block + bytes, guard, 0x5A)));
+
+    /* Replicas: a block of MODEL_BYTES_TRAIN has no room for them (refused,
+     * nothing allocated); one with DP_BYTES more trains with them, without
+     * the allocator. */
+    counting = 1;
+    const int refused_replicas = F(set_allreduce)(m, twice, NULL, 2);
+    take_count(&program);
+    printf("replicas_refused_without_room %d\n", refused_replicas);
     F(destroy)(m);
+    unsigned char *roomy = aligned_alloc(U(MODEL_ALIGN), bytes + U(DP_BYTES));
+    F(model) *dp = roomy ? F(create_in)(roomy, bytes + U(DP_BYTES), max_batch, 1) : NULL;
+    fill_batch(x, labels, n, 0);
+    int dp_ok = dp != NULL && F(set_allreduce)(dp, twice, NULL, 2) == 0;
+    counting = 1;
+    for (int r = 0; r < 2 && dp_ok; r++) dp_ok &= F(train_step)(dp, x, labels, n, 0.05f, &loss) == 0;
+    dp_ok &= F(infer)(dp, x, n, probs) == 0;
+    take_count(&program);
+    printf("replicas_with_room %d\n", dp_ok);
+    printf("program_calls_with_replicas %ld\n", program);
+    F(destroy)(dp);
+    free(roomy);
     F(destroy)(reference);
     free(outer);
     free(x);

@@ -304,7 +304,9 @@ import Testing
     /// runtime's first parallel region (libgomp's thread pool), except from a
     /// libomp built with debug traces, which mallocs in every worksharing loop
     /// (counted and printed, never from the model). Also the refusals, the
-    /// canaries around the block and bit-identity with NAME_create's model.
+    /// canaries around the block and bit-identity with NAME_create's model;
+    /// replicas refused in a block without UNAME_DP_BYTES more, and trained
+    /// with them (no allocator call) in one with.
     @Test func noAllocatorCallsInInferAndTrainStep() throws {
         let spec = TestNetworks.random(seed: 7), name = "rand7"
         let (dir, _) = try CBuild.generate(spec)
@@ -321,12 +323,14 @@ import Testing
             }
             print("caller_memory \(toolchain): \(v.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
             for key in ["arena_macros_agree", "attribution_works", "refusals_null", "refusals_write_nothing", "static_block_infer",
-                        "calls_ok", "same_bits_as_create"] {
+                        "calls_ok", "same_bits_as_create", "replicas_with_room"] {
                 #expect(v[key] == 1, "\(toolchain): \(key) = \(String(describing: v[key]))")
             }
             #expect(v["static_block_train_refused"] == -17, "\(toolchain)")
             #expect(v["writes_outside_block"] == 0, "\(toolchain)")
             #expect(v["program_calls"] == 0, "\(toolchain): the model called the allocator")
+            #expect(v["program_calls_with_replicas"] == 0, "\(toolchain): the model called the allocator")
+            #expect(v["replicas_refused_without_room"] == -14, "\(toolchain)")
             #expect(v["create_in_calls"] == 0, "\(toolchain)")
             if !toolchain.openMP {
                 for key in ["first_use_calls", "first_round_calls", "later_rounds_calls"] { #expect(v[key] == 0, "\(toolchain): \(key)") }

@@ -58,15 +58,19 @@ enum resnet20_error {
  * ARENA_BYTES: the activation arena, what resnet20_arena_bytes(batch, training)
  * returns (training: the larger arena of a model that trains, in which
  * inference runs too). MODEL_BYTES: everything a model needs — the model
- * itself, parameters, folded and packed weights, the arena and, for TRAIN,
- * gradients, momentum buffers and batch statistics — each part starting on a
+ * itself, parameters, folded and packed weights (for TRAIN, the training
+ * step's packs in the same place), the arena and, for TRAIN, gradients,
+ * momentum buffers and batch statistics — each part starting on a
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET20_MODEL_ALIGN 64
 #define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)425984)
 #define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162816 + RESNET20_ARENA_BYTES_INFER(batch))
 #define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
     + (size_t)147456 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
-#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)16349120 + RESNET20_ARENA_BYTES_TRAIN(batch))
+#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)11271360 + RESNET20_ARENA_BYTES_TRAIN(batch))
+/* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with
+ * replicas (resnet20_set_allreduce): the exact sums' scratch. */
+#define RESNET20_DP_BYTES ((size_t)2395136)
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet20_model resnet20_model;

@@ -1915,11 +1915,10 @@ enum {
     NUM_TRAIN_PACKS = 105, /* the training step's packed kernels */
     TRAIN_PACKED_COUNT = 72385664,
     ARENA_FLOATS = 2107392,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 12903424, /* training: activations, gradients (naive 87755344, lower bound 12903424) */
+    TRAIN_ARENA_FLOATS = 12702720, /* training: activations, gradients (naive 89762384, lower bound 12702720) */
     PARTIAL_FLOATS = 2359296,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 106240,       /* batch means and variances of a training step */
     DP_FLOATS = 25937832,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
-    DP_IN_PACKS = 1, /* 1: in m->packed (stale during a step); 0: in m->dp */
     MIN_BN_PLANE = 49  /* smallest H×W a batch norm sees: n×plane must exceed 1 */
 };
 
@@ -2570,9 +2569,10 @@ struct resnet50_model {
     int external;               /* built by create_in: everything lives in the caller's block */
     int folded_valid;           /* folded matches params */
     float *params;              /* RESNET50_PARAM_COUNT floats, PARAMS order */
-    float *folded;              /* FOLDED_COUNT floats */
-    float *packed;              /* PACKED_COUNT floats, 64-byte aligned */
-    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training), 64-byte aligned */
+    float *folded;              /* FOLDED_COUNT floats: the start of the weights region (one allocation) */
+    float *packed;              /* PACKED_COUNT floats, 64-byte aligned, in the weights region */
+    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training): the weights region again, so a step
+                                   overwrites folded and packed (folded_valid 0) */
     float *arena;               /* arena_floats * max_batch floats (+ the partials region once trained) */
     size_t arena_floats;        /* per sample: ARENA_FLOATS, or TRAIN_ARENA_FLOATS once trained */
     int train_arena;            /* the arena has the training step's size (partials region included) */
@@ -2586,7 +2586,7 @@ struct resnet50_model {
     int64_t step;               /* training steps taken */
     float opt_momentum, opt_weight_decay;
     rc_reducer reducer;         /* data-parallel training: the caller's all-reduce (set_allreduce) */
-    float *dp;                  /* DP_FLOATS floats when DP_IN_PACKS is 0 (set_allreduce with replicas, or create_in) */
+    float *dp;                  /* DP_FLOATS floats for steps with replicas (set_allreduce; create_in when given room) */
 };
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -2619,15 +2619,19 @@ static int succeed(const resnet50_model *m)
  * compiler) are checked here against the C's own sizes. */
 #define RC_LINE_BYTES(floats) (((size_t)(floats) * sizeof(float) + RESNET50_MODEL_ALIGN - 1) / RESNET50_MODEL_ALIGN * RESNET50_MODEL_ALIGN)
 #define STRUCT_BYTES ((size_t)896)
-#define FIXED_INFER_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + RC_LINE_BYTES(FOLDED_COUNT) \
-                           + RC_LINE_BYTES(PACKED_COUNT))
+#define INFER_WEIGHT_BYTES (RC_LINE_BYTES(FOLDED_COUNT) + RC_LINE_BYTES(PACKED_COUNT))
+#define FIXED_INFER_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + INFER_WEIGHT_BYTES)
 _Static_assert(sizeof(struct resnet50_model) <= STRUCT_BYTES, "the model struct outgrew its allowance in create_in's block");
 _Static_assert(STRUCT_BYTES % RESNET50_MODEL_ALIGN == 0, "create_in's parts start on MODEL_ALIGN lines");
 _Static_assert(RESNET50_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
 _Static_assert(RESNET50_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
-#define FIXED_TRAIN_BYTES (FIXED_INFER_BYTES + RC_LINE_BYTES(TRAIN_PACKED_COUNT) + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) \
-                           + RC_LINE_BYTES(STATS_FLOATS) + (DP_IN_PACKS ? 0 : RC_LINE_BYTES(DP_FLOATS)))
-_Static_assert(!DP_IN_PACKS || PACKED_COUNT >= DP_FLOATS, "DP_IN_PACKS");
+/* A training model's weights region: the inference weights, or the training
+ * step's packs in the same place (the larger of the two). */
+#define TRAIN_WEIGHT_BYTES (INFER_WEIGHT_BYTES > RC_LINE_BYTES(TRAIN_PACKED_COUNT) ? INFER_WEIGHT_BYTES \
+                            : RC_LINE_BYTES(TRAIN_PACKED_COUNT))
+#define FIXED_TRAIN_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + TRAIN_WEIGHT_BYTES \
+                           + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) + RC_LINE_BYTES(STATS_FLOATS))
+_Static_assert(RESNET50_DP_BYTES == RC_LINE_BYTES(DP_FLOATS), "DP_BYTES");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
@@ -7555,7 +7559,7 @@ static void k_bngrad_2048x7x7_b16(const float *RC_RESTRICT dy, const float *RC_R
 
 /* train-mode bn + add + relu — 1024×14×14 NCHW16c rebuilt for the backward pass: the
  * scale and shift the forward kernel saved, applied by the same code (the same bits)
- * used by layer3.5.bn3.again, layer3.0.bn3.again, layer3.1.bn3.again and 2 more */
+ * used by layer3.0.bn3.again, layer3.1.bn3.again, layer3.2.bn3.again and 3 more */
 static void k_bnapply_1024x14x14_b16_add_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT sc, const float *RC_RESTRICT stats,
                    float *RC_RESTRICT y, int n)
 {
@@ -11608,10 +11612,10 @@ resnet50_model *resnet50_create(int max_batch)
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     m->params = calloc(RESNET50_PARAM_COUNT, sizeof(float));
-    m->folded = calloc(FOLDED_COUNT > 0 ? FOLDED_COUNT : 1, sizeof(float));
-    m->packed = rc_alloc_aligned((PACKED_COUNT > 0 ? PACKED_COUNT : 16) * sizeof(float));
+    m->folded = rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64);
+    m->packed = m->folded ? (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
     m->arena = rc_alloc_aligned(arena);
-    if (!m->params || !m->folded || !m->packed || !m->arena) {
+    if (!m->params || !m->folded || !m->arena) {
         resnet50_destroy(m);
         return NULL;
     }
@@ -11640,19 +11644,20 @@ resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, in
     m->external = 1;
     m->max_batch = max_batch;
     m->params = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
-    m->folded = carve(&at, RC_LINE_BYTES(FOLDED_COUNT));
-    m->packed = carve(&at, RC_LINE_BYTES(PACKED_COUNT));
+    m->folded = carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES);
+    m->packed = (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT));
     m->arena = carve(&at, arena);
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     if (training) {
-        m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
+        m->tpacked = m->folded;
         m->grads = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->momentum = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
-        if (!DP_IN_PACKS) m->dp = carve(&at, RC_LINE_BYTES(DP_FLOATS));
+        /* room for steps with replicas, when the block has it */
+        if (bytes - (fixed + arena) >= RESNET50_DP_BYTES) m->dp = carve(&at, RESNET50_DP_BYTES);
     }
     resnet50_init_params(m, 0);  /* and the momentum buffers to zero */
     return m;
@@ -11662,10 +11667,8 @@ void resnet50_destroy(resnet50_model *m)
 {
     if (!m || m->external) return;
     free(m->params);
-    free(m->folded);
-    free(m->packed);
+    free(m->folded);  /* packed and tpacked lie in it */
     free(m->arena);
-    free(m->tpacked);
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
@@ -11816,192 +11819,202 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_bntrain_64x56x56_b16_relu(arena + (size_t)10035200 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 4608, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn2 */
     k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 539008, m->tpacked + 555392, arena + (size_t)4816896 * mb, n); /* layer1.2.conv3 */
     k_bntrain_256x56x56_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)6422528 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 4864, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn3 */
-    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)11239424 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11239424 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)802816 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)11339776 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11339776 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn2 */
+    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)11038720 * mb, n); /* layer2.0.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11038720 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.0.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)802816 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)11139072 * mb, n); /* layer2.0.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11139072 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)1204224 * mb, m->tpacked + 1178496, m->tpacked + 1244032, arena + (size_t)802816 * mb, n); /* layer2.0.conv3 */
     k_conv1x1s2p0_256x56x56_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 1244544, m->tpacked + 1375616, arena + (size_t)1204224 * mb, n); /* layer2.0.downsample.0 */
     k_bntrain_512x28x28_b16(arena + (size_t)1204224 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 8960, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer2.0.downsample.1 */
     k_bntrain_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 6912, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.0.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)11440128 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11440128 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)11540480 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11540480 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)11239424 * mb, n); /* layer2.1.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11239424 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)11339776 * mb, n); /* layer2.1.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11339776 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2031744, m->tpacked + 2097280, arena + (size_t)7225344 * mb, n); /* layer2.1.conv3 */
     k_bntrain_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)6823936 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 12032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer2.1.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)7626752 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)11640832 * mb, n); /* layer2.2.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11640832 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 14080, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)11741184 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11741184 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)7626752 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)11440128 * mb, n); /* layer2.2.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11440128 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 14080, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)11540480 * mb, n); /* layer2.2.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11540480 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2753408, m->tpacked + 2818944, arena + (size_t)6823936 * mb, n); /* layer2.2.conv3 */
     k_bntrain_512x28x28_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)7626752 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 15104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8028160 * mb, n); /* layer2.2.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)8028160 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)11841536 * mb, n); /* layer2.3.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11841536 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)11941888 * mb, n); /* layer2.3.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)11941888 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn2 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)8028160 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)11640832 * mb, n); /* layer2.3.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11640832 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)11741184 * mb, n); /* layer2.3.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)11741184 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 3475072, m->tpacked + 3540608, arena + (size_t)7626752 * mb, n); /* layer2.3.conv3 */
     k_bntrain_512x28x28_b16_add_relu(arena + (size_t)7626752 * mb, arena + (size_t)8028160 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 18176, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn3 */
-    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)12242944 * mb, n); /* layer3.0.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12242944 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)696320 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)696320 * mb, arena + (size_t)401408 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)12293120 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12293120 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn2 */
+    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)12042240 * mb, n); /* layer3.0.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12042240 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)696320 * mb, n); /* layer3.0.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)696320 * mb, arena + (size_t)401408 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)12092416 * mb, n); /* layer3.0.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12092416 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)602112 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)401408 * mb, n); /* layer3.0.conv3 */
     k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 6295168, m->tpacked + 6819456, arena + (size_t)602112 * mb, n); /* layer3.0.downsample.0 */
     k_bntrain_1024x14x14_b16(arena + (size_t)602112 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 26368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8028160 * mb, n); /* layer3.0.downsample.1 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 22272, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8228864 * mb, n); /* layer3.0.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)8228864 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)12343296 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12343296 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)12393472 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12393472 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)8228864 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)12142592 * mb, n); /* layer3.1.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12142592 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)12192768 * mb, n); /* layer3.1.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12192768 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)8429568 * mb, n); /* layer3.1.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)8228864 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 32512, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8630272 * mb, n); /* layer3.1.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)8630272 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)12443648 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12443648 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)12493824 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12493824 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)8630272 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)12242944 * mb, n); /* layer3.2.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12242944 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)12293120 * mb, n); /* layer3.2.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12293120 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)8228864 * mb, n); /* layer3.2.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)8630272 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 38656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10235904 * mb, n); /* layer3.2.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10235904 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)12544000 * mb, n); /* layer3.3.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12544000 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)12594176 * mb, n); /* layer3.3.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12594176 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10235904 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)12343296 * mb, n); /* layer3.3.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12343296 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)12393472 * mb, n); /* layer3.3.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12393472 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)8630272 * mb, n); /* layer3.3.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)8630272 * mb, arena + (size_t)10235904 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 44800, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10436608 * mb, n); /* layer3.3.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10436608 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)12644352 * mb, n); /* layer3.4.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12644352 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)12694528 * mb, n); /* layer3.4.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12694528 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10436608 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)12443648 * mb, n); /* layer3.4.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12443648 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)12493824 * mb, n); /* layer3.4.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12493824 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)10235904 * mb, n); /* layer3.4.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)10235904 * mb, arena + (size_t)10436608 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10637312 * mb, n); /* layer3.4.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10637312 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)12744704 * mb, n); /* layer3.5.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12744704 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)12794880 * mb, n); /* layer3.5.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)12794880 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)10637312 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)12544000 * mb, n); /* layer3.5.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12544000 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)12594176 * mb, n); /* layer3.5.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)12594176 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)10436608 * mb, n); /* layer3.5.conv3 */
     k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)10436608 * mb, arena + (size_t)10637312 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 57088, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn3 */
-    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)12845056 * mb, n); /* layer4.0.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12845056 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)12870144 * mb, n); /* layer4.0.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12870144 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
+    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)12644352 * mb, n); /* layer4.0.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)12644352 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)12669440 * mb, n); /* layer4.0.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)12669440 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
     k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)301056 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)200704 * mb, n); /* layer4.0.conv3 */
     k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 25181312, m->tpacked + 27278464, arena + (size_t)301056 * mb, n); /* layer4.0.downsample.0 */
     k_bntrain_2048x7x7_b16(arena + (size_t)301056 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 73472, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)12142592 * mb, n); /* layer4.1.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12142592 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10879488 * mb, n); /* layer4.1.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)10879488 * mb, arena + (size_t)10838016 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)12167680 * mb, n); /* layer4.1.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12167680 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10938368 * mb, n); /* layer4.1.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)10938368 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)10838016 * mb, n); /* layer4.1.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)11038720 * mb, &m->reducer, arena + (size_t)10938368 * mb, n); /* layer4.1.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)10938368 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)12192768 * mb, n); /* layer4.2.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12192768 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)12217856 * mb, n); /* layer4.2.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)12217856 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)11038720 * mb, n); /* layer4.2.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)11038720 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)10938368 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)11139072 * mb, &m->reducer, arena + (size_t)11038720 * mb, n); /* layer4.2.bn3 */
-    k_avgpool_2048x7x7_b16(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, n); /* avgpool1 */
-    k_dense_2048_1000(arena + (size_t)10938368 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)10940416 * mb, n); /* fc */
-    k_loss_1000(arena + (size_t)10940416 * mb, labels, &m->loss, &m->reducer, arena + (size_t)10941424 * mb, n); /* loss */
-    k_densegrad_2048_1000(arena + (size_t)10941424 * mb, arena + (size_t)10938368 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)11038720 * mb, n); /* fc.grad */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)10637312 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)11941888 * mb, n); /* layer4.1.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)11941888 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)10637312 * mb, &m->reducer, arena + (size_t)10678784 * mb, n); /* layer4.1.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)10678784 * mb, arena + (size_t)10637312 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)11966976 * mb, n); /* layer4.1.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)11966976 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)10637312 * mb, &m->reducer, arena + (size_t)10737664 * mb, n); /* layer4.1.bn2 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)10737664 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)10637312 * mb, n); /* layer4.1.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)10637312 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10737664 * mb, n); /* layer4.1.bn3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)10737664 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)11992064 * mb, n); /* layer4.2.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)11992064 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)12017152 * mb, n); /* layer4.2.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)12017152 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)10838016 * mb, n); /* layer4.2.bn2 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)10838016 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)10737664 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)10938368 * mb, &m->reducer, arena + (size_t)10838016 * mb, n); /* layer4.2.bn3 */
+    k_avgpool_2048x7x7_b16(arena + (size_t)10838016 * mb, arena + (size_t)10737664 * mb, n); /* avgpool1 */
+    k_dense_2048_1000(arena + (size_t)10737664 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)10739712 * mb, n); /* fc */
+    k_loss_1000(arena + (size_t)10739712 * mb, labels, &m->loss, &m->reducer, arena + (size_t)10740720 * mb, n); /* loss */
+    k_densegrad_2048_1000(arena + (size_t)10740720 * mb, arena + (size_t)10737664 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)10838016 * mb, n); /* fc.grad */
     rc_allreduce_grads(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
-    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, n); /* avgpool1.grad */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)11038720 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)11038720 * mb, m->bn_stats + 85760, arena + (size_t)11139072 * mb, n); /* layer4.1.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)11139072 * mb, m->bn_stats + 98048, arena + (size_t)11038720 * mb, n); /* layer4.2.bn3.again */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)10938368 * mb, arena + (size_t)100352 * mb, arena + (size_t)11038720 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)12895232 * mb, &m->reducer, arena + (size_t)12042240 * mb, arena + (size_t)11139072 * mb, n); /* layer4.2.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12217856 * mb, m->bn_stats + 96000, arena + (size_t)10938368 * mb, n); /* layer4.2.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11139072 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
+    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)10838016 * mb, arena + (size_t)10737664 * mb, n); /* avgpool1.grad */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)10838016 * mb, n); /* layer4.0.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10637312 * mb, arena + (size_t)10838016 * mb, m->bn_stats + 85760, arena + (size_t)10938368 * mb, n); /* layer4.1.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)10938368 * mb, m->bn_stats + 98048, arena + (size_t)10838016 * mb, n); /* layer4.2.bn3.again */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)10737664 * mb, arena + (size_t)100352 * mb, arena + (size_t)10838016 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)12694528 * mb, &m->reducer, arena + (size_t)11841536 * mb, arena + (size_t)10938368 * mb, n); /* layer4.2.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)12017152 * mb, m->bn_stats + 96000, arena + (size_t)10737664 * mb, n); /* layer4.2.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)10938368 * mb, arena + (size_t)10737664 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)11139072 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)10963456 * mb, n); /* layer4.2.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)10963456 * mb, arena + (size_t)12217856 * mb, arena + (size_t)10938368 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12192768 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)10938368 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)10762752 * mb, n); /* layer4.2.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)10762752 * mb, arena + (size_t)12017152 * mb, arena + (size_t)10737664 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)11992064 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 20143040, &m->reducer, n); /* layer4.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)10938368 * mb, n); /* layer4.2.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)10938368 * mb, arena + (size_t)12192768 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)11038720 * mb, n); /* layer4.2.bn1.grad */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)10737664 * mb, n); /* layer4.2.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)10737664 * mb, arena + (size_t)11992064 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)10838016 * mb, n); /* layer4.2.bn1.grad */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10838016 * mb, arena + (size_t)100352 * mb, m->bn_stats + 85760, arena + (size_t)10938368 * mb, n); /* layer4.1.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10938368 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)10637312 * mb, arena + (size_t)100352 * mb, m->bn_stats + 85760, arena + (size_t)10737664 * mb, n); /* layer4.1.bn3.again */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)10838016 * mb, arena + (size_t)10737664 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)11038720 * mb, arena + (size_t)11063808 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)12042240 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)100352 * mb, arena + (size_t)10838016 * mb, arena + (size_t)10938368 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)12042240 * mb, &m->reducer, arena + (size_t)11139072 * mb, arena + (size_t)11038720 * mb, n); /* layer4.1.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12167680 * mb, m->bn_stats + 83712, arena + (size_t)10838016 * mb, n); /* layer4.1.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11038720 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)10838016 * mb, arena + (size_t)10863104 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)11841536 * mb, arena + (size_t)100352 * mb, n); /* layer4.2.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)100352 * mb, arena + (size_t)10637312 * mb, arena + (size_t)10737664 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)11841536 * mb, &m->reducer, arena + (size_t)10938368 * mb, arena + (size_t)10838016 * mb, n); /* layer4.1.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)11966976 * mb, m->bn_stats + 83712, arena + (size_t)10637312 * mb, n); /* layer4.1.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)10838016 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)11038720 * mb, arena + (size_t)100352 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)10863104 * mb, n); /* layer4.1.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)10863104 * mb, arena + (size_t)12167680 * mb, arena + (size_t)10838016 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.1.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12142592 * mb, m->bn_stats + 81664, arena + (size_t)166912 * mb, n); /* layer4.1.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)10838016 * mb, arena + (size_t)100352 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)10662400 * mb, n); /* layer4.1.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)10662400 * mb, arena + (size_t)11966976 * mb, arena + (size_t)10637312 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.1.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)11941888 * mb, m->bn_stats + 81664, arena + (size_t)166912 * mb, n); /* layer4.1.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 15674304, &m->reducer, n); /* layer4.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)10838016 * mb, n); /* layer4.1.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)10838016 * mb, arena + (size_t)12142592 * mb, arena + (size_t)166912 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)10863104 * mb, n); /* layer4.1.bn1.grad */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)10637312 * mb, n); /* layer4.1.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)10637312 * mb, arena + (size_t)11941888 * mb, arena + (size_t)166912 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)10662400 * mb, n); /* layer4.1.bn1.grad */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)10863104 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)10662400 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)10863104 * mb, arena + (size_t)10838016 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)11139072 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)10938368 * mb, &m->reducer, arena + (size_t)10838016 * mb, arena + (size_t)12042240 * mb, n); /* layer4.0.bn3.grad */
-    k_bngrad_2048x7x7_b16(arena + (size_t)10838016 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)12142592 * mb, n); /* layer4.0.downsample.1.grad */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)10436608 * mb, arena + (size_t)10637312 * mb, m->bn_stats + 57088, arena + (size_t)10838016 * mb, n); /* layer3.5.bn3.again */
-    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)12142592 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)10662400 * mb, arena + (size_t)10637312 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)10938368 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)10737664 * mb, &m->reducer, arena + (size_t)10637312 * mb, arena + (size_t)11841536 * mb, n); /* layer4.0.bn3.grad */
+    k_bngrad_2048x7x7_b16(arena + (size_t)10637312 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)11941888 * mb, n); /* layer4.0.downsample.1.grad */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->bn_stats + 44800, arena + (size_t)200704 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, m->bn_stats + 50944, arena + (size_t)0 * mb, n); /* layer3.4.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, m->bn_stats + 57088, arena + (size_t)10637312 * mb, n); /* layer3.5.bn3.again */
+    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)11941888 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
-    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)12142592 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)11038720 * mb, n); /* layer4.0.downsample.0.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12870144 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)12042240 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
+    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)11941888 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)10838016 * mb, n); /* layer4.0.downsample.0.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)12669440 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)11841536 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)12042240 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)12870144 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)12845056 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)11841536 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)12669440 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)12644352 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9100224, &m->reducer, n); /* layer4.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)91648 * mb, n); /* layer4.0.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)12845056 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)10838016 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)12644352 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
+    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
-    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)11038720 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10436608 * mb, arena + (size_t)10838016 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)12042240 * mb, &m->reducer, arena + (size_t)11038720 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12794880 * mb, m->bn_stats + 56064, arena + (size_t)10436608 * mb, n); /* layer3.5.bn2.again */
+    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)10838016 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10436608 * mb, arena + (size_t)10637312 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)11841536 * mb, &m->reducer, arena + (size_t)10838016 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12594176 * mb, m->bn_stats + 56064, arena + (size_t)10436608 * mb, n); /* layer3.5.bn2.again */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10436608 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)10486784 * mb, n); /* layer3.5.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)10486784 * mb, arena + (size_t)12794880 * mb, arena + (size_t)10436608 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12744704 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)10486784 * mb, arena + (size_t)12594176 * mb, arena + (size_t)10436608 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12544000 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7716800, &m->reducer, n); /* layer3.5.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)10436608 * mb, n); /* layer3.5.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)10436608 * mb, arena + (size_t)12744704 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)200704 * mb, n); /* layer3.5.bn1.grad */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10637312 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)10436608 * mb, arena + (size_t)12544000 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10486784 * mb, n); /* layer3.5.bn1.grad */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->bn_stats + 44800, arena + (size_t)200704 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, m->bn_stats + 50944, arena + (size_t)0 * mb, n); /* layer3.4.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)10486784 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)250880 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)11038720 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)10235904 * mb, arena + (size_t)10637312 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10436608 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12694528 * mb, m->bn_stats + 49920, arena + (size_t)10235904 * mb, n); /* layer3.4.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)10235904 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)10486784 * mb, arena + (size_t)10436608 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)10838016 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)10838016 * mb, &m->reducer, arena + (size_t)10637312 * mb, arena + (size_t)10436608 * mb, n); /* layer3.4.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12493824 * mb, m->bn_stats + 49920, arena + (size_t)200704 * mb, n); /* layer3.4.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10436608 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)10286080 * mb, n); /* layer3.4.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)10286080 * mb, arena + (size_t)12694528 * mb, arena + (size_t)10235904 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12644352 * mb, m->bn_stats + 48896, arena + (size_t)345088 * mb, n); /* layer3.4.bn1.again */
-    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, &m->reducer, n); /* layer3.4.conv2.grad_weight */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)250880 * mb, n); /* layer3.4.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12493824 * mb, arena + (size_t)200704 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.4.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12443648 * mb, m->bn_stats + 48896, arena + (size_t)351232 * mb, n); /* layer3.4.bn1.again */
+    k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, &m->reducer, n); /* layer3.4.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)10235904 * mb, n); /* layer3.4.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)10235904 * mb, arena + (size_t)12644352 * mb, arena + (size_t)345088 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10286080 * mb, n); /* layer3.4.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)10235904 * mb, n); /* layer3.4.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)10235904 * mb, arena + (size_t)12443648 * mb, arena + (size_t)351232 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10286080 * mb, n); /* layer3.4.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->bn_stats + 44800, arena + (size_t)200704 * mb, n); /* layer3.3.bn3.again */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)10286080 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)10286080 * mb, arena + (size_t)10235904 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv1.grad */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)10286080 * mb, arena + (size_t)10235904 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)10637312 * mb, arena + (size_t)0 * mb, n); /* layer3.4.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)10637312 * mb, &m->reducer, arena + (size_t)10436608 * mb, arena + (size_t)10235904 * mb, n); /* layer3.3.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12594176 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12393472 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12594176 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12544000 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12393472 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12343296 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5476288, &m->reducer, n); /* layer3.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)8630272 * mb, n); /* layer3.3.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)8630272 * mb, arena + (size_t)12544000 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8680448 * mb, n); /* layer3.3.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)8630272 * mb, arena + (size_t)12343296 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8680448 * mb, n); /* layer3.3.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, m->bn_stats + 38656, arena + (size_t)0 * mb, n); /* layer3.2.bn3.again */
@@ -12009,32 +12022,32 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     rc_allreduce_grads(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)8680448 * mb, arena + (size_t)8630272 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)10436608 * mb, arena + (size_t)200704 * mb, n); /* layer3.3.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)10436608 * mb, &m->reducer, arena + (size_t)10235904 * mb, arena + (size_t)8630272 * mb, n); /* layer3.2.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12493824 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12293120 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8630272 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)8630272 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12493824 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12443648 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12293120 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12242944 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4356032, &m->reducer, n); /* layer3.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)8228864 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12443648 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.2.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12242944 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.2.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->bn_stats + 32512, arena + (size_t)200704 * mb, n); /* layer3.1.bn3.again */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
     k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)8279040 * mb, arena + (size_t)8228864 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, n); /* layer3.2.conv1.grad */
     k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)8429568 * mb, arena + (size_t)200704 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)10235904 * mb, &m->reducer, arena + (size_t)8630272 * mb, arena + (size_t)8228864 * mb, n); /* layer3.1.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12393472 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12192768 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12393472 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12343296 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12192768 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12142592 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3235776, &m->reducer, n); /* layer3.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)8228864 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12343296 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.1.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)8228864 * mb, arena + (size_t)12142592 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)8279040 * mb, n); /* layer3.1.bn1.grad */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)8028160 * mb, m->bn_stats + 22272, arena + (size_t)0 * mb, n); /* layer3.0.bn3.again */
     k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)8279040 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
@@ -12048,30 +12061,30 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)10436608 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
     k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)8429568 * mb, n); /* layer3.0.downsample.0.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12293120 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12092416 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
     k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)10235904 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
     k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)10235904 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12293120 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)12242944 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)12092416 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)12042240 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1587136, &m->reducer, n); /* layer3.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)401408 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)12242944 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)12042240 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
     k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
     k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7626752 * mb, arena + (size_t)8028160 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)10235904 * mb, &m->reducer, arena + (size_t)8429568 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11941888 * mb, m->bn_stats + 17664, arena + (size_t)7626752 * mb, n); /* layer2.3.bn2.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11741184 * mb, m->bn_stats + 17664, arena + (size_t)7626752 * mb, n); /* layer2.3.bn2.again */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)7626752 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)7727104 * mb, n); /* layer2.3.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)7727104 * mb, arena + (size_t)11941888 * mb, arena + (size_t)7626752 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11841536 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)7727104 * mb, arena + (size_t)11741184 * mb, arena + (size_t)7626752 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn2.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11640832 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)652288 * mb, n); /* layer2.3.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)11841536 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer2.3.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)11640832 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer2.3.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->bn_stats + 12032, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, m->bn_stats + 15104, arena + (size_t)0 * mb, n); /* layer2.2.bn3.again */
@@ -12079,32 +12092,32 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     rc_allreduce_grads(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)7626752 * mb, arena + (size_t)7727104 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)8429568 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)401408 * mb, arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)8429568 * mb, &m->reducer, arena + (size_t)8028160 * mb, arena + (size_t)7626752 * mb, n); /* layer2.2.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11741184 * mb, m->bn_stats + 14592, arena + (size_t)401408 * mb, n); /* layer2.2.bn2.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11540480 * mb, m->bn_stats + 14592, arena + (size_t)401408 * mb, n); /* layer2.2.bn2.again */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)7626752 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)501760 * mb, n); /* layer2.2.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11741184 * mb, arena + (size_t)401408 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.2.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11640832 * mb, m->bn_stats + 14080, arena + (size_t)451584 * mb, n); /* layer2.2.bn1.again */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11540480 * mb, arena + (size_t)401408 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.2.bn2.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11440128 * mb, m->bn_stats + 14080, arena + (size_t)451584 * mb, n); /* layer2.2.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)702464 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11640832 * mb, arena + (size_t)451584 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.2.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11440128 * mb, arena + (size_t)451584 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.2.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->bn_stats + 12032, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.again */
     k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
     k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6823936 * mb, arena + (size_t)6924288 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)8028160 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
     k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)401408 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)8028160 * mb, &m->reducer, arena + (size_t)7626752 * mb, arena + (size_t)6823936 * mb, n); /* layer2.1.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11540480 * mb, m->bn_stats + 11520, arena + (size_t)401408 * mb, n); /* layer2.1.bn2.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11339776 * mb, m->bn_stats + 11520, arena + (size_t)401408 * mb, n); /* layer2.1.bn2.again */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)501760 * mb, n); /* layer2.1.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11540480 * mb, arena + (size_t)401408 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.1.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11440128 * mb, m->bn_stats + 11008, arena + (size_t)451584 * mb, n); /* layer2.1.bn1.again */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11339776 * mb, arena + (size_t)401408 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.1.bn2.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11239424 * mb, m->bn_stats + 11008, arena + (size_t)451584 * mb, n); /* layer2.1.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)702464 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11440128 * mb, arena + (size_t)451584 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.1.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11239424 * mb, arena + (size_t)451584 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.1.bn1.grad */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)6422528 * mb, m->bn_stats + 6912, arena + (size_t)0 * mb, n); /* layer2.0.bn3.again */
     k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
@@ -12117,16 +12130,16 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)8429568 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, &m->reducer, n); /* layer2.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
     k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)8429568 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)7225344 * mb, n); /* layer2.0.downsample.0.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11339776 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11139072 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)8028160 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, &m->reducer, n); /* layer2.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
     k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)8028160 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11339776 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)11239424 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)11139072 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)11038720 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 261568, &m->reducer, n); /* layer2.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)702464 * mb, n); /* layer2.0.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11239424 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)11038720 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
     k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, &m->reducer, n); /* layer2.0.conv1.grad_weight */
     k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, arena + (size_t)6422528 * mb, m->params + 227264, m->bn_stats + 4864, m->grads + 227264, m->grads + 227520, arena + (size_t)8028160 * mb, &m->reducer, arena + (size_t)7225344 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.bn3.grad */
@@ -12189,7 +12202,18 @@ static int ensure_training(resnet50_model *m)
     if (!m->grads) m->grads = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->momentum) m->momentum = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->bn_stats) m->bn_stats = calloc(STATS_FLOATS, sizeof(float));
-    if (!m->tpacked) m->tpacked = rc_alloc_aligned((TRAIN_PACKED_COUNT > 0 ? TRAIN_PACKED_COUNT : 16) * sizeof(float));
+    if (!m->tpacked && TRAIN_WEIGHT_BYTES > INFER_WEIGHT_BYTES) {  /* the weights region grows to hold the training packs */
+        float *w = rc_alloc_aligned(TRAIN_WEIGHT_BYTES);
+        if (w) {
+            free(m->folded);
+            m->folded = w;
+            m->packed = (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT));
+            m->folded_valid = 0;
+            m->tpacked = w;
+        }
+    } else if (!m->tpacked) {
+        m->tpacked = m->folded;
+    }
     if (!m->grads || !m->momentum || !m->bn_stats || !m->tpacked) return fail(m, RC_ERR_NOMEM, "out of memory for the training state");
     if (!m->train_arena) {
         const size_t bytes = resnet50_arena_bytes(m->max_batch, 1);
@@ -12251,19 +12275,17 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
     m->reducer.failed = 0;
     m->reducer.lo = NULL;
     if (rc_replicas(&m->reducer) > 1) {
-        /* What the gradients' rounding lost (zero where no kernel writes it) and the
-         * exact sums' buffer: in the packed inference weights, which this
-         * step makes stale anyway (repacked before the next inference), or
-         * in m->dp. */
-        float *s = DP_IN_PACKS ? m->packed : m->dp;
+        /* What the gradients' rounding lost (zero where no kernel writes it),
+         * then the exact sums' buffer. */
+        float *s = m->dp;
         if (!s) return fail(m, RC_ERR_NOMEM, "no memory for the data-parallel step (set_allreduce failed?)");
-        m->folded_valid = 0;
         memset(s, 0, (size_t)RESNET50_PARAM_COUNT * sizeof(float));
         m->reducer.grads = m->grads;
         m->reducer.lo = s;
         m->reducer.tmp = s + RESNET50_PARAM_COUNT;
         m->reducer.tmp_floats = DP_FLOATS - (size_t)RESNET50_PARAM_COUNT;
     }
+    m->folded_valid = 0;  /* the step packs its weights where the inference weights are */
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */
@@ -12289,9 +12311,12 @@ int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ct
     if (!m) return RC_ERR_NULL;
     if (replicas < 1) return fail(m, RC_ERR_ARG, "replicas = %d is not positive", replicas);
     if (replicas > 1 && !fn) return fail(m, RC_ERR_ARG, "fn is NULL, but replicas = %d", replicas);
-    if (replicas > 1 && !DP_IN_PACKS && !m->dp && !m->external) {  /* create_in's training models have it */
-        m->dp = rc_alloc_aligned(DP_FLOATS * sizeof(float));
-        if (!m->dp) return fail(m, RC_ERR_NOMEM, "out of memory for the data-parallel step's %zu floats", (size_t)DP_FLOATS);
+    if (replicas > 1 && !m->dp) {
+        if (m->external)
+            return fail(m, RC_ERR_ARG, "a model from create_in trains with replicas only when its block has "
+                        "RESNET50_DP_BYTES (%zu) more than RESNET50_MODEL_BYTES_TRAIN(max_batch)", (size_t)RESNET50_DP_BYTES);
+        m->dp = rc_alloc_aligned(RESNET50_DP_BYTES);
+        if (!m->dp) return fail(m, RC_ERR_NOMEM, "out of memory for the data-parallel step's %zu bytes", (size_t)RESNET50_DP_BYTES);
     }
     m->reducer.fn = replicas > 1 ? fn : NULL;
     m->reducer.ctx = replicas > 1 ? ctx : NULL;

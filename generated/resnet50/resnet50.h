@@ -58,15 +58,19 @@ enum resnet50_error {
  * ARENA_BYTES: the activation arena, what resnet50_arena_bytes(batch, training)
  * returns (training: the larger arena of a model that trains, in which
  * inference runs too). MODEL_BYTES: everything a model needs — the model
- * itself, parameters, folded and packed weights, the arena and, for TRAIN,
- * gradients, momentum buffers and batch statistics — each part starting on a
+ * itself, parameters, folded and packed weights (for TRAIN, the training
+ * step's packs in the same place), the arena and, for TRAIN, gradients,
+ * momentum buffers and batch statistics — each part starting on a
  * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
 #define RESNET50_MODEL_ALIGN 64
 #define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)8429568)
 #define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165632 + RESNET50_ARENA_BYTES_INFER(batch))
-#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)51613696 \
+#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)50810880 \
     + (size_t)9437184 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
-#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)836014528 + RESNET50_ARENA_BYTES_TRAIN(batch))
+#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)597290432 + RESNET50_ARENA_BYTES_TRAIN(batch))
+/* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with
+ * replicas (resnet50_set_allreduce): the exact sums' scratch. */
+#define RESNET50_DP_BYTES ((size_t)103751360)
 
 /* Opaque model: parameters, folded inference weights and the activation arena. */
 typedef struct resnet50_model resnet50_model;

@@ -111,7 +111,7 @@ public struct CEmitter {
             "arenaBytesPerImage": memory.arenaBytesPerImage, "trainArenaBytesPerImage": memory.trainArenaBytesPerImage,
             "fixedInferBytes": memory.fixedInferBytes, "fixedTrainBytes": memory.fixedTrainBytes,
             "partialBytes": memory.partialBytes, "partialFloats": memory.partialBytes / 4,
-            "dataParallelFloats": memory.dataParallelFloats, "dataParallelInPacks": memory.dataParallelInPacks,
+            "dataParallelFloats": memory.dataParallelFloats, "dataParallelBytes": memory.dataParallelBytes,
         ]
         var context: [String: Any] = [
             "name": name, "uname": uname, "version": Self.version, "summary": summary,

@@ -4,14 +4,19 @@
 ///
 /// The block holds, in this order and each part starting on a 64-byte line:
 /// the model struct (a fixed allowance the C checks with `_Static_assert`),
-/// the state dict, the folded inference weights, the packed vector-conv
-/// weights, the activation arena for `max_batch` images, and, for a model
-/// that trains, the training step's packed weights, the parameter gradients,
-/// the momentum buffers and the batch statistics. A training model's arena
-/// is the larger of the two graphs' arenas, since inference runs in it too,
-/// followed by the weight-gradient partials, and, when the packed inference
-/// weights are too small to hold it, the scratch of data-parallel steps
-/// (`dataParallelFloats`). Everything but the arena is independent of the batch.
+/// the state dict, the weights region, the activation arena for `max_batch`
+/// images, and, for a model that trains, the parameter gradients, the
+/// momentum buffers and the batch statistics. The weights region holds the
+/// folded inference weights and their packed vector copies; in a model that
+/// trains, the training step's packed weights take the same place (the larger
+/// of the two), since a step makes the inference copies stale anyway: they
+/// are rebuilt from the parameters before the next inference, and the step
+/// packs its own from the parameters every time. A training model's arena is
+/// the larger of the two graphs' arenas, since inference runs in it too,
+/// followed by the weight-gradient partials. Everything but the arena is
+/// independent of the batch. A step with replicas needs `dataParallelBytes`
+/// more (create_in: after MODEL_BYTES_TRAIN; create: allocated by
+/// set_allreduce).
 public struct ModelMemory: Hashable, Sendable {
     /// The block's alignment (`UNAME_MODEL_ALIGN`): a cache line, an AVX-512 vector.
     public static let alignment = 64
@@ -36,13 +41,10 @@ public struct ModelMemory: Hashable, Sendable {
     /// `MemoryPlan.partials(maxBatch:)` of them (they do not scale with the batch).
     public var partialBytes: Int
     /// A step with replicas keeps what each gradient's rounding lost (one
-    /// float slot per state-dict float) and sums them exactly through a buffer of up to
-    /// 5 · 65,536 floats (runtime.c, `rc_allreduce_grads`). These floats live
-    /// where the packed inference weights are (stale during a step, repacked
-    /// before the next inference) when those are large enough, else in a
-    /// region of their own (`dataParallelBytes`).
+    /// float slot per state-dict float) and sums them exactly through a
+    /// buffer of up to 5 · 65,536 floats (runtime.c, `rc_allreduce_grads`):
+    /// a region of its own, only in models that train with replicas.
     public var dataParallelFloats: Int
-    public var dataParallelInPacks: Bool
     public var dataParallelBytes: Int
 
     /// Bytes rounded up to the block's alignment.
@@ -62,8 +64,7 @@ public struct ModelMemory: Hashable, Sendable {
         trainArenaBytesPerImage = 4 * max(arena, training?.memory?.arenaFloats ?? 0)
         partialBytes = 4 * (training?.memory?.partialFloats ?? 0)
         dataParallelFloats = Self.dataParallelFloats(parameters: graph.parameterCount)
-        dataParallelInPacks = layout.packedFloats >= dataParallelFloats
-        dataParallelBytes = dataParallelInPacks ? 0 : Self.line(4 * dataParallelFloats)
+        dataParallelBytes = Self.line(4 * dataParallelFloats)
     }
 
     /// What the rounding of `parameters` gradients lost, then the exact sums' buffer.
@@ -78,9 +79,11 @@ public struct ModelMemory: Hashable, Sendable {
 
     /// Everything but the arena, for an inference-only model.
     public var fixedInferBytes: Int { structBytes + paramBytes + foldedBytes + packedBytes }
+    /// The weights region of a model that trains: inference and training packs in one place.
+    public var trainWeightBytes: Int { max(foldedBytes + packedBytes, trainPackedBytes) }
     /// Everything but the arena, for a model that also trains.
     public var fixedTrainBytes: Int {
-        fixedInferBytes + trainPackedBytes + gradBytes + momentumBytes + statsBytes + dataParallelBytes
+        structBytes + paramBytes + trainWeightBytes + gradBytes + momentumBytes + statsBytes
     }
 
     /// `UNAME_ARENA_BYTES_INFER(batch)` / `UNAME_ARENA_BYTES_TRAIN(batch)`.
