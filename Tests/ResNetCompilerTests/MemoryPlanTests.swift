@@ -134,7 +134,7 @@ import Testing
         let memory = ModelMemory(graph: artifacts.graph, training: training)
         #expect(try Self.macroFigure(header, "MIXNET_ARENA_BYTES_INFER") == memory.arenaBytesPerImage)
         #expect(header.contains("#define MIXNET_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)\(memory.trainArenaBytesPerImage) \\\n"
-                                + "    + (size_t)\(memory.partialBytes) * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))"))
+                                + "    + (size_t)\(memory.partialBytes) * (size_t)((batch) < 16 ? (batch) : ((batch) + 7) / 8 > 16 ? ((batch) + 7) / 8 : 16))"))
         #expect(memory.partialBytes > 0 && memory.partialBytes == 4 * training.memory!.partialFloats)
         let fixed = [try Self.macroFigure(header, "MIXNET_MODEL_BYTES_INFER"), try Self.macroFigure(header, "MIXNET_MODEL_BYTES_TRAIN")]
         var boxes = 0

@@ -1885,23 +1885,24 @@ RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_REST
 #endif
 
 /* Images whose weight-gradient contributions share one partial sum: a
- * function of n only, so the bits do not depend on the thread count; up to 8
- * (fewer partials to add), while n / G ≥ 16 leaves work items for the threads. */
+ * function of n only, so the bits do not depend on the thread count;
+ * ⌈n/16⌉ up to 8, so that at most 16 partials (one 128-image batch: 16 of 8)
+ * take memory while they leave work items for the threads. */
 RC_VEC_FN int rc_images_per_partial(int n)
 {
-    const int g = n / 16;
+    const int g = (n + 15) / 16;
     return g < 1 ? 1 : (g > 8 ? 8 : g);
 }
 
 /* The most partials (⌈n / rc_images_per_partial(n)⌉) of any batch n ≤ max_batch:
- * n below 32, at most 24 from 32 to 127, ⌈n/8⌉ from 128 on. The arena's
+ * n up to 16, at most 16 from 17 to 128, ⌈n/8⌉ from 129 on. The arena's
  * partials region holds this many (MemoryPlan.partials in the compiler, the
  * header's ARENA_BYTES_TRAIN macro). */
 static inline size_t rc_partials_max(int max_batch)
 {
-    if (max_batch < 32) return max_batch > 0 ? (size_t)max_batch : 0;
+    if (max_batch < 16) return max_batch > 0 ? (size_t)max_batch : 0;
     const size_t eighths = ((size_t)max_batch + 7) / 8;
-    return eighths > 31 ? eighths : 31;
+    return eighths > 16 ? eighths : 16;
 }
 
 enum {

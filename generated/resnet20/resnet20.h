@@ -66,7 +66,7 @@ enum resnet20_error {
 #define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)425984)
 #define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162816 + RESNET20_ARENA_BYTES_INFER(batch))
 #define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
-    + (size_t)147456 * (size_t)((batch) < 32 ? (batch) : ((batch) + 7) / 8 > 31 ? ((batch) + 7) / 8 : 31))
+    + (size_t)147456 * (size_t)((batch) < 16 ? (batch) : ((batch) + 7) / 8 > 16 ? ((batch) + 7) / 8 : 16))
 #define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)11271360 + RESNET20_ARENA_BYTES_TRAIN(batch))
 /* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with
  * replicas (resnet20_set_allreduce): the exact sums' scratch. */

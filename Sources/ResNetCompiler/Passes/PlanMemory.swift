@@ -196,10 +196,10 @@ public struct MemoryPlan: Hashable, Codable, Sendable {
     public var partialFloats = 0
 
     /// The most partials a weight-gradient kernel writes for any batch of at
-    /// most `maxBatch` images: ⌈n / G(n)⌉ with G(n) = clamp(⌊n/16⌋, 1, 8)
-    /// (`rc_images_per_partial`) is n below 32, at most 24 from 32 to 127, and
-    /// ⌈n/8⌉ from 128 on. The C (`rc_partials_max`, the header's macro) agrees.
-    public static func partials(maxBatch b: Int) -> Int { b < 32 ? max(b, 0) : max(31, (b + 7) / 8) }
+    /// most `maxBatch` images: ⌈n / G(n)⌉ with G(n) = clamp(⌈n/16⌉, 1, 8)
+    /// (`rc_images_per_partial`) is n up to 16, at most 16 from 17 to 128, and
+    /// ⌈n/8⌉ from 129 on. The C (`rc_partials_max`, the header's macro) agrees.
+    public static func partials(maxBatch b: Int) -> Int { b < 16 ? max(b, 0) : max(16, (b + 7) / 8) }
 
     /// Floats of the partials region for `maxBatch` images.
     public func partialRegionFloats(maxBatch: Int) -> Int { partialFloats * Self.partials(maxBatch: maxBatch) }

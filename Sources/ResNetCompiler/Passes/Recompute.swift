@@ -39,14 +39,18 @@ public struct Recompute: Pass {
     public func run(_ input: Graph) throws -> Graph {
         guard let lossID = input.nodes.firstIndex(where: { $0.op == .loss }) else { return input }
         let readers = input.consumers()
-        // Applies needed to rebuild each recomputed forward value from stored ones.
+        // Applies needed to rebuild each forward batch-norm output from stored
+        // values: every one, since a rebuilt block output reads its shortcut,
+        // which may be one the backward pass never reads itself (a projection
+        // shortcut's batch norm: rebuilt from its conv's output, not kept).
         var depth: [Int: Int] = [:]
         for node in input.nodes[..<lossID] where node.op == .batchNormAct && node.attrs.recomputes == nil {
-            guard readers[node.id].contains(where: { $0 > lossID }) else { continue }  // dies in the forward pass anyway
             let chain = 1 + (node.inputs.count > 1 ? depth[node.inputs[1]] ?? 0 : 0)
             if chain <= maxChain { depth[node.id] = chain }
         }
-        guard !depth.isEmpty else { return input }
+        // The outputs the backward pass reads: each gets its own rebuild chain.
+        let roots = depth.keys.filter { readers[$0].contains { $0 > lossID } }
+        guard !roots.isEmpty else { return input }
 
         var builder = GraphBuilder(graph: input)
         var before: [Int: [Int]] = [:]   // original node id → rebuilt nodes placed right before it
@@ -62,7 +66,7 @@ public struct Recompute: Pass {
             chain.append(id)
             return id
         }
-        for value in depth.keys.sorted() {
+        for value in roots.sorted() {
             let backward = readers[value].filter { $0 > lossID }
             var chain: [Int] = []
             let rebuilt = rebuild(value, into: &chain)
