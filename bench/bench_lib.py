@@ -80,7 +80,7 @@ class Net:
         return f"torchvision.models.resnet{self.depth}()"
 
 
-NETS = {f"resnet{d}": Net(f"resnet{d}", "cifar", d) for d in (20, 32, 44, 56, 110)}
+NETS = {f"resnet{d}": Net(f"resnet{d}", "cifar", d) for d in (20, 32, 44, 56, 110, 1202)}
 NETS.update({f"resnet{d}": Net(f"resnet{d}", "imagenet", d) for d in (18, 34, 50, 101, 152)})
 
 

@@ -45,6 +45,38 @@ public enum TestNetworks {
         }.spec
     }
 
+    /// Bottleneck blocks in a row (torchvision style), small: the 1×1 reduce
+    /// convs of the second and third blocks read the block before them, the
+    /// case `Recompute` rebuilds convs for (as in ResNet-50's layers).
+    public static func bottlenet() -> NetworkSpec {
+        func bottleneck(_ name: String, inner: Int, out: Int, stride: Int, projection: Bool) -> Residual {
+            Residual(name: name, shortcut: projection ? .projection : .identity) {
+                Conv2D(inner, kernel: 1, name: "conv1")
+                BatchNorm(name: "bn1")
+                ReLU()
+                Conv2D(inner, kernel: 3, stride: stride, padding: 1, name: "conv2")
+                BatchNorm(name: "bn2")
+                ReLU()
+                Conv2D(out, kernel: 1, name: "conv3")
+                BatchNorm(name: "bn3")
+            }
+        }
+        return Network("bottlenet", input: .image(channels: 3, height: 12, width: 12)) {
+            Conv2D(16, kernel: 3, padding: 1, name: "conv1")
+            BatchNorm(name: "bn1")
+            ReLU()
+            bottleneck("layer1.0", inner: 8, out: 32, stride: 1, projection: true)
+            ReLU()
+            bottleneck("layer1.1", inner: 8, out: 32, stride: 1, projection: false)
+            ReLU()
+            bottleneck("layer2.0", inner: 16, out: 48, stride: 2, projection: true)
+            ReLU()
+            GlobalAvgPool()
+            Dense(5, name: "fc")
+            Softmax()
+        }.spec
+    }
+
     /// Odd corners: a conv with bias and no BN followed by ReLU, a conv with no
     /// epilogue at all, a strided 1×1 conv, max pool without padding, a dense
     /// layer on a non-pooled (flattened) input, and no softmax at the end.

@@ -246,10 +246,16 @@ import Testing
     /// weights, running statistics, momentum buffers, losses — as the plan
     /// that keeps every output, at the same thread count, in a smaller arena.
     /// ResNet-20 and the mixnet run the blocked kernels (option A, a
-    /// projection, a bottleneck, max pool), oddnet the NCHW ones.
-    @Test(arguments: ["resnet20", "mixnet", "oddnet"])
+    /// projection, a bottleneck, max pool), oddnet the NCHW ones; the mixnet's
+    /// stem conv and bottlenet's 1×1 reduce convs are rebuilt too.
+    @Test(arguments: ["resnet20", "mixnet", "oddnet", "bottlenet"])
     func recomputeGivesTheSameBitsInLessArena(name: String) throws {
-        let spec = name == "resnet20" ? try ResNet.cifar(depth: 20).spec : name == "oddnet" ? TestNetworks.oddnet() : TestNetworks.mixnet()
+        let spec = switch name {
+        case "resnet20": try ResNet.cifar(depth: 20).spec
+        case "oddnet": TestNetworks.oddnet()
+        case "bottlenet": TestNetworks.bottlenet()
+        default: TestNetworks.mixnet()
+        }
         let kept = try BuiltModel(spec, recompute: false), rebuilt = try BuiltModel(spec, recompute: true)
         func plan(_ recompute: Bool) throws -> Graph {
             try Pipeline.training(Pipeline.Options(recompute: recompute)).run(try Lower.lower(spec))
@@ -258,6 +264,13 @@ import Testing
         let rebuiltArena = rebuiltGraph.memory!.arenaFloats
         let again = rebuiltGraph.nodes.filter { $0.attrs.recomputes != nil }.count
         #expect(again > 0, "\(name): nothing recomputed")
+        let convs = rebuiltGraph.nodes.filter { $0.op == .conv && $0.attrs.recomputes != nil }.map(\.name)
+        let wanted: [String] = switch name {
+        case "mixnet": ["conv1.again"]
+        case "bottlenet": ["conv1.again", "layer1.0.conv1.again", "layer1.1.conv1.again", "layer2.0.conv1.again"]
+        default: []
+        }
+        #expect(convs.sorted() == wanted, "\(name): rebuilt convs \(convs)")
         // In oddnet and the mixnet the peak is elsewhere (a conv's scratch): the arena must not grow.
         #expect(name == "resnet20" ? rebuiltArena < keptArena : rebuiltArena <= keptArena,
                 "\(name): arena \(rebuiltArena) floats/image with recompute, \(keptArena) without")

@@ -1916,7 +1916,7 @@ enum {
     NUM_TRAIN_PACKS = 105, /* the training step's packed kernels */
     TRAIN_PACKED_COUNT = 72385664,
     ARENA_FLOATS = 2107392,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 11289600, /* training: activations, gradients (naive 95281744, lower bound 11289600) */
+    TRAIN_ARENA_FLOATS = 9784320, /* training: activations, gradients (naive 96945728, lower bound 9784320) */
     PARTIAL_FLOATS = 2359296,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 106240,       /* batch means and variances of a training step */
     DP_FLOATS = 25937832,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
@@ -4334,7 +4334,7 @@ static void k_softmax_1000(const float *RC_RESTRICT x, float *RC_RESTRICT y, int
 }
 
 /* conv — 3×224×224 NCHW → 64×112×112 NCHW16c, 7×7/2 pad 3, direct
- * used by conv1 */
+ * used by conv1, conv1.again */
 static void k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(const float *RC_RESTRICT x, float *RC_RESTRICT xpad_all, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
@@ -4927,7 +4927,7 @@ static void k_bntrain_256x56x56_b16_add_relu(const float *RC_RESTRICT z, const f
 }
 
 /* conv — 256×56×56 NCHW16c → 64×56×56 NCHW16c, 1×1/1 pad 0, direct
- * used by layer1.1.conv1, layer1.2.conv1 */
+ * used by layer1.1.conv1, layer1.2.conv1, layer1.2.conv1.again, layer1.1.conv1.again */
 static void k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
@@ -5501,7 +5501,7 @@ static void k_bntrain_512x28x28_b16_add_relu(const float *RC_RESTRICT z, const f
 }
 
 /* conv — 512×28×28 NCHW16c → 128×28×28 NCHW16c, 1×1/1 pad 0, direct
- * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 */
+ * used by layer2.1.conv1, layer2.2.conv1, layer2.3.conv1 and 3 more */
 static void k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
@@ -11889,413 +11889,419 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     (void)arena; (void)mb; (void)labels;
     RC_OMP(omp parallel for schedule(static, 1))
     for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
-    k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)1605632 * mb, n); /* conv1 */
-    k_bntrain_64x112x112_b16_relu(arena + (size_t)1605632 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* bn1 */
-    k_maxpool3s2p1_64x112x112_b16(arena + (size_t)0 * mb, arena + (size_t)8028160 * mb, n); /* maxpool1 */
-    k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)8028160 * mb, m->tpacked + 9472, m->tpacked + 13568, arena + (size_t)8228864 * mb, n); /* layer1.0.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)8228864 * mb, m->params + 13760, m->params + 13824, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.0.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 13632, m->tpacked + 161088, arena + (size_t)8429568 * mb, n); /* layer1.0.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)8429568 * mb, m->params + 50880, m->params + 50944, m->bn_stats + 512, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 161152, m->tpacked + 177536, arena + (size_t)2408448 * mb, n); /* layer1.0.conv3 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)8028160 * mb, m->tpacked + 177792, m->tpacked + 194176, arena + (size_t)3211264 * mb, n); /* layer1.0.downsample.0 */
-    k_bntrain_256x56x56_b16(arena + (size_t)3211264 * mb, m->params + 84928, m->params + 85184, m->bn_stats + 1792, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, m->params + 67520, m->params + 67776, m->bn_stats + 768, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)4014080 * mb, n); /* layer1.0.bn3 */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4014080 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)8630272 * mb, n); /* layer1.1.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)8630272 * mb, m->params + 102336, m->params + 102400, m->bn_stats + 2816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.1.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 210880, m->tpacked + 358336, arena + (size_t)8830976 * mb, n); /* layer1.1.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)8830976 * mb, m->params + 139456, m->params + 139520, m->bn_stats + 3072, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.1.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 358400, m->tpacked + 374784, arena + (size_t)4816896 * mb, n); /* layer1.1.conv3 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)4014080 * mb, m->params + 156096, m->params + 156352, m->bn_stats + 3328, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer1.1.bn3 */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)5619712 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)9031680 * mb, n); /* layer1.2.conv1 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)9031680 * mb, m->params + 173504, m->params + 173568, m->bn_stats + 4352, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.2.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 391488, m->tpacked + 538944, arena + (size_t)9232384 * mb, n); /* layer1.2.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)9232384 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 4608, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 539008, m->tpacked + 555392, arena + (size_t)4014080 * mb, n); /* layer1.2.conv3 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)5619712 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 4864, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn3 */
-    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)9633792 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)9633792 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)802816 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)9734144 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)9734144 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn2 */
+    k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)0 * mb, n); /* conv1 */
+    k_bntrain_64x112x112_b16_relu(arena + (size_t)0 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)1605632 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* bn1 */
+    k_maxpool3s2p1_64x112x112_b16(arena + (size_t)802816 * mb, arena + (size_t)7225344 * mb, n); /* maxpool1 */
+    k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 9472, m->tpacked + 13568, arena + (size_t)7426048 * mb, n); /* layer1.0.conv1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)7426048 * mb, m->params + 13760, m->params + 13824, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.0.bn1 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 13632, m->tpacked + 161088, arena + (size_t)7626752 * mb, n); /* layer1.0.conv2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)7626752 * mb, m->params + 50880, m->params + 50944, m->bn_stats + 512, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn2 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 161152, m->tpacked + 177536, arena + (size_t)1605632 * mb, n); /* layer1.0.conv3 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 177792, m->tpacked + 194176, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0 */
+    k_bntrain_256x56x56_b16(arena + (size_t)2408448 * mb, m->params + 84928, m->params + 85184, m->bn_stats + 1792, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->params + 67520, m->params + 67776, m->bn_stats + 768, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)3211264 * mb, n); /* layer1.0.bn3 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)0 * mb, n); /* layer1.1.conv1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)0 * mb, m->params + 102336, m->params + 102400, m->bn_stats + 2816, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.1.bn1 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 210880, m->tpacked + 358336, arena + (size_t)7827456 * mb, n); /* layer1.1.conv2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)7827456 * mb, m->params + 139456, m->params + 139520, m->bn_stats + 3072, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.1.bn2 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 358400, m->tpacked + 374784, arena + (size_t)4014080 * mb, n); /* layer1.1.conv3 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)3211264 * mb, m->params + 156096, m->params + 156352, m->bn_stats + 3328, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.1.bn3 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4816896 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)0 * mb, m->params + 173504, m->params + 173568, m->bn_stats + 4352, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.2.bn1 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 391488, m->tpacked + 538944, arena + (size_t)8028160 * mb, n); /* layer1.2.conv2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 4608, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn2 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 539008, m->tpacked + 555392, arena + (size_t)3211264 * mb, n); /* layer1.2.conv3 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)4816896 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 4864, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn3 */
+    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)8429568 * mb, n); /* layer2.0.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8429568 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.0.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)802816 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)8529920 * mb, n); /* layer2.0.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8529920 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn2 */
     k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)1204224 * mb, m->tpacked + 1178496, m->tpacked + 1244032, arena + (size_t)802816 * mb, n); /* layer2.0.conv3 */
     k_conv1x1s2p0_256x56x56_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 1244544, m->tpacked + 1375616, arena + (size_t)1204224 * mb, n); /* layer2.0.downsample.0 */
     k_bntrain_512x28x28_b16(arena + (size_t)1204224 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 8960, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 6912, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.0.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)9834496 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)9834496 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)9934848 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)9934848 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2031744, m->tpacked + 2097280, arena + (size_t)6021120 * mb, n); /* layer2.1.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)5619712 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 12032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer2.1.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6422528 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)10035200 * mb, n); /* layer2.2.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)10035200 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 14080, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)10135552 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)10135552 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2753408, m->tpacked + 2818944, arena + (size_t)5619712 * mb, n); /* layer2.2.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)6422528 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 15104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.2.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)10235904 * mb, n); /* layer2.3.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)10235904 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)10336256 * mb, n); /* layer2.3.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)10336256 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 3475072, m->tpacked + 3540608, arena + (size_t)6422528 * mb, n); /* layer2.3.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)6823936 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 18176, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn3 */
-    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)10637312 * mb, n); /* layer3.0.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10637312 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)696320 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)696320 * mb, arena + (size_t)401408 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)10687488 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10687488 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn2 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 6912, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer2.0.bn3 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)8630272 * mb, n); /* layer2.1.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8630272 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2031744, m->tpacked + 2097280, arena + (size_t)5218304 * mb, n); /* layer2.1.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)4816896 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 12032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.1.bn3 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 14080, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)8730624 * mb, n); /* layer2.2.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8730624 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2753408, m->tpacked + 2818944, arena + (size_t)4816896 * mb, n); /* layer2.2.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 15104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.2.bn3 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6021120 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)0 * mb, n); /* layer2.3.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn1 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)8830976 * mb, n); /* layer2.3.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8830976 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn2 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 3475072, m->tpacked + 3540608, arena + (size_t)5619712 * mb, n); /* layer2.3.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)6021120 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 18176, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn3 */
+    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)9132032 * mb, n); /* layer3.0.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9132032 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)696320 * mb, n); /* layer3.0.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)696320 * mb, arena + (size_t)401408 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)9182208 * mb, n); /* layer3.0.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9182208 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn2 */
     k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)602112 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)401408 * mb, n); /* layer3.0.conv3 */
     k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 6295168, m->tpacked + 6819456, arena + (size_t)602112 * mb, n); /* layer3.0.downsample.0 */
     k_bntrain_1024x14x14_b16(arena + (size_t)602112 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 26368, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 22272, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer3.0.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)10737664 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10737664 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)10787840 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10787840 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)7024640 * mb, n); /* layer3.1.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)6823936 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 32512, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7225344 * mb, n); /* layer3.1.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7225344 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)10838016 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10838016 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)10888192 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10888192 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)6823936 * mb, n); /* layer3.2.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)7225344 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 38656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7426048 * mb, n); /* layer3.2.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7426048 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)10938368 * mb, n); /* layer3.3.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10938368 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)10988544 * mb, n); /* layer3.3.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)10988544 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)7225344 * mb, n); /* layer3.3.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)7426048 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 44800, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer3.3.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7626752 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)11038720 * mb, n); /* layer3.4.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)11038720 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)11088896 * mb, n); /* layer3.4.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)11088896 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)7426048 * mb, n); /* layer3.4.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)7426048 * mb, arena + (size_t)7626752 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7827456 * mb, n); /* layer3.4.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7827456 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)11139072 * mb, n); /* layer3.5.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)11139072 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)11189248 * mb, n); /* layer3.5.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)11189248 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)7626752 * mb, n); /* layer3.5.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)7626752 * mb, arena + (size_t)7827456 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 57088, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn3 */
-    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)11239424 * mb, n); /* layer4.0.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)11239424 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)11264512 * mb, n); /* layer4.0.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)11264512 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 22272, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer3.0.bn3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6021120 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)9232384 * mb, n); /* layer3.1.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9232384 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)9282560 * mb, n); /* layer3.1.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9282560 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)6221824 * mb, n); /* layer3.1.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)6021120 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 32512, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer3.1.bn3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6422528 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)9332736 * mb, n); /* layer3.2.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9332736 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)9382912 * mb, n); /* layer3.2.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9382912 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)6021120 * mb, n); /* layer3.2.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)6422528 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 38656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6623232 * mb, n); /* layer3.2.bn3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6623232 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)9433088 * mb, n); /* layer3.3.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9433088 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)9483264 * mb, n); /* layer3.3.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9483264 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)6422528 * mb, n); /* layer3.3.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)6623232 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 44800, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer3.3.bn3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)9533440 * mb, n); /* layer3.4.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9533440 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)9583616 * mb, n); /* layer3.4.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9583616 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)6623232 * mb, n); /* layer3.4.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)6823936 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer3.4.bn3 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7024640 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)9633792 * mb, n); /* layer3.5.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9633792 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)9683968 * mb, n); /* layer3.5.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)9683968 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)6823936 * mb, n); /* layer3.5.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)7024640 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 57088, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn3 */
+    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)9734144 * mb, n); /* layer4.0.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)9734144 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)9759232 * mb, n); /* layer4.0.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)9759232 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
     k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)301056 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)200704 * mb, n); /* layer4.0.conv3 */
     k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 25181312, m->tpacked + 27278464, arena + (size_t)301056 * mb, n); /* layer4.0.downsample.0 */
     k_bntrain_2048x7x7_b16(arena + (size_t)301056 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 73472, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)7827456 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)10436608 * mb, n); /* layer4.1.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)10436608 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)10461696 * mb, n); /* layer4.1.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)10461696 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7827456 * mb, n); /* layer4.1.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7827456 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)7927808 * mb, &m->reducer, arena + (size_t)7827456 * mb, n); /* layer4.1.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)7827456 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)10486784 * mb, n); /* layer4.2.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)10486784 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)10511872 * mb, n); /* layer4.2.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)10511872 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7927808 * mb, n); /* layer4.2.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7927808 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7827456 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)9433088 * mb, &m->reducer, arena + (size_t)7927808 * mb, n); /* layer4.2.bn3 */
-    k_avgpool_2048x7x7_b16(arena + (size_t)7927808 * mb, arena + (size_t)7827456 * mb, n); /* avgpool1 */
-    k_dense_2048_1000(arena + (size_t)7827456 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)7829504 * mb, n); /* fc */
-    k_loss_1000(arena + (size_t)7829504 * mb, labels, &m->loss, &m->reducer, arena + (size_t)7830512 * mb, n); /* loss */
-    k_densegrad_2048_1000(arena + (size_t)7830512 * mb, arena + (size_t)7827456 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)7927808 * mb, n); /* fc.grad */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)7024640 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)8931328 * mb, n); /* layer4.1.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)8931328 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)8956416 * mb, n); /* layer4.1.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)8956416 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn2 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7024640 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)7124992 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn3 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)7024640 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)8981504 * mb, n); /* layer4.2.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)8981504 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)9006592 * mb, n); /* layer4.2.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)9006592 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn2 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7124992 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7024640 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)8228864 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn3 */
+    k_avgpool_2048x7x7_b16(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, n); /* avgpool1 */
+    k_dense_2048_1000(arena + (size_t)7024640 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)7026688 * mb, n); /* fc */
+    k_loss_1000(arena + (size_t)7026688 * mb, labels, &m->loss, &m->reducer, arena + (size_t)7027696 * mb, n); /* loss */
+    k_densegrad_2048_1000(arena + (size_t)7027696 * mb, arena + (size_t)7024640 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)7124992 * mb, n); /* fc.grad */
     rc_allreduce_grads(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
-    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)7927808 * mb, arena + (size_t)7827456 * mb, n); /* avgpool1.grad */
-    k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)7927808 * mb, n); /* layer4.0.downsample.1.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)7927808 * mb, m->bn_stats + 65280, arena + (size_t)9433088 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)9433088 * mb, m->bn_stats + 85760, arena + (size_t)7927808 * mb, n); /* layer4.1.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7927808 * mb, m->bn_stats + 98048, arena + (size_t)9433088 * mb, n); /* layer4.2.bn3.again */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7827456 * mb, arena + (size_t)100352 * mb, arena + (size_t)9433088 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)10536960 * mb, &m->reducer, arena + (size_t)9533440 * mb, arena + (size_t)7927808 * mb, n); /* layer4.2.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)10511872 * mb, m->bn_stats + 96000, arena + (size_t)7827456 * mb, n); /* layer4.2.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7927808 * mb, arena + (size_t)7827456 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
+    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, n); /* avgpool1.grad */
+    k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)7124992 * mb, n); /* layer4.0.downsample.1.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)7124992 * mb, m->bn_stats + 65280, arena + (size_t)8228864 * mb, n); /* layer4.0.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)8228864 * mb, m->bn_stats + 85760, arena + (size_t)7124992 * mb, n); /* layer4.1.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7124992 * mb, m->bn_stats + 98048, arena + (size_t)8228864 * mb, n); /* layer4.2.bn3.again */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7024640 * mb, arena + (size_t)100352 * mb, arena + (size_t)8228864 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)9031680 * mb, &m->reducer, arena + (size_t)8329216 * mb, arena + (size_t)7124992 * mb, n); /* layer4.2.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)9006592 * mb, m->bn_stats + 96000, arena + (size_t)7024640 * mb, n); /* layer4.2.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7927808 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)7852544 * mb, n); /* layer4.2.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)7852544 * mb, arena + (size_t)10511872 * mb, arena + (size_t)7827456 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)10486784 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)7049728 * mb, n); /* layer4.2.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)7049728 * mb, arena + (size_t)9006592 * mb, arena + (size_t)7024640 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)8981504 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 20143040, &m->reducer, n); /* layer4.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)7827456 * mb, n); /* layer4.2.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)7827456 * mb, arena + (size_t)10486784 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7927808 * mb, n); /* layer4.2.bn1.grad */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)7024640 * mb, n); /* layer4.2.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)7024640 * mb, arena + (size_t)8981504 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn1.grad */
     k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)100352 * mb, n); /* layer4.0.downsample.1.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->bn_stats + 65280, arena + (size_t)7827456 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)7827456 * mb, m->bn_stats + 85760, arena + (size_t)100352 * mb, n); /* layer4.1.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7927808 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->bn_stats + 65280, arena + (size_t)7024640 * mb, n); /* layer4.0.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)7024640 * mb, m->bn_stats + 85760, arena + (size_t)100352 * mb, n); /* layer4.1.bn3.again */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7927808 * mb, arena + (size_t)7952896 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)9533440 * mb, arena + (size_t)7827456 * mb, n); /* layer4.2.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7827456 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)9533440 * mb, &m->reducer, arena + (size_t)9433088 * mb, arena + (size_t)7927808 * mb, n); /* layer4.1.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)10461696 * mb, m->bn_stats + 83712, arena + (size_t)100352 * mb, n); /* layer4.1.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7927808 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)7150080 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)8329216 * mb, arena + (size_t)7024640 * mb, n); /* layer4.2.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7024640 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)8329216 * mb, &m->reducer, arena + (size_t)8228864 * mb, arena + (size_t)7124992 * mb, n); /* layer4.1.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)8956416 * mb, m->bn_stats + 83712, arena + (size_t)100352 * mb, n); /* layer4.1.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7927808 * mb, arena + (size_t)0 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)125440 * mb, n); /* layer4.1.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)10461696 * mb, arena + (size_t)100352 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)10436608 * mb, m->bn_stats + 81664, arena + (size_t)66560 * mb, n); /* layer4.1.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)0 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)125440 * mb, n); /* layer4.1.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)8956416 * mb, arena + (size_t)100352 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)8931328 * mb, m->bn_stats + 81664, arena + (size_t)66560 * mb, n); /* layer4.1.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 15674304, &m->reducer, n); /* layer4.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)91648 * mb, n); /* layer4.1.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)10436608 * mb, arena + (size_t)66560 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7827456 * mb, n); /* layer4.1.bn1.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)8931328 * mb, arena + (size_t)66560 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn1.grad */
     k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1.again */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7827456 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7024640 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7827456 * mb, arena + (size_t)7852544 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)9433088 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)7927808 * mb, &m->reducer, arena + (size_t)7827456 * mb, arena + (size_t)10436608 * mb, n); /* layer4.0.bn3.grad */
-    k_bngrad_2048x7x7_b16(arena + (size_t)7827456 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)10536960 * mb, n); /* layer4.0.downsample.1.grad */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7024640 * mb, arena + (size_t)7049728 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)7124992 * mb, &m->reducer, arena + (size_t)7024640 * mb, arena + (size_t)8931328 * mb, n); /* layer4.0.bn3.grad */
+    k_bngrad_2048x7x7_b16(arena + (size_t)7024640 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)9031680 * mb, n); /* layer4.0.downsample.1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7426048 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7626752 * mb, arena + (size_t)200704 * mb, m->bn_stats + 57088, arena + (size_t)7827456 * mb, n); /* layer3.5.bn3.again */
-    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)10536960 * mb, arena + (size_t)7827456 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, m->bn_stats + 57088, arena + (size_t)7024640 * mb, n); /* layer3.5.bn3.again */
+    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)9031680 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
-    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)10536960 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)9433088 * mb, n); /* layer4.0.downsample.0.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)11264512 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)10436608 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
+    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)9031680 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)8228864 * mb, n); /* layer4.0.downsample.0.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)9759232 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)8931328 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)10436608 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)11264512 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)11239424 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)8931328 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)9759232 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)9734144 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9100224, &m->reducer, n); /* layer4.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
     k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)91648 * mb, n); /* layer4.0.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)11239424 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)7827456 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)9734144 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
+    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
-    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)9433088 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7626752 * mb, arena + (size_t)7827456 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)10436608 * mb, &m->reducer, arena + (size_t)9433088 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)11189248 * mb, m->bn_stats + 56064, arena + (size_t)7626752 * mb, n); /* layer3.5.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)7626752 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
+    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6823936 * mb, arena + (size_t)7024640 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)8931328 * mb, &m->reducer, arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9683968 * mb, m->bn_stats + 56064, arena + (size_t)6823936 * mb, n); /* layer3.5.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)6823936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)7676928 * mb, n); /* layer3.5.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)7676928 * mb, arena + (size_t)11189248 * mb, arena + (size_t)7626752 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)11139072 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)6874112 * mb, n); /* layer3.5.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6874112 * mb, arena + (size_t)9683968 * mb, arena + (size_t)6823936 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9633792 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7716800, &m->reducer, n); /* layer3.5.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)7626752 * mb, n); /* layer3.5.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)7626752 * mb, arena + (size_t)11139072 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7676928 * mb, n); /* layer3.5.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)6823936 * mb, n); /* layer3.5.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6823936 * mb, arena + (size_t)9633792 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6874112 * mb, n); /* layer3.5.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7426048 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)7676928 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6874112 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)7676928 * mb, arena + (size_t)7626752 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)9433088 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)7426048 * mb, arena + (size_t)200704 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)9433088 * mb, &m->reducer, arena + (size_t)7827456 * mb, arena + (size_t)7626752 * mb, n); /* layer3.4.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)11088896 * mb, m->bn_stats + 49920, arena + (size_t)200704 * mb, n); /* layer3.4.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)7626752 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6874112 * mb, arena + (size_t)6823936 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)8228864 * mb, &m->reducer, arena + (size_t)7024640 * mb, arena + (size_t)6823936 * mb, n); /* layer3.4.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9583616 * mb, m->bn_stats + 49920, arena + (size_t)200704 * mb, n); /* layer3.4.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)250880 * mb, n); /* layer3.4.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)11088896 * mb, arena + (size_t)200704 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.4.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)11038720 * mb, m->bn_stats + 48896, arena + (size_t)351232 * mb, n); /* layer3.4.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)250880 * mb, n); /* layer3.4.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9583616 * mb, arena + (size_t)200704 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.4.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9533440 * mb, m->bn_stats + 48896, arena + (size_t)351232 * mb, n); /* layer3.4.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, &m->reducer, n); /* layer3.4.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)7426048 * mb, n); /* layer3.4.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)7426048 * mb, arena + (size_t)11038720 * mb, arena + (size_t)351232 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7476224 * mb, n); /* layer3.4.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)6623232 * mb, n); /* layer3.4.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6623232 * mb, arena + (size_t)9533440 * mb, arena + (size_t)351232 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6673408 * mb, n); /* layer3.4.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7225344 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)7476224 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6673408 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)7476224 * mb, arena + (size_t)7426048 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)7827456 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)7827456 * mb, &m->reducer, arena + (size_t)7626752 * mb, arena + (size_t)7426048 * mb, n); /* layer3.3.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10988544 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)7426048 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6673408 * mb, arena + (size_t)6623232 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)7024640 * mb, &m->reducer, arena + (size_t)6823936 * mb, arena + (size_t)6623232 * mb, n); /* layer3.3.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9483264 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)7426048 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)10988544 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10938368 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9483264 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9433088 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5476288, &m->reducer, n); /* layer3.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)7225344 * mb, n); /* layer3.3.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)7225344 * mb, arena + (size_t)10938368 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7275520 * mb, n); /* layer3.3.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)6422528 * mb, n); /* layer3.3.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6422528 * mb, arena + (size_t)9433088 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6472704 * mb, n); /* layer3.3.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)7275520 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, &m->reducer, n); /* layer3.3.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6472704 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, &m->reducer, n); /* layer3.3.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)7275520 * mb, arena + (size_t)7225344 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)7626752 * mb, &m->reducer, arena + (size_t)7426048 * mb, arena + (size_t)7225344 * mb, n); /* layer3.2.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10888192 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)7225344 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6472704 * mb, arena + (size_t)6422528 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6021120 * mb, arena + (size_t)200704 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6623232 * mb, arena + (size_t)6422528 * mb, n); /* layer3.2.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9382912 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)10888192 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10838016 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9382912 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9332736 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4356032, &m->reducer, n); /* layer3.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)6823936 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6823936 * mb, arena + (size_t)10838016 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6874112 * mb, n); /* layer3.2.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)6021120 * mb, n); /* layer3.2.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6021120 * mb, arena + (size_t)9332736 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6071296 * mb, n); /* layer3.2.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6874112 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6071296 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6874112 * mb, arena + (size_t)6823936 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)7426048 * mb, arena + (size_t)200704 * mb, n); /* layer3.2.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)7024640 * mb, arena + (size_t)0 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)7426048 * mb, &m->reducer, arena + (size_t)7225344 * mb, arena + (size_t)6823936 * mb, n); /* layer3.1.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10787840 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6071296 * mb, arena + (size_t)6021120 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, n); /* layer3.2.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)6221824 * mb, arena + (size_t)0 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)6623232 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)6021120 * mb, n); /* layer3.1.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9282560 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6021120 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)10787840 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10737664 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9282560 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9232384 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3235776, &m->reducer, n); /* layer3.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)6823936 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6823936 * mb, arena + (size_t)10737664 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6874112 * mb, n); /* layer3.1.bn1.grad */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)6021120 * mb, n); /* layer3.1.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)6021120 * mb, arena + (size_t)9232384 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6071296 * mb, n); /* layer3.1.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6874112 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6071296 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6874112 * mb, arena + (size_t)6823936 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, m->params + 2440128, m->bn_stats + 22272, m->grads + 2440128, m->grads + 2441152, arena + (size_t)7024640 * mb, &m->reducer, arena + (size_t)6823936 * mb, arena + (size_t)7626752 * mb, n); /* layer3.0.bn3.grad */
-    k_bngrad_1024x14x14_b16(arena + (size_t)6823936 * mb, arena + (size_t)602112 * mb, m->params + 2968512, m->bn_stats + 26368, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7827456 * mb, n); /* layer3.0.downsample.1.grad */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6071296 * mb, arena + (size_t)6021120 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, m->params + 2440128, m->bn_stats + 22272, m->grads + 2440128, m->grads + 2441152, arena + (size_t)6221824 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)6823936 * mb, n); /* layer3.0.bn3.grad */
+    k_bngrad_1024x14x14_b16(arena + (size_t)6021120 * mb, arena + (size_t)602112 * mb, m->params + 2968512, m->bn_stats + 26368, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer3.0.downsample.1.grad */
     k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
     k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, m->bn_stats + 18176, arena + (size_t)6823936 * mb, n); /* layer2.3.bn3.again */
-    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)7827456 * mb, arena + (size_t)6823936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, m->bn_stats + 18176, arena + (size_t)6021120 * mb, n); /* layer2.3.bn3.again */
+    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)7024640 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
-    k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)7827456 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)7225344 * mb, n); /* layer3.0.downsample.0.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10687488 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)7626752 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
+    k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)7024640 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)6422528 * mb, n); /* layer3.0.downsample.0.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9182208 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)10687488 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)10637312 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9182208 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)9132032 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1587136, &m->reducer, n); /* layer3.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
     k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)401408 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)10637312 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
-    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)6823936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)9132032 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
+    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
-    k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6422528 * mb, arena + (size_t)6823936 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)7626752 * mb, &m->reducer, arena + (size_t)7225344 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)10336256 * mb, m->bn_stats + 17664, arena + (size_t)6422528 * mb, n); /* layer2.3.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)6422528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
+    k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5619712 * mb, arena + (size_t)6021120 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)8830976 * mb, m->bn_stats + 17664, arena + (size_t)5619712 * mb, n); /* layer2.3.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)6522880 * mb, n); /* layer2.3.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)6522880 * mb, arena + (size_t)10336256 * mb, arena + (size_t)6422528 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)10235904 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)5720064 * mb, n); /* layer2.3.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)5720064 * mb, arena + (size_t)8830976 * mb, arena + (size_t)5619712 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.3.bn2.grad */
+    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)5619712 * mb, n); /* layer2.2.bn3.again */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)451584 * mb, n); /* layer2.3.conv1.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)451584 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)6021120 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)652288 * mb, n); /* layer2.3.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)10235904 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer2.3.bn1.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, &m->reducer, n); /* layer2.3.conv1.grad_weight */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)652288 * mb, n); /* layer2.3.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.3.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6021120 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, &m->reducer, n); /* layer2.3.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)6522880 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)7225344 * mb, &m->reducer, arena + (size_t)6823936 * mb, arena + (size_t)6422528 * mb, n); /* layer2.2.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)10135552 * mb, m->bn_stats + 14592, arena + (size_t)401408 * mb, n); /* layer2.2.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)8730624 * mb, m->bn_stats + 14592, arena + (size_t)4816896 * mb, n); /* layer2.2.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)501760 * mb, n); /* layer2.2.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)10135552 * mb, arena + (size_t)401408 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.2.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)10035200 * mb, m->bn_stats + 14080, arena + (size_t)451584 * mb, n); /* layer2.2.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)4917248 * mb, n); /* layer2.2.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)4917248 * mb, arena + (size_t)8730624 * mb, arena + (size_t)4816896 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.2.bn2.grad */
+    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)4816896 * mb, n); /* layer2.1.bn3.again */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)451584 * mb, n); /* layer2.2.conv1.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)451584 * mb, m->bn_stats + 14080, arena + (size_t)551936 * mb, n); /* layer2.2.bn1.again */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)5619712 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)702464 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)10035200 * mb, arena + (size_t)451584 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.2.bn1.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)652288 * mb, n); /* layer2.2.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.2.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)5619712 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)5619712 * mb, arena + (size_t)5720064 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)6823936 * mb, arena + (size_t)401408 * mb, n); /* layer2.2.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)401408 * mb, arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)5619712 * mb, n); /* layer2.1.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)9934848 * mb, m->bn_stats + 11520, arena + (size_t)401408 * mb, n); /* layer2.1.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5218304 * mb, arena + (size_t)4816896 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)6021120 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)8630272 * mb, m->bn_stats + 11520, arena + (size_t)4816896 * mb, n); /* layer2.1.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)501760 * mb, n); /* layer2.1.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)9934848 * mb, arena + (size_t)401408 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.1.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)9834496 * mb, m->bn_stats + 11008, arena + (size_t)451584 * mb, n); /* layer2.1.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
-    rc_allreduce_grads(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)702464 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)9834496 * mb, arena + (size_t)451584 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.1.bn1.grad */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)4917248 * mb, n); /* layer2.1.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)4917248 * mb, arena + (size_t)8630272 * mb, arena + (size_t)4816896 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn2.grad */
     k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)4816896 * mb, n); /* layer2.0.bn3.again */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)551936 * mb, n); /* layer2.1.conv1.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)551936 * mb, m->bn_stats + 11008, arena + (size_t)652288 * mb, n); /* layer2.1.bn1.again */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)652288 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
+    rc_allreduce_grads(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)5218304 * mb, n); /* layer2.1.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)5218304 * mb, arena + (size_t)551936 * mb, arena + (size_t)652288 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)401408 * mb, n); /* layer2.1.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)5619712 * mb, arena + (size_t)5720064 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)802816 * mb, arena + (size_t)401408 * mb, m->params + 475072, m->bn_stats + 6912, m->grads + 475072, m->grads + 475584, arena + (size_t)6021120 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)7225344 * mb, n); /* layer2.0.bn3.grad */
-    k_bngrad_512x28x28_b16(arena + (size_t)5619712 * mb, arena + (size_t)1204224 * mb, m->params + 608192, m->bn_stats + 8960, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7626752 * mb, n); /* layer2.0.downsample.1.grad */
-    k_bnapply_256x56x56_b16(arena + (size_t)3211264 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)0 * mb, n); /* layer1.1.bn3.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)0 * mb, m->bn_stats + 4864, arena + (size_t)5619712 * mb, n); /* layer1.2.bn3.again */
-    k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)7626752 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, &m->reducer, n); /* layer2.0.downsample.0.grad_weight */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)501760 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)802816 * mb, arena + (size_t)4816896 * mb, m->params + 475072, m->bn_stats + 6912, m->grads + 475072, m->grads + 475584, arena + (size_t)5218304 * mb, &m->reducer, arena + (size_t)401408 * mb, arena + (size_t)6422528 * mb, n); /* layer2.0.bn3.grad */
+    k_bngrad_512x28x28_b16(arena + (size_t)401408 * mb, arena + (size_t)1204224 * mb, m->params + 608192, m->bn_stats + 8960, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.0.downsample.1.grad */
+    k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)0 * mb, n); /* layer1.1.bn3.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 4864, arena + (size_t)4816896 * mb, n); /* layer1.2.bn3.again */
+    k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)6823936 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, &m->reducer, n); /* layer2.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
-    k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)7626752 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)6422528 * mb, n); /* layer2.0.downsample.0.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)9734144 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)7225344 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, &m->reducer, n); /* layer2.0.conv3.grad_weight */
+    k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)5619712 * mb, n); /* layer2.0.downsample.0.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)8529920 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, &m->reducer, n); /* layer2.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)7225344 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)9734144 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)9633792 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)8529920 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)8429568 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 261568, &m->reducer, n); /* layer2.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
     k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)702464 * mb, n); /* layer2.0.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)9633792 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
-    k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, &m->reducer, n); /* layer2.0.conv1.grad_weight */
-    k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4014080 * mb, arena + (size_t)5619712 * mb, m->params + 227264, m->bn_stats + 4864, m->grads + 227264, m->grads + 227520, arena + (size_t)7225344 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.bn3.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)9232384 * mb, m->bn_stats + 4608, arena + (size_t)4014080 * mb, n); /* layer1.2.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)4014080 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, &m->reducer, n); /* layer1.2.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)4214784 * mb, n); /* layer1.2.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)4214784 * mb, arena + (size_t)9232384 * mb, arena + (size_t)4014080 * mb, m->params + 210624, m->bn_stats + 4608, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.2.bn2.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)9031680 * mb, m->bn_stats + 4352, arena + (size_t)1103872 * mb, n); /* layer1.2.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 173760, &m->reducer, n); /* layer1.2.conv2.grad_weight */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)8429568 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
+    k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, &m->reducer, n); /* layer2.0.conv1.grad_weight */
+    k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)3211264 * mb, arena + (size_t)4816896 * mb, m->params + 227264, m->bn_stats + 4864, m->grads + 227264, m->grads + 227520, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.bn3.grad */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->bn_stats + 4608, arena + (size_t)3211264 * mb, n); /* layer1.2.bn2.again */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, &m->reducer, n); /* layer1.2.conv3.grad_weight */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)3411968 * mb, n); /* layer1.2.conv3.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)3411968 * mb, arena + (size_t)8028160 * mb, arena + (size_t)3211264 * mb, m->params + 210624, m->bn_stats + 4608, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn2.grad */
+    k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)3211264 * mb, n); /* layer1.1.bn3.again */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)903168 * mb, n); /* layer1.2.conv1.again */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)903168 * mb, m->bn_stats + 4352, arena + (size_t)1103872 * mb, n); /* layer1.2.bn1.again */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)4816896 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 173760, &m->reducer, n); /* layer1.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 173632, 87680); /* gradients: layer1.2.bn1.running_mean … layer2.0.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)1304576 * mb, n); /* layer1.2.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)9031680 * mb, arena + (size_t)1103872 * mb, m->params + 173504, m->bn_stats + 4352, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4014080 * mb, n); /* layer1.2.bn1.grad */
-    k_bnapply_256x56x56_b16(arena + (size_t)3211264 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)0 * mb, n); /* layer1.1.bn3.again */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 157120, &m->reducer, n); /* layer1.2.conv1.grad_weight */
-    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4014080 * mb, arena + (size_t)4214784 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)6422528 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)802816 * mb, arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->params + 156096, m->bn_stats + 3328, m->grads + 156096, m->grads + 156352, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)4014080 * mb, n); /* layer1.1.bn3.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)8830976 * mb, m->bn_stats + 3072, arena + (size_t)802816 * mb, n); /* layer1.1.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 139712, &m->reducer, n); /* layer1.1.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4014080 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)1003520 * mb, n); /* layer1.1.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)1003520 * mb, arena + (size_t)8830976 * mb, arena + (size_t)802816 * mb, m->params + 139456, m->bn_stats + 3072, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer1.1.bn2.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)8630272 * mb, m->bn_stats + 2816, arena + (size_t)903168 * mb, n); /* layer1.1.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 102592, &m->reducer, n); /* layer1.1.conv2.grad_weight */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)1304576 * mb, n); /* layer1.2.conv2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, m->params + 173504, m->bn_stats + 4352, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn1.grad */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 157120, &m->reducer, n); /* layer1.2.conv1.grad_weight */
+    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4014080 * mb, arena + (size_t)3211264 * mb, m->params + 156096, m->bn_stats + 3328, m->grads + 156096, m->grads + 156352, arena + (size_t)5619712 * mb, &m->reducer, arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, n); /* layer1.1.bn3.grad */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)7827456 * mb, m->bn_stats + 3072, arena + (size_t)3211264 * mb, n); /* layer1.1.bn2.again */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 139712, &m->reducer, n); /* layer1.1.conv3.grad_weight */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)3411968 * mb, n); /* layer1.1.conv3.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)3411968 * mb, arena + (size_t)7827456 * mb, arena + (size_t)3211264 * mb, m->params + 139456, m->bn_stats + 3072, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.1.bn2.grad */
+    k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
+    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)3211264 * mb, n); /* layer1.0.bn3.again */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)1103872 * mb, n); /* layer1.1.conv1.again */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)1103872 * mb, m->bn_stats + 2816, arena + (size_t)1304576 * mb, n); /* layer1.1.bn1.again */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1304576 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 102592, &m->reducer, n); /* layer1.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 102464, 71168); /* gradients: layer1.1.bn1.running_mean … layer1.2.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)1204224 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)1404928 * mb, n); /* layer1.1.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)1404928 * mb, arena + (size_t)8630272 * mb, arena + (size_t)903168 * mb, m->params + 102336, m->bn_stats + 2816, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4014080 * mb, n); /* layer1.1.bn1.grad */
-    k_bnapply_256x56x56_b16(arena + (size_t)3211264 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
-    k_bnapply_256x56x56_b16_add_relu(arena + (size_t)2408448 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
-    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 85952, &m->reducer, n); /* layer1.1.conv1.grad_weight */
-    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4014080 * mb, arena + (size_t)4214784 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
-    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)2408448 * mb, arena + (size_t)802816 * mb, m->params + 67520, m->bn_stats + 768, m->grads + 67520, m->grads + 67776, arena + (size_t)5619712 * mb, &m->reducer, arena + (size_t)4816896 * mb, arena + (size_t)4014080 * mb, n); /* layer1.0.bn3.grad */
-    k_bngrad_256x56x56_b16(arena + (size_t)4816896 * mb, arena + (size_t)3211264 * mb, m->params + 84928, m->bn_stats + 1792, m->grads + 84928, m->grads + 85184, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 68544, &m->reducer, n); /* layer1.0.downsample.0.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)802816 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)8429568 * mb, m->bn_stats + 512, arena + (size_t)802816 * mb, n); /* layer1.0.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 51136, &m->reducer, n); /* layer1.0.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4014080 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)1003520 * mb, n); /* layer1.0.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)1003520 * mb, arena + (size_t)8429568 * mb, arena + (size_t)802816 * mb, m->params + 50880, m->bn_stats + 512, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer1.0.bn2.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)8228864 * mb, m->bn_stats + 256, arena + (size_t)903168 * mb, n); /* layer1.0.bn1.again */
-    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)1204224 * mb, arena + (size_t)903168 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14016, &m->reducer, n); /* layer1.0.conv2.grad_weight */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)4014080 * mb, n); /* layer1.1.conv2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)4014080 * mb, arena + (size_t)1103872 * mb, arena + (size_t)1304576 * mb, m->params + 102336, m->bn_stats + 2816, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* layer1.1.bn1.grad */
+    k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 85952, &m->reducer, n); /* layer1.1.conv1.grad_weight */
+    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)1003520 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
+    k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)1605632 * mb, arena + (size_t)3211264 * mb, m->params + 67520, m->bn_stats + 768, m->grads + 67520, m->grads + 67776, arena + (size_t)4816896 * mb, &m->reducer, arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.grad */
+    k_bngrad_256x56x56_b16(arena + (size_t)4014080 * mb, arena + (size_t)2408448 * mb, m->params + 84928, m->bn_stats + 1792, m->grads + 84928, m->grads + 85184, arena + (size_t)1605632 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.grad */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 68544, &m->reducer, n); /* layer1.0.downsample.0.grad_weight */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)1605632 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0.grad */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)7626752 * mb, m->bn_stats + 512, arena + (size_t)1605632 * mb, n); /* layer1.0.bn2.again */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 51136, &m->reducer, n); /* layer1.0.conv3.grad_weight */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)1806336 * mb, n); /* layer1.0.conv3.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)1806336 * mb, arena + (size_t)7626752 * mb, arena + (size_t)1605632 * mb, m->params + 50880, m->bn_stats + 512, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.0.bn2.grad */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)7426048 * mb, m->bn_stats + 256, arena + (size_t)1103872 * mb, n); /* layer1.0.bn1.again */
+    k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14016, &m->reducer, n); /* layer1.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 13888, 88576); /* gradients: layer1.0.bn1.running_mean … layer1.1.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)1204224 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)1404928 * mb, n); /* layer1.0.conv2.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)1404928 * mb, arena + (size_t)8228864 * mb, arena + (size_t)903168 * mb, m->params + 13760, m->bn_stats + 256, m->grads + 13760, m->grads + 13824, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn1.grad */
-    k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)0 * mb, arena + (size_t)8028160 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9664, &m->reducer, n); /* layer1.0.conv1.grad_weight */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)1304576 * mb, n); /* layer1.0.conv2.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)7426048 * mb, arena + (size_t)1103872 * mb, m->params + 13760, m->bn_stats + 256, m->grads + 13760, m->grads + 13824, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn1.grad */
+    k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9664, &m->reducer, n); /* layer1.0.conv1.grad_weight */
     k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, m->tpacked + 72381504, m->tpacked + 72385600, arena + (size_t)2408448 * mb, arena + (size_t)2609152 * mb, n); /* layer1.0.conv1.grad */
-    k_bnapply_64x112x112_b16_relu(arena + (size_t)1605632 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)2609152 * mb, arena + (size_t)0 * mb, arena + (size_t)802816 * mb, n); /* maxpool1.grad */
-    k_bngrad_64x112x112_b16_relu(arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)3211264 * mb, &m->reducer, arena + (size_t)2408448 * mb, n); /* bn1.grad */
+    k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)0 * mb, n); /* conv1.again */
+    k_bnapply_64x112x112_b16_relu(arena + (size_t)0 * mb, m->bn_stats + 0, arena + (size_t)802816 * mb, n); /* bn1.again */
+    k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)2609152 * mb, arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, n); /* maxpool1.grad */
+    k_bngrad_64x112x112_b16_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, arena + (size_t)802816 * mb, m->params + 9408, m->bn_stats + 0, m->grads + 9408, m->grads + 9472, arena + (size_t)3211264 * mb, &m->reducer, arena + (size_t)2408448 * mb, n); /* bn1.grad */
     k_convgw7x7s2p3_3x224x224_nchw_64_b16_r2(arena + (size_t)2408448 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, &m->reducer, n); /* conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 0, 13888); /* gradients: conv1.weight … layer1.0.bn1.bias */
 }

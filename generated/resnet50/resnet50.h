@@ -65,7 +65,7 @@ enum resnet50_error {
 #define RESNET50_MODEL_ALIGN 64
 #define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)8429568)
 #define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165632 + RESNET50_ARENA_BYTES_INFER(batch))
-#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)45158400 \
+#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)39137280 \
     + (size_t)9437184 * (size_t)((batch) < 16 ? (batch) : ((batch) + 7) / 8 > 16 ? ((batch) + 7) / 8 : 16))
 #define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)597290432 + RESNET50_ARENA_BYTES_TRAIN(batch))
 /* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with

@@ -93,7 +93,8 @@ struct ParameterLayout {
 
     /// Adds the packs of the training graph's blocked convs and data gradients.
     mutating func addTrainingPacks(_ t: Graph) {
-        for node in t.nodes where node.attrs.wideTile != nil {
+        // A rebuilt conv (Recompute) reads its original's pack.
+        for node in t.nodes where node.attrs.wideTile != nil && node.attrs.recomputes == nil {
             let forward = node.op == .convGradData ? t.nodes[node.attrs.forward!] : node
             let pack = Pack.of(node, t, folded: false, w: offset[forward.name + ".weight"]!,
                                b: offset[forward.name + ".bias"] ?? -1, at: &trainPackedFloats)

@@ -25,7 +25,9 @@ public enum IRPrinter {
             if let v = a.forward { attrs.append("of=%\(v)") }
             if let v = a.gradOf { attrs.append("writes ∂\(v).*") }
             if a.reluMask == true { attrs.append("relu-mask") }
-            if let v = a.recomputes { attrs.append("recomputes \(v) from saved scale/shift") }
+            if let v = a.recomputes {
+                attrs.append(node.op == .conv ? "recomputes \(v) (its weights, its rebuilt input)" : "recomputes \(v) from saved scale/shift")
+            }
             if let wide = a.wideTile, let narrow = a.narrowTile {
                 attrs.append("\(a.algorithm ?? .direct) tile avx512=\(wide) avx2/neon/portable=\(narrow)"
                              + (a.tile?.paddedInput == true ? " padded-input" : "")

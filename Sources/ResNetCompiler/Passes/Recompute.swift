@@ -39,6 +39,7 @@ public struct Recompute: Pass {
     public func run(_ input: Graph) throws -> Graph {
         guard let lossID = input.nodes.firstIndex(where: { $0.op == .loss }) else { return input }
         let readers = input.consumers()
+        let isBackward = { (id: Int) in id > lossID }
         // Applies needed to rebuild each forward batch-norm output from stored
         // values: every one, since a rebuilt block output reads its shortcut,
         // which may be one the backward pass never reads itself (a projection
@@ -48,31 +49,61 @@ public struct Recompute: Pass {
             let chain = 1 + (node.inputs.count > 1 ? depth[node.inputs[1]] ?? 0 : 0)
             if chain <= maxChain { depth[node.id] = chain }
         }
-        // The outputs the backward pass reads: each gets its own rebuild chain.
-        let roots = depth.keys.filter { readers[$0].contains { $0 > lossID } }
-        guard !roots.isEmpty else { return input }
+        let convs = Self.rebuiltConvs(input, lossID: lossID, readers: readers, depth: depth)
+        // A rebuilt conv's first use: the first backward kernel that reads it or its batch norm's rebuild.
+        var convFirst: [Int: Int] = [:]
+        for conv in convs {
+            let bn = readers[conv].first { !isBackward($0) }!
+            if let first = (readers[conv] + readers[bn]).filter(isBackward).min() { convFirst[conv] = first }
+        }
+        // The outputs the backward pass reads, or a rebuilt conv reads: each
+        // gets its own rebuild chain, before its first use.
+        var rootFirst: [Int: Int] = [:]
+        for value in depth.keys {
+            let uses = readers[value].filter(isBackward) + convs.filter { input.nodes[$0].inputs[0] == value }.compactMap { convFirst[$0] }
+            if let first = uses.min() { rootFirst[value] = first }
+        }
+        guard !rootFirst.isEmpty else { return input }
 
         var builder = GraphBuilder(graph: input)
         var before: [Int: [Int]] = [:]   // original node id → rebuilt nodes placed right before it
         var redirect: [Int: [Int: Int]] = [:]   // backward reader → (forward value → its rebuild)
-        /// Appends the nodes that rebuild `value` (its shortcut's chain first); returns the rebuilt id.
+        var rebuiltRoot: [Int: Int] = [:], rebuiltConv: [Int: Int] = [:]
+        /// Appends the nodes that rebuild `value` (its inputs' chains first); returns the rebuilt id.
         func rebuild(_ value: Int, into chain: inout [Int]) -> Int {
-            guard depth[value] != nil else { return value }
+            if let id = rebuiltConv[value] { return id }
+            guard depth[value] != nil || convs.contains(value) else { return value }
             var node = input.nodes[value]
-            if node.inputs.count > 1 { node.inputs[1] = rebuild(node.inputs[1], into: &chain) }
+            if depth[value] != nil {   // a batch norm: its shortcut's chain; its z, if that is rebuilt (already)
+                if node.inputs.count > 1 { node.inputs[1] = rebuild(node.inputs[1], into: &chain) }
+                node.inputs[0] = rebuiltConv[node.inputs[0]] ?? node.inputs[0]
+            } else {                   // a conv: its input's rebuild as a root, else a chain of its own
+                node.inputs[0] = rebuiltRoot[node.inputs[0]] ?? rebuild(node.inputs[0], into: &chain)
+            }
             node.attrs.recomputes = node.name
-            let id = builder.add(.batchNormAct, name: node.name + ".again", inputs: node.inputs, attrs: node.attrs,
-                                 shape: node.shape)
+            let id = builder.add(node.op, name: node.name + ".again", inputs: node.inputs, attrs: node.attrs, shape: node.shape)
             chain.append(id)
             return id
         }
-        for value in roots.sorted() {
-            let backward = readers[value].filter { $0 > lossID }
+        func rebuildRoot(_ value: Int) {
             var chain: [Int] = []
-            let rebuilt = rebuild(value, into: &chain)
-            before[backward.min()!, default: []] += chain
-            for reader in backward { redirect[reader, default: [:]][value] = rebuilt }
+            rebuiltRoot[value] = rebuild(value, into: &chain)
+            before[rootFirst[value]!, default: []] += chain
+            for reader in readers[value] where isBackward(reader) { redirect[reader, default: [:]][value] = rebuiltRoot[value]! }
         }
+        // First the roots rebuilt convs read; then each rebuilt conv, once,
+        // serving its backward readers and its batch norm's rebuild; then the
+        // other roots.
+        let convInputs = Set(convs.map { input.nodes[$0].inputs[0] })
+        for value in rootFirst.keys.sorted() where convInputs.contains(value) { rebuildRoot(value) }
+        for conv in convs.sorted() {
+            guard let first = convFirst[conv] else { continue }
+            var chain: [Int] = []
+            rebuiltConv[conv] = rebuild(conv, into: &chain)
+            before[first, default: []] += chain
+            for reader in readers[conv] where isBackward(reader) { redirect[reader, default: [:]][conv] = rebuiltConv[conv]! }
+        }
+        for value in rootFirst.keys.sorted() where !convInputs.contains(value) { rebuildRoot(value) }
         for (reader, map) in redirect {
             builder.nodes[reader].inputs = builder.nodes[reader].inputs.map { map[$0] ?? $0 }
         }
@@ -80,5 +111,33 @@ public struct Recompute: Pass {
         g.nodes = builder.nodes
         let order = input.nodes.indices.flatMap { (before[$0] ?? []) + [$0] }
         return g.renumbered(order: order)
+    }
+
+    /// The convs whose outputs are rebuilt too, because they are cheap beside
+    /// what they hold: at most `maxCost` multiply-adds per output value
+    /// (k²·C_in), and either the network's first conv reading the image or a
+    /// bottleneck's 1×1 reduce conv (stride 1, fewer outputs than inputs, its
+    /// input a rebuildable block output) — ResNet-50's stem and the conv1 of
+    /// its layer1, layer2 and first layer3 blocks. Each must feed one batch
+    /// norm whose output is no block's shortcut (so no rebuild chain runs
+    /// through it). Measured on torchvision's ResNet-50: every such conv
+    /// rebuilt (to C_in 2,048) made the step 12% slower than with the batch
+    /// norms alone rebuilt; see BENCHMARKS.md for the cap's figures.
+    static let maxCost = 512
+    static func rebuiltConvs(_ g: Graph, lossID: Int, readers: [[Int]], depth: [Int: Int]) -> Set<Int> {
+        var shortcuts = Set<Int>()
+        for node in g.nodes[..<lossID] where node.op == .batchNormAct && node.inputs.count > 1 { shortcuts.insert(node.inputs[1]) }
+        var result = Set<Int>()
+        for node in g.nodes[..<lossID] where node.op == .conv && node.attrs.recomputes == nil {
+            let forward = readers[node.id].filter { $0 < lossID }
+            guard forward.count == 1, g.nodes[forward[0]].op == .batchNormAct, g.nodes[forward[0]].inputs[0] == node.id,
+                  !shortcuts.contains(forward[0]), readers[node.id].contains(where: { $0 > lossID }) else { continue }
+            let source = g.nodes[node.inputs[0]], a = node.attrs
+            let k = a.kernel ?? 1, cin = g.shape(source.id).c
+            let cheap = k * k * cin <= maxCost && (source.op == .input
+                || (k == 1 && a.stride == 1 && g.shape(node.id).c < cin && depth[source.id] != nil))
+            if cheap { result.insert(node.id) }
+        }
+        return result
     }
 }

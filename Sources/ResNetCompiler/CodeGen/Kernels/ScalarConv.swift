@@ -130,8 +130,9 @@ struct ScalarConv: KernelFamily {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
             } else {
                 bias = a.bias == true ? .own : .none
-                args.append(layout.param(node.name + ".weight"))
-                if bias == .own { args.append(layout.param(node.name + ".bias")) }
+                let weights = a.recomputes ?? node.name   // a rebuilt conv (Recompute) reads its original's
+                args.append(layout.param(weights + ".weight"))
+                if bias == .own { args.append(layout.param(weights + ".bias")) }
             }
             let epilogue = Epilogue.of(node, g)
             if epilogue.shortcut != nil { args.append(.buffer(node.inputs[1])) }
