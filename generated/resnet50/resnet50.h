@@ -135,8 +135,14 @@ typedef int (*resnet50_allreduce_fn)(float *data, size_t count, void *ctx);
  * replicas × n images: the loss is the global mean, batch norm is
  * synchronized (batch statistics and the two per-channel gradient sums are
  * summed across replicas), and the gradients are summed in buckets during the
- * backward pass. A failing hook makes train_step return an error and leave
- * the model unchanged. (m, NULL, NULL, 1) returns to one process. */
+ * backward pass. Every sum crosses replicas exactly (two hook calls each), so
+ * the replicas end each step with the bits of that one model when each shard
+ * is a multiple of its weight-gradient grouping (e.g. any even split of 128
+ * over 2, 4, 8 or 16). Allocates the step's scratch (RESNET50_DP_BYTES); a
+ * model from create_in must have been given that much more than
+ * RESNET50_MODEL_BYTES_TRAIN(max_batch), else RESNET50_ERR_ARG. A failing
+ * hook makes train_step return an error and leave the model unchanged.
+ * (m, NULL, NULL, 1) returns to one process. */
 int resnet50_set_allreduce(resnet50_model *m, resnet50_allreduce_fn fn, void *ctx, int replicas);
 /* Momentum and weight decay for train_step (defaults 0.9 and 1e-4). */
 int resnet50_set_optimizer(resnet50_model *m, float momentum, float weight_decay);

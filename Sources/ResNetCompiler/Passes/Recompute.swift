@@ -27,9 +27,16 @@
 /// at batch 32, one thread, CPU time per step, five runs each interleaved
 /// (this VM spreads ±15%): chains of 4, best 462 ms, median 516; of 20, best
 /// 471, median 536 (+2–4%), for training arenas of 578 and 538 MiB at batch
-/// 128. Each backward use gets a fresh chain
-/// (sharing one would keep the rebuilt tensors live as long as the stored
-/// ones were).
+/// 128. Each rebuilt value gets its own chain, placed before its first
+/// backward use and serving all of them (sharing chains between values would
+/// keep the rebuilt tensors live as long as the stored ones were).
+///
+/// A few convs are cheap beside what they hold, and are rebuilt too
+/// (`rebuiltConvs`): a conv node with `recomputes` set runs its original's
+/// kernel and weights on the rebuilt input — again the same bits — once,
+/// before the first backward kernel that reads its output or its batch
+/// norm's rebuild; the input block output's chain is placed before it and
+/// also serves that block's conv1 weight gradient.
 public struct Recompute: Pass {
     public var name: String { "Recompute" }
     /// The most applies one rebuild may take (1: only tensors whose inputs are stored).
