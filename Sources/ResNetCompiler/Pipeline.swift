@@ -13,14 +13,20 @@ public struct Pipeline: Sendable {
         /// Training: rebuild batch-norm outputs in the backward pass instead of
         /// keeping them (Recompute; needs fusion). Off: keep every one.
         public var recompute = true
+        /// Training, with `recompute`: also rebuild the first conv of every
+        /// block whose 3×3 conv costs at most 144 multiply-adds per output
+        /// value (CIFAR's first stage; Recompute.narrowConvCost). Less memory
+        /// for a slower step: off by default.
+        public var recomputeNarrowConvs = false
         /// Build the training step too (off, `--no-train`: the training tail
         /// does not run and the C is inference only).
         public var training = true
         public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], recompute: Bool = true,
-                    training: Bool = true) {
+                    recomputeNarrowConvs: Bool = false, training: Bool = true) {
             self.fuse = fuse
             self.choices = choices
             self.recompute = recompute
+            self.recomputeNarrowConvs = recomputeNarrowConvs
             self.training = training
         }
     }
@@ -52,7 +58,7 @@ public struct Pipeline: Sendable {
         if options.fuse {
             passes.append(FuseTraining())    // BN+add+ReLU one kernel; its backward fused to match
             if options.recompute {
-                passes.append(Recompute())   // BN outputs rebuilt for the backward pass, not kept
+                passes.append(Recompute(narrowConvs: options.recomputeNarrowConvs))   // BN outputs (and cheap convs) rebuilt for the backward pass, not kept
             }
         }
         passes.append(Schedule(choices: options.choices))

@@ -86,18 +86,19 @@ public enum CBuild {
     }
 
     /// Compiles `spec` to C in a fresh temporary directory: NAME.c, NAME.h and the rest.
-    /// `recompute`: Pipeline.Options.recompute (batch-norm outputs rebuilt in the backward pass).
-    public static func generate(_ spec: NetworkSpec, fuse: Bool = true,
-                                recompute: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
-        try generate(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute)
+    /// `recompute`: Pipeline.Options.recompute (batch-norm outputs rebuilt in the backward pass);
+    /// `narrowConvs`: Pipeline.Options.recomputeNarrowConvs.
+    public static func generate(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true,
+                                narrowConvs: Bool = false) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+        try generate(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute, narrowConvs: narrowConvs)
     }
 
     /// The same for a graph already in the IR (an imported ONNX model).
-    public static func generate(lowered: Graph, fuse: Bool = true,
-                                recompute: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+    public static func generate(lowered: Graph, fuse: Bool = true, recompute: Bool = true,
+                                narrowConvs: Bool = false) throws -> (directory: String, artifacts: Compiler.Artifacts) {
         let dir = try temporaryDirectory(lowered.name)
         let compiler = try Compiler(templates: Templates(directory: root + "/templates"),
-                                    options: Pipeline.Options(fuse: fuse, recompute: recompute))
+                                    options: Pipeline.Options(fuse: fuse, recompute: recompute, recomputeNarrowConvs: narrowConvs))
         let artifacts = try compiler.compile(lowered: lowered)
         try AtomicWriter.write(artifacts.files, to: dir)
         return (dir, artifacts)
@@ -187,15 +188,16 @@ public struct BuiltModel: Sendable {
     public var createIn: Bool?
 
     /// Compiles `spec` with the given options and builds the driver against it.
-    public init(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true,
+    public init(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = false,
                 toolchain: CBuild.Toolchain = CBuild.standard) throws {
-        try self.init(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute, toolchain: toolchain)
+        try self.init(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute, narrowConvs: narrowConvs,
+                      toolchain: toolchain)
     }
 
     /// The same for a graph already in the IR (an imported ONNX model).
-    public init(lowered: Graph, fuse: Bool = true, recompute: Bool = true,
+    public init(lowered: Graph, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = false,
                 toolchain: CBuild.Toolchain = CBuild.standard) throws {
-        let (dir, artifacts) = try CBuild.generate(lowered: lowered, fuse: fuse, recompute: recompute)
+        let (dir, artifacts) = try CBuild.generate(lowered: lowered, fuse: fuse, recompute: recompute, narrowConvs: narrowConvs)
         name = lowered.name
         directory = dir
         graph = artifacts.graph
