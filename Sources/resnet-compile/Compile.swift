@@ -93,7 +93,7 @@ struct Compile: ParsableCommand {
     var recompute = true
 
     @Flag(help: ArgumentHelp("Training: also rebuild the first conv of blocks whose convs cost at most 144 multiply-adds per output value (CIFAR's first stage).",
-                             discussion: "The same gradients, bit for bit. ResNet-1202's whole training model at batch 128: 0.56x -> 0.43x PyTorch's; ResNet-110's step about 15% slower."))
+                             discussion: "The same gradients, bit for bit. ResNet-1202's whole training model at batch 128: 0.56x -> 0.43x PyTorch's; ResNet-110's step 10-16% slower."))
     var recomputeNarrowConvs = false
 
     @Flag(help: "Inference-only C: no training step, checkpoints, optimizer or all-reduce hook (smaller C and object code).")

@@ -45,7 +45,8 @@ public struct Recompute: Pass {
     /// `narrowConvCost` multiply-adds per output value and reads a rebuildable
     /// block output (`--recompute-narrow-convs`, off by default): ResNet-1202's
     /// whole training model at batch 128 goes from 0.56× to 0.43× PyTorch's,
-    /// but ResNet-110's step measured +14–16%, beyond the 10% a default may cost.
+    /// but ResNet-110's step measured +10–16% (batch 32, one thread: median 517
+    /// → 567 ms, best 466 → 541), beyond the 10% a default may cost.
     public var narrowConvs: Bool
     public static let narrowConvCost = 144
     public init(maxChain: Int = 20, narrowConvs: Bool = false) {
