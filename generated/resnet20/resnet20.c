@@ -6983,6 +6983,13 @@ size_t resnet20_arena_bytes(int max_batch, int training)
     return (floats * (size_t)max_batch + partials) * sizeof(float);
 }
 
+/* The weights region at w: the folded weights, then the packed ones on the next line. */
+static void set_weights_region(resnet20_model *m, float *w)
+{
+    m->folded = w;
+    m->packed = w ? (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+}
+
 resnet20_model *resnet20_create(int max_batch)
 {
     const size_t arena = resnet20_arena_bytes(max_batch, 0);
@@ -6994,8 +7001,7 @@ resnet20_model *resnet20_create(int max_batch)
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     m->params = calloc(RESNET20_PARAM_COUNT, sizeof(float));
-    m->folded = rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64);
-    m->packed = m->folded ? (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+    set_weights_region(m, rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64));
     m->arena = rc_alloc_aligned(arena);
     if (!m->params || !m->folded || !m->arena) {
         resnet20_destroy(m);
@@ -7026,8 +7032,7 @@ resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, in
     m->external = 1;
     m->max_batch = max_batch;
     m->params = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
-    m->folded = carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES);
-    m->packed = (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT));
+    set_weights_region(m, carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES));
     m->arena = carve(&at, arena);
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
@@ -7362,8 +7367,7 @@ static int ensure_training(resnet20_model *m)
         float *w = rc_alloc_aligned(TRAIN_WEIGHT_BYTES);
         if (w) {
             free(m->folded);
-            m->folded = w;
-            m->packed = (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT));
+            set_weights_region(m, w);
             m->folded_valid = 0;
             m->tpacked = w;
         }

@@ -11694,6 +11694,13 @@ size_t resnet50_arena_bytes(int max_batch, int training)
     return (floats * (size_t)max_batch + partials) * sizeof(float);
 }
 
+/* The weights region at w: the folded weights, then the packed ones on the next line. */
+static void set_weights_region(resnet50_model *m, float *w)
+{
+    m->folded = w;
+    m->packed = w ? (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+}
+
 resnet50_model *resnet50_create(int max_batch)
 {
     const size_t arena = resnet50_arena_bytes(max_batch, 0);
@@ -11705,8 +11712,7 @@ resnet50_model *resnet50_create(int max_batch)
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     m->params = calloc(RESNET50_PARAM_COUNT, sizeof(float));
-    m->folded = rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64);
-    m->packed = m->folded ? (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+    set_weights_region(m, rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64));
     m->arena = rc_alloc_aligned(arena);
     if (!m->params || !m->folded || !m->arena) {
         resnet50_destroy(m);
@@ -11737,8 +11743,7 @@ resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, in
     m->external = 1;
     m->max_batch = max_batch;
     m->params = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
-    m->folded = carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES);
-    m->packed = (float *)(void *)((unsigned char *)m->folded + RC_LINE_BYTES(FOLDED_COUNT));
+    set_weights_region(m, carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES));
     m->arena = carve(&at, arena);
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
@@ -12321,8 +12326,7 @@ static int ensure_training(resnet50_model *m)
         float *w = rc_alloc_aligned(TRAIN_WEIGHT_BYTES);
         if (w) {
             free(m->folded);
-            m->folded = w;
-            m->packed = (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT));
+            set_weights_region(m, w);
             m->folded_valid = 0;
             m->tpacked = w;
         }

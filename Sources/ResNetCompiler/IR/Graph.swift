@@ -141,9 +141,11 @@ public struct Attributes: Hashable, Codable, Sendable {
     public var gradOf: String?
     /// batchNormGrad: apply the ReLU mask (y = inputs[2] > 0) to dy first.
     public var reluMask: Bool?
-    /// batchNormAct rebuilt in the backward pass (Recompute): the batch-norm
-    /// layer whose scale and shift, saved by its forward kernel in the same
-    /// step, it applies to inputs[0] (no statistics computed, same bits).
+    /// A node rebuilt in the backward pass (Recompute). batchNormAct: the
+    /// batch-norm layer whose scale and shift, saved by its forward kernel in
+    /// the same step, it applies to inputs[0] (no statistics computed, same
+    /// bits). conv: the conv whose weights (and packs) it runs again on its
+    /// rebuilt input.
     public var recomputes: String?
     /// convGradData: a gradient added in the epilogue (inputs[1]), read as the
     /// option-A adjoint when `.zeroPad` (scatter to every stride-th pixel).
@@ -188,6 +190,10 @@ public struct Node: Hashable, Codable, Sendable {
         self.attrs = attrs
         self.shape = shape
     }
+
+    /// The layer whose parameters (and packed weights) this node's kernel
+    /// reads: its own, or for a node Recompute rebuilt, its original's.
+    public var parameterLayer: String { attrs.recomputes ?? name }
 }
 
 /// A learned or tracked tensor of the network, torchvision-named.

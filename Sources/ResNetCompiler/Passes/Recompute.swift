@@ -103,25 +103,25 @@ public struct Recompute: Pass {
             chain.append(id)
             return id
         }
-        func rebuildRoot(_ value: Int) {
+        /// Rebuilds `value` right before `first`, for all its backward readers.
+        func place(_ value: Int, before first: Int) -> Int {
             var chain: [Int] = []
-            rebuiltRoot[value] = rebuild(value, into: &chain)
-            before[rootFirst[value]!, default: []] += chain
-            for reader in readers[value] where isBackward(reader) { redirect[reader, default: [:]][value] = rebuiltRoot[value]! }
+            let id = rebuild(value, into: &chain)
+            before[first, default: []] += chain
+            for reader in readers[value] where isBackward(reader) { redirect[reader, default: [:]][value] = id }
+            return id
         }
         // First the roots rebuilt convs read; then each rebuilt conv, once,
         // serving its backward readers and its batch norm's rebuild; then the
         // other roots.
         let convInputs = Set(convs.map { input.nodes[$0].inputs[0] })
-        for value in rootFirst.keys.sorted() where convInputs.contains(value) { rebuildRoot(value) }
-        for conv in convs.sorted() {
-            guard let first = convFirst[conv] else { continue }
-            var chain: [Int] = []
-            rebuiltConv[conv] = rebuild(conv, into: &chain)
-            before[first, default: []] += chain
-            for reader in readers[conv] where isBackward(reader) { redirect[reader, default: [:]][conv] = rebuiltConv[conv]! }
+        for value in rootFirst.keys.sorted() where convInputs.contains(value) {
+            rebuiltRoot[value] = place(value, before: rootFirst[value]!)
         }
-        for value in rootFirst.keys.sorted() where !convInputs.contains(value) { rebuildRoot(value) }
+        for conv in convs.sorted() {
+            if let first = convFirst[conv] { rebuiltConv[conv] = place(conv, before: first) }
+        }
+        for value in rootFirst.keys.sorted() where !convInputs.contains(value) { _ = place(value, before: rootFirst[value]!) }
         for (reader, map) in redirect {
             builder.nodes[reader].inputs = builder.nodes[reader].inputs.map { map[$0] ?? $0 }
         }

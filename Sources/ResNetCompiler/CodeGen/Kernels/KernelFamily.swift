@@ -16,7 +16,7 @@ protocol KernelFamily: Hashable {
 /// (inference, by the conv's name) or `m->tpacked` (the training step; a data
 /// gradient's transposed kernel by the forward conv's name + "#T").
 func packedWeights(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> [CEmitter.Argument] {
-    let name = node.op == .convGradData ? g.nodes[node.attrs.forward!].name + "#T" : node.attrs.recomputes ?? node.name
+    let name = node.op == .convGradData ? g.nodes[node.attrs.forward!].name + "#T" : node.parameterLayer
     let (pack, buffer) = g.training ? (layout.trainPackOf[name]!, "m->tpacked") : (layout.packOf[name]!, "m->packed")
     return [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
 }

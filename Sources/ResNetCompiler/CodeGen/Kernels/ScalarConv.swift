@@ -130,9 +130,8 @@ struct ScalarConv: KernelFamily {
                 args += [.pointer("m->folded + \(fold.fw)"), .pointer("m->folded + \(fold.fb)")]
             } else {
                 bias = a.bias == true ? .own : .none
-                let weights = a.recomputes ?? node.name   // a rebuilt conv (Recompute) reads its original's
-                args.append(layout.param(weights + ".weight"))
-                if bias == .own { args.append(layout.param(weights + ".bias")) }
+                args.append(layout.param(node.parameterLayer + ".weight"))
+                if bias == .own { args.append(layout.param(node.parameterLayer + ".bias")) }
             }
             let epilogue = Epilogue.of(node, g)
             if epilogue.shortcut != nil { args.append(.buffer(node.inputs[1])) }
