@@ -13,16 +13,16 @@ public struct Pipeline: Sendable {
         /// Training: rebuild batch-norm outputs in the backward pass instead of
         /// keeping them (Recompute; needs fusion). Off: keep every one.
         public var recompute = true
-        /// Training, with `recompute`: also rebuild the first conv of every
-        /// block whose 3×3 conv costs at most 144 multiply-adds per output
-        /// value (CIFAR's first stage; Recompute.narrowConvCost). Less memory
-        /// for a slower step: off by default.
-        public var recomputeNarrowConvs = false
+        /// Training, with `recompute`: also rebuild convs of at most 144
+        /// multiply-adds per output value that read a rebuildable output
+        /// (CIFAR's first-stage conv1s; Recompute.narrowConvCost): less memory
+        /// for a step 4–9% slower (on by default; see Recompute).
+        public var recomputeNarrowConvs = true
         /// Build the training step too (off, `--no-train`: the training tail
         /// does not run and the C is inference only).
         public var training = true
         public init(fuse: Bool = true, choices: [String: TuneCache.Choice] = [:], recompute: Bool = true,
-                    recomputeNarrowConvs: Bool = false, training: Bool = true) {
+                    recomputeNarrowConvs: Bool = true, training: Bool = true) {
             self.fuse = fuse
             self.choices = choices
             self.recompute = recompute

@@ -89,13 +89,13 @@ public enum CBuild {
     /// `recompute`: Pipeline.Options.recompute (batch-norm outputs rebuilt in the backward pass);
     /// `narrowConvs`: Pipeline.Options.recomputeNarrowConvs.
     public static func generate(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true,
-                                narrowConvs: Bool = false) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+                                narrowConvs: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
         try generate(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute, narrowConvs: narrowConvs)
     }
 
     /// The same for a graph already in the IR (an imported ONNX model).
     public static func generate(lowered: Graph, fuse: Bool = true, recompute: Bool = true,
-                                narrowConvs: Bool = false) throws -> (directory: String, artifacts: Compiler.Artifacts) {
+                                narrowConvs: Bool = true) throws -> (directory: String, artifacts: Compiler.Artifacts) {
         let dir = try temporaryDirectory(lowered.name)
         let compiler = try Compiler(templates: Templates(directory: root + "/templates"),
                                     options: Pipeline.Options(fuse: fuse, recompute: recompute, recomputeNarrowConvs: narrowConvs))
@@ -188,14 +188,14 @@ public struct BuiltModel: Sendable {
     public var createIn: Bool?
 
     /// Compiles `spec` with the given options and builds the driver against it.
-    public init(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = false,
+    public init(_ spec: NetworkSpec, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = true,
                 toolchain: CBuild.Toolchain = CBuild.standard) throws {
         try self.init(lowered: try Lower.lower(spec), fuse: fuse, recompute: recompute, narrowConvs: narrowConvs,
                       toolchain: toolchain)
     }
 
     /// The same for a graph already in the IR (an imported ONNX model).
-    public init(lowered: Graph, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = false,
+    public init(lowered: Graph, fuse: Bool = true, recompute: Bool = true, narrowConvs: Bool = true,
                 toolchain: CBuild.Toolchain = CBuild.standard) throws {
         let (dir, artifacts) = try CBuild.generate(lowered: lowered, fuse: fuse, recompute: recompute, narrowConvs: narrowConvs)
         name = lowered.name

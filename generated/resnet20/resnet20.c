@@ -1774,15 +1774,16 @@ RC_VEC_FN void rc_pad_blocked(float *RC_RESTRICT dst, const float *RC_RESTRICT s
  * NULL) for the vector kernels: [OB][CB][K][K][IB][16], zeros in padded
  * channels, the bias padded to OB·16. transpose: the data gradient's kernel
  * (its outputs are the conv's C input channels, its inputs the OC outputs,
- * the taps flipped). */
+ * the taps flipped). Only output blocks [b0, b1) and their part of the bias,
+ * so that blocks can be packed in parallel. */
 RC_VEC_FN void rc_pack_conv(const float *RC_RESTRICT w, const float *RC_RESTRICT b, int oc, int c, int k, int ib, int transpose,
-                            float *RC_RESTRICT pw, float *RC_RESTRICT pb)
+                            float *RC_RESTRICT pw, float *RC_RESTRICT pb, int b0, int b1)
 {
     const int outc = transpose ? c : oc, inc = transpose ? oc : c;
-    const int ob = (outc + 15) / 16, cb = (inc + ib - 1) / ib;
-    for (int o = 0; o < ob * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
-    size_t at = 0;
-    for (int bo = 0; bo < ob; bo++)
+    const int cb = (inc + ib - 1) / ib;
+    for (int o = b0 * 16; o < b1 * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
+    size_t at = (size_t)b0 * (size_t)cb * (size_t)k * (size_t)k * (size_t)ib * 16;
+    for (int bo = b0; bo < b1; bo++)
         for (int bc = 0; bc < cb; bc++)
             for (int ky = 0; ky < k; ky++)
                 for (int kx = 0; kx < k; kx++)
@@ -1847,9 +1848,12 @@ RC_VEC_FN void rc_wino_output(const rc_v16 *m, rc_v16 *y)
 /* Packs conv weights (OC×C×3×3) for the Winograd kernels: U = G g Gᵀ per
  * (output, input) channel pair, stored [36][OB][CP][16] (CP: C padded to 16),
  * computed in double; the bias padded to OB·16. transpose: the data
- * gradient's kernel, as rc_pack_conv. */
+ * gradient's kernel, as rc_pack_conv; so are the output blocks [b0, b1).
+ * One input channel and 16 output channels at a time, so each of the 36
+ * transformed taps is one 64-byte run (zeros in padded channels) rather than
+ * 16 scattered floats. */
 RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_RESTRICT b, int oc, int c, int transpose,
-                                float *RC_RESTRICT pu, float *RC_RESTRICT pb)
+                                float *RC_RESTRICT pu, float *RC_RESTRICT pb, int b0, int b1)
 {
     static const double G[6][3] = {
         { 1.0 / 4, 0, 0 }, { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
@@ -1857,24 +1861,30 @@ RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_REST
     };
     const int outc = transpose ? c : oc, inc = transpose ? oc : c;
     const int ob = (outc + 15) / 16, cp = (inc + 15) / 16 * 16;
-    for (int o = 0; o < ob * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
-    for (size_t j = 0; j < (size_t)36 * (size_t)ob * (size_t)cp * 16; j++) pu[j] = 0.0f;
-    for (int o = 0; o < outc; o++) {
-        for (int ci = 0; ci < inc; ci++) {
-            double g[3][3], gg[6][3];
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++)
-                    g[ky][kx] = transpose ? (double)w[(((size_t)ci * (size_t)c + (size_t)o) * 3 + (size_t)(2 - ky)) * 3 + (size_t)(2 - kx)]
-                                          : (double)w[(((size_t)o * (size_t)c + (size_t)ci) * 3 + (size_t)ky) * 3 + (size_t)kx];
-            for (int r = 0; r < 6; r++)
-                for (int k = 0; k < 3; k++) gg[r][k] = G[r][0] * g[0][k] + G[r][1] * g[1][k] + G[r][2] * g[2][k];
-            for (int r = 0; r < 6; r++)
-                for (int q = 0; q < 6; q++) {
-                    const double u = gg[r][0] * G[q][0] + gg[r][1] * G[q][1] + gg[r][2] * G[q][2];
-                    pu[((((size_t)(r * 6 + q) * (size_t)ob + (size_t)(o / 16)) * (size_t)cp) + (size_t)ci) * 16 + (size_t)(o % 16)] = (float)u;
+    for (int o = b0 * 16; o < b1 * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
+    for (int bo = b0; bo < b1; bo++)
+        for (int ci = 0; ci < cp; ci++) {
+            float u[36][16];
+            for (int lane = 0; lane < 16; lane++) {
+                const int o = bo * 16 + lane;
+                if (o >= outc || ci >= inc) {
+                    for (int t = 0; t < 36; t++) u[t][lane] = 0.0f;
+                    continue;
                 }
+                double g[3][3], gg[6][3];
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++)
+                        g[ky][kx] = transpose ? (double)w[(((size_t)ci * (size_t)c + (size_t)o) * 3 + (size_t)(2 - ky)) * 3 + (size_t)(2 - kx)]
+                                              : (double)w[(((size_t)o * (size_t)c + (size_t)ci) * 3 + (size_t)ky) * 3 + (size_t)kx];
+                for (int r = 0; r < 6; r++)
+                    for (int k = 0; k < 3; k++) gg[r][k] = G[r][0] * g[0][k] + G[r][1] * g[1][k] + G[r][2] * g[2][k];
+                for (int r = 0; r < 6; r++)
+                    for (int q = 0; q < 6; q++)
+                        u[r * 6 + q][lane] = (float)(gg[r][0] * G[q][0] + gg[r][1] * G[q][1] + gg[r][2] * G[q][2]);
+            }
+            for (int t = 0; t < 36; t++)
+                memcpy(pu + (((size_t)t * (size_t)ob + (size_t)bo) * (size_t)cp + (size_t)ci) * 16, u[t], sizeof u[t]);
         }
-    }
 }
 
 /* Fully unrolls the register-tile loops, so the accumulators stay in registers. */
@@ -1914,9 +1924,9 @@ enum {
     PACKED_COUNT = 1001056,      /* floats of packed weights and padded biases */
     BLOCK = 16,                    /* channels per block of the blocked layout (NCHW16c) */
     NUM_TRAIN_PACKS = 37, /* the training step's packed kernels */
-    TRAIN_PACKED_COUNT = 2001616,
+    TRAIN_PACKED_COUNT = 147520,
     ARENA_FLOATS = 106496,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 237568, /* training: activations, gradients (naive 3162256, lower bound 237568) */
+    TRAIN_ARENA_FLOATS = 221184, /* training: activations, gradients (naive 2982032, lower bound 221184) */
     PARTIAL_FLOATS = 36864,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 2752,       /* batch means and variances of a training step */
     DP_FLOATS = 598778,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
@@ -2092,12 +2102,17 @@ typedef struct {
     int folded; size_t w; long b; int oc, c, k, ib; size_t pw, pb; int transpose, winograd;
 } rc_pack;
 
-/* Packs one vector conv's weights (direct or Winograd) from src. */
-RC_VEC_FN void pack_one(const rc_pack *q, const float *src, float *dst)
+/* 16-channel output blocks of a pack (of the data gradient's outputs, the
+ * conv's inputs, when transposed). */
+#define PACK_BLOCKS(q) ((((q)->transpose ? (q)->c : (q)->oc) + 15) / 16)
+
+/* Packs output blocks [b0, b1) of one vector conv's weights (direct or
+ * Winograd) from src; each block writes only its own part of dst. */
+RC_VEC_FN void pack_one(const rc_pack *q, const float *src, float *dst, int b0, int b1)
 {
     const float *b = q->b < 0 ? NULL : src + q->b;
-    if (q->winograd) rc_pack_winograd(src + q->w, b, q->oc, q->c, q->transpose, dst + q->pw, dst + q->pb);
-    else rc_pack_conv(src + q->w, b, q->oc, q->c, q->k, q->ib, q->transpose, dst + q->pw, dst + q->pb);
+    if (q->winograd) rc_pack_winograd(src + q->w, b, q->oc, q->c, q->transpose, dst + q->pw, dst + q->pb, b0, b1);
+    else rc_pack_conv(src + q->w, b, q->oc, q->c, q->k, q->ib, q->transpose, dst + q->pw, dst + q->pb, b0, b1);
 }
 
 /* Vector convs: where their weights come from (m->folded when folded is 1,
@@ -2126,45 +2141,46 @@ static const rc_pack PACKS[NUM_PACKS] = {
 };
 
 /* The training step's vector convs and data gradients (transpose 1: the
- * transposed, flipped kernel), packed from m->params into m->tpacked each step. */
+ * transposed, flipped kernel), each packed from m->params into m->tpacked
+ * right before its kernel (pack_train): one at a time, all at offset 0. */
 static const rc_pack TRAIN_PACKS[NUM_TRAIN_PACKS] = {
     { 0, 0, -1, 16, 3, 3, 1, 0, 432, 0, 0 },
-    { 0, 496, -1, 16, 16, 3, 16, 448, 9664, 0, 1 },
-    { 0, 2864, -1, 16, 16, 3, 16, 9680, 18896, 0, 1 },
-    { 0, 5232, -1, 16, 16, 3, 16, 18912, 28128, 0, 1 },
-    { 0, 7600, -1, 16, 16, 3, 16, 28144, 37360, 0, 1 },
-    { 0, 9968, -1, 16, 16, 3, 16, 37376, 46592, 0, 1 },
-    { 0, 12336, -1, 16, 16, 3, 16, 46608, 55824, 0, 1 },
-    { 0, 14704, -1, 32, 16, 3, 16, 55840, 60448, 0, 0 },
-    { 0, 19440, -1, 32, 32, 3, 16, 60480, 97344, 0, 1 },
-    { 0, 28784, -1, 32, 32, 3, 16, 97376, 134240, 0, 1 },
-    { 0, 38128, -1, 32, 32, 3, 16, 134272, 171136, 0, 1 },
-    { 0, 47472, -1, 32, 32, 3, 16, 171168, 208032, 0, 1 },
-    { 0, 56816, -1, 32, 32, 3, 16, 208064, 244928, 0, 1 },
-    { 0, 66160, -1, 64, 32, 3, 16, 244960, 263392, 0, 0 },
-    { 0, 84848, -1, 64, 64, 3, 16, 263456, 410912, 0, 1 },
-    { 0, 121968, -1, 64, 64, 3, 16, 410976, 558432, 0, 1 },
-    { 0, 159088, -1, 64, 64, 3, 16, 558496, 705952, 0, 1 },
-    { 0, 196208, -1, 64, 64, 3, 16, 706016, 853472, 0, 1 },
-    { 0, 233328, -1, 64, 64, 3, 16, 853536, 1000992, 0, 1 },
-    { 0, 233328, -1, 64, 64, 3, 16, 1001056, 1148512, 1, 1 },
-    { 0, 196208, -1, 64, 64, 3, 16, 1148576, 1296032, 1, 1 },
-    { 0, 159088, -1, 64, 64, 3, 16, 1296096, 1443552, 1, 1 },
-    { 0, 121968, -1, 64, 64, 3, 16, 1443616, 1591072, 1, 1 },
-    { 0, 84848, -1, 64, 64, 3, 16, 1591136, 1738592, 1, 1 },
-    { 0, 66160, -1, 64, 32, 3, 16, 1738656, 1757088, 1, 0 },
-    { 0, 56816, -1, 32, 32, 3, 16, 1757120, 1793984, 1, 1 },
-    { 0, 47472, -1, 32, 32, 3, 16, 1794016, 1830880, 1, 1 },
-    { 0, 38128, -1, 32, 32, 3, 16, 1830912, 1867776, 1, 1 },
-    { 0, 28784, -1, 32, 32, 3, 16, 1867808, 1904672, 1, 1 },
-    { 0, 19440, -1, 32, 32, 3, 16, 1904704, 1941568, 1, 1 },
-    { 0, 14704, -1, 32, 16, 3, 16, 1941600, 1946208, 1, 0 },
-    { 0, 12336, -1, 16, 16, 3, 16, 1946224, 1955440, 1, 1 },
-    { 0, 9968, -1, 16, 16, 3, 16, 1955456, 1964672, 1, 1 },
-    { 0, 7600, -1, 16, 16, 3, 16, 1964688, 1973904, 1, 1 },
-    { 0, 5232, -1, 16, 16, 3, 16, 1973920, 1983136, 1, 1 },
-    { 0, 2864, -1, 16, 16, 3, 16, 1983152, 1992368, 1, 1 },
-    { 0, 496, -1, 16, 16, 3, 16, 1992384, 2001600, 1, 1 },
+    { 0, 496, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 2864, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 5232, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 7600, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 9968, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 12336, -1, 16, 16, 3, 16, 0, 9216, 0, 1 },
+    { 0, 14704, -1, 32, 16, 3, 16, 0, 4608, 0, 0 },
+    { 0, 19440, -1, 32, 32, 3, 16, 0, 36864, 0, 1 },
+    { 0, 28784, -1, 32, 32, 3, 16, 0, 36864, 0, 1 },
+    { 0, 38128, -1, 32, 32, 3, 16, 0, 36864, 0, 1 },
+    { 0, 47472, -1, 32, 32, 3, 16, 0, 36864, 0, 1 },
+    { 0, 56816, -1, 32, 32, 3, 16, 0, 36864, 0, 1 },
+    { 0, 66160, -1, 64, 32, 3, 16, 0, 18432, 0, 0 },
+    { 0, 84848, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 121968, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 159088, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 196208, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 233328, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 233328, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 196208, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 159088, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 121968, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 84848, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 66160, -1, 64, 32, 3, 16, 0, 18432, 1, 0 },
+    { 0, 56816, -1, 32, 32, 3, 16, 0, 36864, 1, 1 },
+    { 0, 47472, -1, 32, 32, 3, 16, 0, 36864, 1, 1 },
+    { 0, 38128, -1, 32, 32, 3, 16, 0, 36864, 1, 1 },
+    { 0, 28784, -1, 32, 32, 3, 16, 0, 36864, 1, 1 },
+    { 0, 19440, -1, 32, 32, 3, 16, 0, 36864, 1, 1 },
+    { 0, 14704, -1, 32, 16, 3, 16, 0, 4608, 1, 0 },
+    { 0, 12336, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
+    { 0, 9968, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
+    { 0, 7600, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
+    { 0, 5232, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
+    { 0, 2864, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
+    { 0, 496, -1, 16, 16, 3, 16, 0, 9216, 1, 1 },
 };
 
 /* Running statistics of each batch norm (offsets into m->params) and where a
@@ -2196,11 +2212,14 @@ struct resnet20_model {
     int external;               /* built by create_in: everything lives in the caller's block */
     int folded_valid;           /* folded matches params */
     float *params;              /* RESNET20_PARAM_COUNT floats, PARAMS order */
-    float *folded;              /* FOLDED_COUNT floats: the start of the weights region (one allocation) */
+    float *folded;              /* FOLDED_COUNT floats: the start of the weights region */
     float *packed;              /* PACKED_COUNT floats, 64-byte aligned, in the weights region */
-    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training): the weights region again, so a step
-                                   overwrites folded and packed (folded_valid 0) */
-    float *arena;               /* arena_floats * max_batch floats (+ the partials region once trained) */
+    float *weights;             /* the weights region when create allocated it on its own; NULL once it lies in
+                                   the training arena (after the inference activations: a step overwrites it,
+                                   folded_valid 0) or in create_in's block */
+    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training): one kernel's packed weights at a time */
+    float *arena;               /* arena_floats * max_batch floats (+ the partials region and the inference
+                                   weights once trained) */
     size_t arena_floats;        /* per sample: ARENA_FLOATS, or TRAIN_ARENA_FLOATS once trained */
     int train_arena;            /* the arena has the training step's size (partials region included) */
     int64_t counters[NUM_BN > 0 ? NUM_BN : 1]; /* num_batches_tracked */
@@ -2252,17 +2271,17 @@ _Static_assert(sizeof(struct resnet20_model) <= STRUCT_BYTES, "the model struct 
 _Static_assert(STRUCT_BYTES % RESNET20_MODEL_ALIGN == 0, "create_in's parts start on MODEL_ALIGN lines");
 _Static_assert(RESNET20_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
 _Static_assert(RESNET20_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
-/* A training model's weights region: the inference weights, or the training
- * step's packs in the same place (the larger of the two). */
-#define TRAIN_WEIGHT_BYTES (INFER_WEIGHT_BYTES > RC_LINE_BYTES(TRAIN_PACKED_COUNT) ? INFER_WEIGHT_BYTES \
-                            : RC_LINE_BYTES(TRAIN_PACKED_COUNT))
-#define FIXED_TRAIN_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET20_PARAM_COUNT) + TRAIN_WEIGHT_BYTES \
+/* A model that trains: the pack buffer (the largest single pack) instead of
+ * the weights region, which lies in its arena (train_region_bytes). */
+#define FIXED_TRAIN_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET20_PARAM_COUNT) + RC_LINE_BYTES(TRAIN_PACKED_COUNT) \
                            + 2 * RC_LINE_BYTES(RESNET20_PARAM_COUNT) + RC_LINE_BYTES(STATS_FLOATS))
 _Static_assert(RESNET20_DP_BYTES == RC_LINE_BYTES(DP_FLOATS), "DP_BYTES");
 _Static_assert(RESNET20_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET20_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
-_Static_assert(RESNET20_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES, "MODEL_BYTES_TRAIN");
+_Static_assert(RESNET20_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES + INFER_WEIGHT_BYTES, "MODEL_BYTES_TRAIN");
+_Static_assert(RESNET20_INFER_WEIGHTS_END(3) == RC_LINE_BYTES((size_t)ARENA_FLOATS * 3) + INFER_WEIGHT_BYTES,
+               "INFER_WEIGHTS_END");
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
 static void *rc_alloc_aligned(size_t bytes)
@@ -3613,7 +3632,7 @@ static void k_bntrain_16x32x32_b16_relu(const float *RC_RESTRICT z, const float 
 }
 
 /* conv — 16×32×32 NCHW16c → 16×32×32 NCHW16c, 3×3/1 pad 1, Winograd F(4×4, 3×3)
- * used by layer1.0.conv1, layer1.0.conv2, layer1.1.conv1 and 3 more */
+ * used by layer1.0.conv1, layer1.0.conv2, layer1.1.conv1 and 6 more */
 static void k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(const float *RC_RESTRICT x, float *RC_RESTRICT scratch, const float *RC_RESTRICT u, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* The output is cut into 4×4 tiles, TH × TW of them; a work item is an
@@ -6939,7 +6958,8 @@ static void fold_params(resnet20_model *m)
     }
     /* each pack writes its own part of m->packed: in parallel, the same bits */
     RC_OMP(omp parallel for schedule(static, 1))
-    for (int p = 0; p < NUM_PACKS; p++) pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed);
+    for (int p = 0; p < NUM_PACKS; p++)
+        pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed, 0, PACK_BLOCKS(&PACKS[p]));
     m->folded_valid = 1;
 }
 
@@ -6983,6 +7003,17 @@ size_t resnet20_arena_bytes(int max_batch, int training)
     return (floats * (size_t)max_batch + partials) * sizeof(float);
 }
 
+/* A training model's arena: the training step's (partials included), or the
+ * inference activations followed by the weights region, whichever is larger
+ * (RESNET20_MODEL_BYTES_TRAIN less FIXED_TRAIN_BYTES). 0 on overflow. */
+static size_t train_region_bytes(int max_batch)
+{
+    const size_t train = resnet20_arena_bytes(max_batch, 1), infer = resnet20_arena_bytes(max_batch, 0);
+    if (train == 0 || infer == 0 || infer > SIZE_MAX - RESNET20_MODEL_ALIGN - INFER_WEIGHT_BYTES) return 0;
+    const size_t weights_end = RC_LINE_BYTES(infer / sizeof(float)) + INFER_WEIGHT_BYTES;
+    return train > weights_end ? train : weights_end;
+}
+
 /* The weights region at w: the folded weights, then the packed ones on the next line. */
 static void set_weights_region(resnet20_model *m, float *w)
 {
@@ -7001,7 +7032,8 @@ resnet20_model *resnet20_create(int max_batch)
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     m->params = calloc(RESNET20_PARAM_COUNT, sizeof(float));
-    set_weights_region(m, rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64));
+    m->weights = rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64);
+    set_weights_region(m, m->weights);
     m->arena = rc_alloc_aligned(arena);
     if (!m->params || !m->folded || !m->arena) {
         resnet20_destroy(m);
@@ -7022,7 +7054,7 @@ static float *carve(unsigned char **at, size_t bytes)
 resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, int training)
 {
     if (!memory || (uintptr_t)memory % RESNET20_MODEL_ALIGN != 0) return NULL;
-    const size_t arena = resnet20_arena_bytes(max_batch, training);  /* 0 for training in inference-only C */
+    const size_t arena = training ? train_region_bytes(max_batch) : resnet20_arena_bytes(max_batch, 0);
     const size_t fixed = training ? FIXED_TRAIN_BYTES : FIXED_INFER_BYTES;
     if (arena == 0 || arena > SIZE_MAX - fixed || bytes < fixed + arena) return NULL;
     unsigned char *at = memory;
@@ -7032,14 +7064,19 @@ resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, in
     m->external = 1;
     m->max_batch = max_batch;
     m->params = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
-    set_weights_region(m, carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES));
-    m->arena = carve(&at, arena);
+    if (training) {  /* the pack buffer; the weights region in the arena, after the inference activations */
+        m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
+        m->arena = carve(&at, arena);
+        set_weights_region(m, m->arena + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)max_batch) / sizeof(float));
+    } else {
+        set_weights_region(m, carve(&at, INFER_WEIGHT_BYTES));
+        m->arena = carve(&at, arena);
+    }
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     if (training) {
-        m->tpacked = m->folded;
         m->grads = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
         m->momentum = carve(&at, RC_LINE_BYTES(RESNET20_PARAM_COUNT));
         m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
@@ -7054,8 +7091,9 @@ void resnet20_destroy(resnet20_model *m)
 {
     if (!m || m->external) return;
     free(m->params);
-    free(m->folded);  /* packed and tpacked lie in it */
+    free(m->weights);  /* folded and packed lie in it, or in the arena */
     free(m->arena);
+    free(m->tpacked);
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
@@ -7170,6 +7208,16 @@ int resnet20_infer(resnet20_model *m, const float *x, int n, float *probs)
 
 /* ---- training ---- */
 
+/* Packs training pack p from the parameters into m->tpacked, its output
+ * blocks in parallel (each writes its own part: the same bits). */
+static void pack_train(resnet20_model *m, int p)
+{
+    const rc_pack *q = &TRAIN_PACKS[p];
+    const int blocks = PACK_BLOCKS(q);
+    RC_OMP(omp parallel for schedule(static))
+    for (int b = 0; b < blocks; b++) pack_one(q, m->params, m->tpacked, b, b + 1);
+}
+
 /* The training graph in order: forward (batch statistics), loss, backward.
  * With replicas, the gradients are summed across them in buckets of at least
  * 65536 floats: contiguous ranges of m->grads (the state-dict order,
@@ -7181,172 +7229,181 @@ static void train_forward_backward(resnet20_model *m, const float *x, const int3
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb; (void)labels;
-    RC_OMP(omp parallel for schedule(static, 1))
-    for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
+    pack_train(m, 0); /* conv1 */
     k_conv3x3s1p1_3x32x32_nchw_16_b16_w1x16n1x4(x, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 432, arena + (size_t)73728 * mb, n); /* conv1 */
     k_bntrain_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->params + 432, m->params + 448, m->bn_stats + 0, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)90112 * mb, n); /* bn1 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->tpacked + 448, m->tpacked + 9664, arena + (size_t)106496 * mb, n); /* layer1.0.conv1 */
+    pack_train(m, 1); /* layer1.0.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)106496 * mb, n); /* layer1.0.conv1 */
     k_bntrain_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->params + 2800, m->params + 2816, m->bn_stats + 64, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)122880 * mb, n); /* layer1.0.bn1 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 9680, m->tpacked + 18896, arena + (size_t)139264 * mb, n); /* layer1.0.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->params + 5184, m->bn_stats + 128, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)122880 * mb, n); /* layer1.0.bn2 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 18912, m->tpacked + 28128, arena + (size_t)90112 * mb, n); /* layer1.1.conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)90112 * mb, m->params + 7536, m->params + 7552, m->bn_stats + 192, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.1.bn1 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 28144, m->tpacked + 37360, arena + (size_t)172032 * mb, n); /* layer1.1.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)122880 * mb, m->params + 9904, m->params + 9920, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.1.bn2 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 37376, m->tpacked + 46592, arena + (size_t)122880 * mb, n); /* layer1.2.conv1 */
-    k_bntrain_16x32x32_b16_relu(arena + (size_t)122880 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 320, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer1.2.bn1 */
-    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 46608, m->tpacked + 55824, arena + (size_t)204800 * mb, n); /* layer1.2.conv2 */
-    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)155648 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 384, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)36864 * mb, n); /* layer1.2.bn2 */
-    k_conv3x3s2p1_16x32x32_b16_32_b16_w2x8n1x4(arena + (size_t)36864 * mb, arena + (size_t)0 * mb, m->tpacked + 55840, m->tpacked + 60448, arena + (size_t)53248 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)53248 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 448, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)61440 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61440 * mb, arena + (size_t)0 * mb, m->tpacked + 60480, m->tpacked + 97344, arena + (size_t)155648 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)36864 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 576, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)61440 * mb, n); /* layer2.0.bn2 */
-    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61440 * mb, arena + (size_t)0 * mb, m->tpacked + 97376, m->tpacked + 134240, arena + (size_t)36864 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)36864 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)45056 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->tpacked + 134272, m->tpacked + 171136, arena + (size_t)163840 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 832, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)45056 * mb, n); /* layer2.1.bn2 */
-    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->tpacked + 171168, m->tpacked + 208032, arena + (size_t)61440 * mb, n); /* layer2.2.conv1 */
-    k_bntrain_32x16x16_b16_relu(arena + (size_t)61440 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 960, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 208064, m->tpacked + 244928, arena + (size_t)196608 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 1088, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer2.2.bn2 */
-    k_conv3x3s2p1_32x16x16_b16_64_b16_w2x8n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 244960, m->tpacked + 263392, arena + (size_t)32768 * mb, n); /* layer3.0.conv1 */
+    pack_train(m, 2); /* layer1.0.conv2 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)106496 * mb, n); /* layer1.0.conv2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)106496 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->params + 5184, m->bn_stats + 128, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)122880 * mb, n); /* layer1.0.bn2 */
+    pack_train(m, 3); /* layer1.1.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)90112 * mb, n); /* layer1.1.conv1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)90112 * mb, m->params + 7536, m->params + 7552, m->bn_stats + 192, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.1.bn1 */
+    pack_train(m, 4); /* layer1.1.conv2 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)90112 * mb, n); /* layer1.1.conv2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)90112 * mb, arena + (size_t)122880 * mb, m->params + 9904, m->params + 9920, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.1.bn2 */
+    pack_train(m, 5); /* layer1.2.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)122880 * mb, n); /* layer1.2.conv1 */
+    k_bntrain_16x32x32_b16_relu(arena + (size_t)122880 * mb, m->params + 12272, m->params + 12288, m->bn_stats + 320, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.2.bn1 */
+    pack_train(m, 6); /* layer1.2.conv2 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)122880 * mb, n); /* layer1.2.conv2 */
+    k_bntrain_16x32x32_b16_add_relu(arena + (size_t)122880 * mb, arena + (size_t)139264 * mb, m->params + 14640, m->params + 14656, m->bn_stats + 384, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)36864 * mb, n); /* layer1.2.bn2 */
+    pack_train(m, 7); /* layer2.0.conv1 */
+    k_conv3x3s2p1_16x32x32_b16_32_b16_w2x8n1x4(arena + (size_t)36864 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 4608, arena + (size_t)53376 * mb, n); /* layer2.0.conv1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)53376 * mb, m->params + 19312, m->params + 19344, m->bn_stats + 448, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)61568 * mb, n); /* layer2.0.bn1 */
+    pack_train(m, 8); /* layer2.0.conv2 */
+    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61568 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)139264 * mb, n); /* layer2.0.conv2 */
+    k_bntrain_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)139264 * mb, arena + (size_t)36864 * mb, m->params + 28656, m->params + 28688, m->bn_stats + 576, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)61568 * mb, n); /* layer2.0.bn2 */
+    pack_train(m, 9); /* layer2.1.conv1 */
+    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61568 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)147456 * mb, n); /* layer2.1.conv1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)147456 * mb, m->params + 38000, m->params + 38032, m->bn_stats + 704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)36864 * mb, n); /* layer2.1.bn1 */
+    pack_train(m, 10); /* layer2.1.conv2 */
+    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)36864 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)155648 * mb, n); /* layer2.1.conv2 */
+    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)155648 * mb, arena + (size_t)61568 * mb, m->params + 47344, m->params + 47376, m->bn_stats + 832, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)36864 * mb, n); /* layer2.1.bn2 */
+    pack_train(m, 11); /* layer2.2.conv1 */
+    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)36864 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)61568 * mb, n); /* layer2.2.conv1 */
+    k_bntrain_32x16x16_b16_relu(arena + (size_t)61568 * mb, m->params + 56688, m->params + 56720, m->bn_stats + 960, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)45056 * mb, n); /* layer2.2.bn1 */
+    pack_train(m, 12); /* layer2.2.conv2 */
+    k_conv3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)163840 * mb, n); /* layer2.2.conv2 */
+    k_bntrain_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)36864 * mb, m->params + 66032, m->params + 66064, m->bn_stats + 1088, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer2.2.bn2 */
+    pack_train(m, 13); /* layer3.0.conv1 */
+    k_conv3x3s2p1_32x16x16_b16_64_b16_w2x8n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 18432, arena + (size_t)32768 * mb, n); /* layer3.0.conv1 */
     k_bntrain_64x8x8_b16_relu(arena + (size_t)32768 * mb, m->params + 84592, m->params + 84656, m->bn_stats + 1216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)26624 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 263456, m->tpacked + 410912, arena + (size_t)45056 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)18432 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 1472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)26624 * mb, n); /* layer3.0.bn2 */
-    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 410976, m->tpacked + 558432, arena + (size_t)49152 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_64x8x8_b16_relu(arena + (size_t)49152 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 1728, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 558496, m->tpacked + 705952, arena + (size_t)69632 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)69632 * mb, arena + (size_t)26624 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 1984, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer3.1.bn2 */
-    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 706016, m->tpacked + 853472, arena + (size_t)188416 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_64x8x8_b16_relu(arena + (size_t)188416 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 2240, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 853536, m->tpacked + 1000992, arena + (size_t)192512 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)192512 * mb, arena + (size_t)18432 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 2496, arena + (size_t)4096 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
+    pack_train(m, 14); /* layer3.0.conv2 */
+    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)172032 * mb, n); /* layer3.0.conv2 */
+    k_bntrain_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)172032 * mb, arena + (size_t)18432 * mb, m->params + 121712, m->params + 121776, m->bn_stats + 1472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)26624 * mb, n); /* layer3.0.bn2 */
+    pack_train(m, 15); /* layer3.1.conv1 */
+    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)176128 * mb, n); /* layer3.1.conv1 */
+    k_bntrain_64x8x8_b16_relu(arena + (size_t)176128 * mb, m->params + 158832, m->params + 158896, m->bn_stats + 1728, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer3.1.bn1 */
+    pack_train(m, 16); /* layer3.1.conv2 */
+    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)180224 * mb, n); /* layer3.1.conv2 */
+    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)180224 * mb, arena + (size_t)26624 * mb, m->params + 195952, m->params + 196016, m->bn_stats + 1984, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)18432 * mb, n); /* layer3.1.bn2 */
+    pack_train(m, 17); /* layer3.2.conv1 */
+    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)184320 * mb, n); /* layer3.2.conv1 */
+    k_bntrain_64x8x8_b16_relu(arena + (size_t)184320 * mb, m->params + 233072, m->params + 233136, m->bn_stats + 2240, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.2.bn1 */
+    pack_train(m, 18); /* layer3.2.conv2 */
+    k_conv3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)188416 * mb, n); /* layer3.2.conv2 */
+    k_bntrain_64x8x8_b16_add_relu(arena + (size_t)188416 * mb, arena + (size_t)18432 * mb, m->params + 270192, m->params + 270256, m->bn_stats + 2496, arena + (size_t)4096 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
     k_avgpool_64x8x8_b16(arena + (size_t)0 * mb, arena + (size_t)4096 * mb, n); /* avgpool1 */
     k_dense_64_10(arena + (size_t)4096 * mb, m->params + 270448, m->params + 271088, arena + (size_t)0 * mb, n); /* fc */
     k_loss_10(arena + (size_t)0 * mb, labels, &m->loss, &m->reducer, arena + (size_t)64 * mb, n); /* loss */
     k_densegrad_64_10(arena + (size_t)64 * mb, arena + (size_t)4096 * mb, m->params + 270448, m->grads + 270448, m->grads + 271088, &m->reducer, arena + (size_t)0 * mb, n); /* fc.grad */
-    k_avgpoolgrad_64x8x8_b16(arena + (size_t)0 * mb, arena + (size_t)221184 * mb, n); /* avgpool1.grad */
+    k_avgpoolgrad_64x8x8_b16(arena + (size_t)0 * mb, arena + (size_t)192512 * mb, n); /* avgpool1.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)196608 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)0 * mb, n); /* layer2.2.bn2.again */
-    k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->bn_stats + 1472, arena + (size_t)8192 * mb, n); /* layer3.0.bn2.again */
-    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)69632 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1984, arena + (size_t)0 * mb, n); /* layer3.1.bn2.again */
-    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)192512 * mb, arena + (size_t)0 * mb, m->bn_stats + 2496, arena + (size_t)4096 * mb, n); /* layer3.2.bn2.again */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)221184 * mb, arena + (size_t)192512 * mb, arena + (size_t)4096 * mb, m->params + 270192, m->bn_stats + 2496, m->grads + 270192, m->grads + 270256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)225280 * mb, arena + (size_t)18432 * mb, n); /* layer3.2.bn2.grad */
-    k_bnapply_64x8x8_b16_relu(arena + (size_t)188416 * mb, m->bn_stats + 2240, arena + (size_t)22528 * mb, n); /* layer3.2.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)18432 * mb, arena + (size_t)22528 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 233328, &m->reducer, n); /* layer3.2.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)18432 * mb, arena + (size_t)0 * mb, m->tpacked + 1001056, m->tpacked + 1148512, arena + (size_t)26624 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)26624 * mb, arena + (size_t)188416 * mb, arena + (size_t)22528 * mb, m->params + 233072, m->bn_stats + 2240, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)192512 * mb, n); /* layer3.2.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)196608 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)0 * mb, n); /* layer2.2.bn2.again */
-    k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->bn_stats + 1472, arena + (size_t)8192 * mb, n); /* layer3.0.bn2.again */
-    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)69632 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1984, arena + (size_t)18432 * mb, n); /* layer3.1.bn2.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)192512 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 196208, &m->reducer, n); /* layer3.2.conv1.grad_weight */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)106496 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)90112 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)36992 * mb, n); /* layer1.2.bn2.again */
+    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)139264 * mb, arena + (size_t)36992 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
+    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
+    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)0 * mb, n); /* layer2.2.bn2.again */
+    k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)172032 * mb, arena + (size_t)0 * mb, m->bn_stats + 1472, arena + (size_t)18432 * mb, n); /* layer3.0.bn2.again */
+    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)180224 * mb, arena + (size_t)18432 * mb, m->bn_stats + 1984, arena + (size_t)0 * mb, n); /* layer3.1.bn2.again */
+    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->bn_stats + 2496, arena + (size_t)4096 * mb, n); /* layer3.2.bn2.again */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)192512 * mb, arena + (size_t)188416 * mb, arena + (size_t)4096 * mb, m->params + 270192, m->bn_stats + 2496, m->grads + 270192, m->grads + 270256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)26624 * mb, arena + (size_t)22528 * mb, n); /* layer3.2.bn2.grad */
+    k_bnapply_64x8x8_b16_relu(arena + (size_t)184320 * mb, m->bn_stats + 2240, arena + (size_t)188416 * mb, n); /* layer3.2.bn1.again */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)188416 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 233328, &m->reducer, n); /* layer3.2.conv2.grad_weight */
+    pack_train(m, 19); /* layer3.2.conv2#T */
+    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)192512 * mb, n); /* layer3.2.conv2.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)192512 * mb, arena + (size_t)184320 * mb, arena + (size_t)188416 * mb, m->params + 233072, m->bn_stats + 2240, m->grads + 233072, m->grads + 233136, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.2.bn1.grad */
+    k_bnapply_64x8x8_b16_add_relu(arena + (size_t)180224 * mb, arena + (size_t)18432 * mb, m->bn_stats + 1984, arena + (size_t)184320 * mb, n); /* layer3.1.bn2.again */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)184320 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 196208, &m->reducer, n); /* layer3.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 196080, 75018); /* gradients: layer3.1.bn2.running_mean … fc.bias */
-    k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)192512 * mb, arena + (size_t)0 * mb, m->tpacked + 1148576, m->tpacked + 1296032, arena + (size_t)225280 * mb, arena + (size_t)22528 * mb, n); /* layer3.2.conv1.grad */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)22528 * mb, arena + (size_t)69632 * mb, arena + (size_t)18432 * mb, m->params + 195952, m->bn_stats + 1984, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)26624 * mb, n); /* layer3.1.bn2.grad */
-    k_bnapply_64x8x8_b16_relu(arena + (size_t)49152 * mb, m->bn_stats + 1728, arena + (size_t)18432 * mb, n); /* layer3.1.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)26624 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 159088, &m->reducer, n); /* layer3.1.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 1296096, m->tpacked + 1443552, arena + (size_t)22528 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)22528 * mb, arena + (size_t)49152 * mb, arena + (size_t)18432 * mb, m->params + 158832, m->bn_stats + 1728, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)69632 * mb, n); /* layer3.1.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)196608 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)0 * mb, n); /* layer2.2.bn2.again */
-    k_bnapply_64x8x8_b16_addzp32x16x16s2_relu(arena + (size_t)45056 * mb, arena + (size_t)0 * mb, m->bn_stats + 1472, arena + (size_t)18432 * mb, n); /* layer3.0.bn2.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)69632 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 121968, &m->reducer, n); /* layer3.1.conv1.grad_weight */
+    pack_train(m, 20); /* layer3.2.conv1#T */
+    k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)26624 * mb, arena + (size_t)188416 * mb, n); /* layer3.2.conv1.grad */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)188416 * mb, arena + (size_t)180224 * mb, arena + (size_t)184320 * mb, m->params + 195952, m->bn_stats + 1984, m->grads + 195952, m->grads + 196016, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)26624 * mb, arena + (size_t)22528 * mb, n); /* layer3.1.bn2.grad */
+    k_bnapply_64x8x8_b16_relu(arena + (size_t)176128 * mb, m->bn_stats + 1728, arena + (size_t)180224 * mb, n); /* layer3.1.bn1.again */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)180224 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 159088, &m->reducer, n); /* layer3.1.conv2.grad_weight */
+    pack_train(m, 21); /* layer3.1.conv2#T */
+    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)184320 * mb, n); /* layer3.1.conv2.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)184320 * mb, arena + (size_t)176128 * mb, arena + (size_t)180224 * mb, m->params + 158832, m->bn_stats + 1728, m->grads + 158832, m->grads + 158896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)22528 * mb, n); /* layer3.1.bn1.grad */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 121968, &m->reducer, n); /* layer3.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 121840, 74240); /* gradients: layer3.0.bn2.running_mean … layer3.1.bn2.bias */
-    k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)69632 * mb, arena + (size_t)0 * mb, m->tpacked + 1443616, m->tpacked + 1591072, arena + (size_t)188416 * mb, arena + (size_t)22528 * mb, n); /* layer3.1.conv1.grad */
-    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)22528 * mb, arena + (size_t)45056 * mb, arena + (size_t)18432 * mb, m->params + 121712, m->bn_stats + 1472, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)69632 * mb, arena + (size_t)26624 * mb, n); /* layer3.0.bn2.grad */
+    pack_train(m, 22); /* layer3.1.conv1#T */
+    k_convgd3x3s1p1_64x8x8_b16_64_b16_add_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)26624 * mb, arena + (size_t)176128 * mb, n); /* layer3.1.conv1.grad */
+    k_bngrad_64x8x8_b16_relu_out2(arena + (size_t)176128 * mb, arena + (size_t)172032 * mb, arena + (size_t)18432 * mb, m->params + 121712, m->bn_stats + 1472, m->grads + 121712, m->grads + 121776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)180224 * mb, arena + (size_t)22528 * mb, n); /* layer3.0.bn2.grad */
     k_bnapply_64x8x8_b16_relu(arena + (size_t)32768 * mb, m->bn_stats + 1216, arena + (size_t)18432 * mb, n); /* layer3.0.bn1.again */
-    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)26624 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 84848, &m->reducer, n); /* layer3.0.conv2.grad_weight */
-    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)26624 * mb, arena + (size_t)0 * mb, m->tpacked + 1591136, m->tpacked + 1738592, arena + (size_t)22528 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_64x8x8_b16_relu(arena + (size_t)22528 * mb, arena + (size_t)32768 * mb, arena + (size_t)18432 * mb, m->params + 84592, m->bn_stats + 1216, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer3.0.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)196608 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)20736 * mb, n); /* layer2.2.bn2.again */
-    k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)188416 * mb, arena + (size_t)20736 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 66160, &m->reducer, n); /* layer3.0.conv1.grad_weight */
-    k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1738656, m->tpacked + 1757088, arena + (size_t)69632 * mb, arena + (size_t)45056 * mb, n); /* layer3.0.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)45056 * mb, arena + (size_t)196608 * mb, arena + (size_t)20736 * mb, m->params + 66032, m->bn_stats + 1088, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)221184 * mb, arena + (size_t)188416 * mb, n); /* layer2.2.bn2.grad */
-    k_bnapply_32x16x16_b16_relu(arena + (size_t)61440 * mb, m->bn_stats + 960, arena + (size_t)45056 * mb, n); /* layer2.2.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)188416 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 56816, &m->reducer, n); /* layer2.2.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1757120, m->tpacked + 1793984, arena + (size_t)196608 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)196608 * mb, arena + (size_t)61440 * mb, arena + (size_t)45056 * mb, m->params + 56688, m->bn_stats + 960, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, n); /* layer2.2.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
-    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)45056 * mb, n); /* layer2.1.bn2.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)188416 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 47472, &m->reducer, n); /* layer2.2.conv1.grad_weight */
+    k_convgw3x3s1p1_64x8x8_b16_64_b16_r8(arena + (size_t)22528 * mb, arena + (size_t)18432 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 84848, &m->reducer, n); /* layer3.0.conv2.grad_weight */
+    pack_train(m, 23); /* layer3.0.conv2#T */
+    k_convgd3x3s1p1_64x8x8_b16_64_b16_wino4r2_w2x4n1x4(arena + (size_t)22528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)26624 * mb, n); /* layer3.0.conv2.grad */
+    k_bngrad_64x8x8_b16_relu(arena + (size_t)26624 * mb, arena + (size_t)32768 * mb, arena + (size_t)18432 * mb, m->params + 84592, m->bn_stats + 1216, m->grads + 84592, m->grads + 84656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)184320 * mb, n); /* layer3.0.bn1.grad */
+    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)139264 * mb, arena + (size_t)36992 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
+    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)8192 * mb, n); /* layer2.1.bn2.again */
+    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)163840 * mb, arena + (size_t)8192 * mb, m->bn_stats + 1088, arena + (size_t)20736 * mb, n); /* layer2.2.bn2.again */
+    k_convgw3x3s2p1_32x16x16_b16_64_b16_r8(arena + (size_t)184320 * mb, arena + (size_t)20736 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 66160, &m->reducer, n); /* layer3.0.conv1.grad_weight */
+    pack_train(m, 24); /* layer3.0.conv1#T */
+    k_convgd3x3s2p1_64x8x8_b16_32_b16_addzpT64x8x8s2_w2x8n1x4(arena + (size_t)184320 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 18432, arena + (size_t)180224 * mb, arena + (size_t)172032 * mb, n); /* layer3.0.conv1.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)172032 * mb, arena + (size_t)163840 * mb, arena + (size_t)20736 * mb, m->params + 66032, m->bn_stats + 1088, m->grads + 66032, m->grads + 66064, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)180224 * mb, n); /* layer2.2.bn2.grad */
+    k_bnapply_32x16x16_b16_relu(arena + (size_t)61568 * mb, m->bn_stats + 960, arena + (size_t)163840 * mb, n); /* layer2.2.bn1.again */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)180224 * mb, arena + (size_t)163840 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 56816, &m->reducer, n); /* layer2.2.conv2.grad_weight */
+    pack_train(m, 25); /* layer2.2.conv2#T */
+    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)180224 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)172032 * mb, n); /* layer2.2.conv2.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)172032 * mb, arena + (size_t)61568 * mb, arena + (size_t)163840 * mb, m->params + 56688, m->bn_stats + 960, m->grads + 56688, m->grads + 56720, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)180224 * mb, n); /* layer2.2.bn1.grad */
+    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)139264 * mb, arena + (size_t)36992 * mb, m->bn_stats + 576, arena + (size_t)0 * mb, n); /* layer2.0.bn2.again */
+    k_bnapply_32x16x16_b16_add_relu(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->bn_stats + 832, arena + (size_t)61568 * mb, n); /* layer2.1.bn2.again */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)180224 * mb, arena + (size_t)61568 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 47472, &m->reducer, n); /* layer2.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 47408, 74432); /* gradients: layer2.1.bn2.running_mean … layer3.0.bn2.bias */
-    k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1794016, m->tpacked + 1830880, arena + (size_t)221184 * mb, arena + (size_t)61440 * mb, n); /* layer2.2.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)61440 * mb, arena + (size_t)163840 * mb, arena + (size_t)45056 * mb, m->params + 47344, m->bn_stats + 832, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)196608 * mb, arena + (size_t)188416 * mb, n); /* layer2.1.bn2.grad */
-    k_bnapply_32x16x16_b16_relu(arena + (size_t)36864 * mb, m->bn_stats + 704, arena + (size_t)45056 * mb, n); /* layer2.1.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)188416 * mb, arena + (size_t)45056 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 38128, &m->reducer, n); /* layer2.1.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)188416 * mb, arena + (size_t)0 * mb, m->tpacked + 1830912, m->tpacked + 1867776, arena + (size_t)61440 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)61440 * mb, arena + (size_t)36864 * mb, arena + (size_t)45056 * mb, m->params + 38000, m->bn_stats + 704, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)163840 * mb, n); /* layer2.1.bn1.grad */
+    pack_train(m, 26); /* layer2.2.conv1#T */
+    k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)180224 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)188416 * mb, arena + (size_t)163840 * mb, n); /* layer2.2.conv1.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)163840 * mb, arena + (size_t)155648 * mb, arena + (size_t)61568 * mb, m->params + 47344, m->bn_stats + 832, m->grads + 47344, m->grads + 47376, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)180224 * mb, arena + (size_t)172032 * mb, n); /* layer2.1.bn2.grad */
+    k_bnapply_32x16x16_b16_relu(arena + (size_t)147456 * mb, m->bn_stats + 704, arena + (size_t)61568 * mb, n); /* layer2.1.bn1.again */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)172032 * mb, arena + (size_t)61568 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 38128, &m->reducer, n); /* layer2.1.conv2.grad_weight */
+    pack_train(m, 27); /* layer2.1.conv2#T */
+    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)172032 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)155648 * mb, n); /* layer2.1.conv2.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)155648 * mb, arena + (size_t)147456 * mb, arena + (size_t)61568 * mb, m->params + 38000, m->bn_stats + 704, m->grads + 38000, m->grads + 38032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)163840 * mb, n); /* layer2.1.bn1.grad */
+    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)139264 * mb, arena + (size_t)36992 * mb, m->bn_stats + 576, arena + (size_t)61568 * mb, n); /* layer2.0.bn2.again */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)163840 * mb, arena + (size_t)61568 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 28784, &m->reducer, n); /* layer2.1.conv1.grad_weight */
+    pack_train(m, 28); /* layer2.1.conv1#T */
+    k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)180224 * mb, arena + (size_t)147456 * mb, n); /* layer2.1.conv1.grad */
+    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)147456 * mb, arena + (size_t)139264 * mb, arena + (size_t)61568 * mb, m->params + 28656, m->bn_stats + 576, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)163840 * mb, arena + (size_t)155648 * mb, n); /* layer2.0.bn2.grad */
+    k_bnapply_32x16x16_b16_relu(arena + (size_t)53376 * mb, m->bn_stats + 448, arena + (size_t)61568 * mb, n); /* layer2.0.bn1.again */
+    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)155648 * mb, arena + (size_t)61568 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19440, &m->reducer, n); /* layer2.0.conv2.grad_weight */
+    pack_train(m, 29); /* layer2.0.conv2#T */
+    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 36864, arena + (size_t)139264 * mb, n); /* layer2.0.conv2.grad */
+    k_bngrad_32x16x16_b16_relu(arena + (size_t)139264 * mb, arena + (size_t)53376 * mb, arena + (size_t)61568 * mb, m->params + 19312, m->bn_stats + 448, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)147456 * mb, n); /* layer2.0.bn1.grad */
+    k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)147456 * mb, arena + (size_t)36992 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14704, &m->reducer, n); /* layer2.0.conv1.grad_weight */
+    pack_train(m, 30); /* layer2.0.conv1#T */
+    k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(arena + (size_t)147456 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 4608, arena + (size_t)163840 * mb, arena + (size_t)53376 * mb, n); /* layer2.0.conv1.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)53376 * mb, arena + (size_t)122880 * mb, arena + (size_t)36992 * mb, m->params + 14640, m->bn_stats + 384, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, arena + (size_t)139264 * mb, n); /* layer1.2.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)16384 * mb, n); /* layer1.2.bn2.again */
-    k_bnapply_32x16x16_b16_addzp16x32x32s2_relu(arena + (size_t)155648 * mb, arena + (size_t)16384 * mb, m->bn_stats + 576, arena + (size_t)36864 * mb, n); /* layer2.0.bn2.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)163840 * mb, arena + (size_t)36864 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 28784, &m->reducer, n); /* layer2.1.conv1.grad_weight */
-    k_convgd3x3s1p1_32x16x16_b16_32_b16_add_wino4r2_w2x8n1x4(arena + (size_t)163840 * mb, arena + (size_t)0 * mb, m->tpacked + 1867808, m->tpacked + 1904672, arena + (size_t)196608 * mb, arena + (size_t)45056 * mb, n); /* layer2.1.conv1.grad */
-    k_bngrad_32x16x16_b16_relu_out2(arena + (size_t)45056 * mb, arena + (size_t)155648 * mb, arena + (size_t)36864 * mb, m->params + 28656, m->bn_stats + 576, m->grads + 28656, m->grads + 28688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)163840 * mb, arena + (size_t)61440 * mb, n); /* layer2.0.bn2.grad */
-    k_bnapply_32x16x16_b16_relu(arena + (size_t)53248 * mb, m->bn_stats + 448, arena + (size_t)36864 * mb, n); /* layer2.0.bn1.again */
-    k_convgw3x3s1p1_32x16x16_b16_32_b16_r11(arena + (size_t)61440 * mb, arena + (size_t)36864 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19440, &m->reducer, n); /* layer2.0.conv2.grad_weight */
-    k_convgd3x3s1p1_32x16x16_b16_32_b16_wino4r2_w2x8n1x4(arena + (size_t)61440 * mb, arena + (size_t)0 * mb, m->tpacked + 1904704, m->tpacked + 1941568, arena + (size_t)45056 * mb, n); /* layer2.0.conv2.grad */
-    k_bngrad_32x16x16_b16_relu(arena + (size_t)45056 * mb, arena + (size_t)53248 * mb, arena + (size_t)36864 * mb, m->params + 19312, m->bn_stats + 448, m->grads + 19312, m->grads + 19344, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer2.0.bn1.grad */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)106496 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)90112 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)122880 * mb, n); /* layer1.1.bn2.again */
+    pack_train(m, 5); /* layer1.2.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)122880 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)172032 * mb, n); /* layer1.2.conv1.again */
+    k_bnapply_16x32x32_b16_relu(arena + (size_t)172032 * mb, m->bn_stats + 320, arena + (size_t)188416 * mb, n); /* layer1.2.bn1.again */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)188416 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12336, &m->reducer, n); /* layer1.2.conv2.grad_weight */
+    pack_train(m, 31); /* layer1.2.conv2#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)204800 * mb, n); /* layer1.2.conv2.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)204800 * mb, arena + (size_t)172032 * mb, arena + (size_t)188416 * mb, m->params + 12272, m->bn_stats + 320, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.2.bn1.grad */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9968, &m->reducer, n); /* layer1.2.conv1.grad_weight */
+    pack_train(m, 32); /* layer1.2.conv1#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)155648 * mb, arena + (size_t)172032 * mb, n); /* layer1.2.conv1.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)172032 * mb, arena + (size_t)90112 * mb, arena + (size_t)122880 * mb, m->params + 9904, m->bn_stats + 256, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, arena + (size_t)139264 * mb, n); /* layer1.1.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)0 * mb, n); /* layer1.1.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)204800 * mb, arena + (size_t)0 * mb, m->bn_stats + 384, arena + (size_t)36992 * mb, n); /* layer1.2.bn2.again */
-    k_convgw3x3s2p1_16x32x32_b16_32_b16_r4(arena + (size_t)155648 * mb, arena + (size_t)36992 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14704, &m->reducer, n); /* layer2.0.conv1.grad_weight */
-    k_convgd3x3s2p1_32x16x16_b16_16_b16_addzpT32x16x16s2_w1x16n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1941600, m->tpacked + 1946208, arena + (size_t)163840 * mb, arena + (size_t)53376 * mb, n); /* layer2.0.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)53376 * mb, arena + (size_t)204800 * mb, arena + (size_t)36992 * mb, m->params + 14640, m->bn_stats + 384, m->grads + 14640, m->grads + 14656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)155648 * mb, n); /* layer1.2.bn2.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)122880 * mb, m->bn_stats + 320, arena + (size_t)204800 * mb, n); /* layer1.2.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)204800 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12336, &m->reducer, n); /* layer1.2.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1946224, m->tpacked + 1955440, arena + (size_t)221184 * mb, n); /* layer1.2.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)221184 * mb, arena + (size_t)122880 * mb, arena + (size_t)204800 * mb, m->params + 12272, m->bn_stats + 320, m->grads + 12272, m->grads + 12288, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.2.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)16384 * mb, n); /* layer1.0.bn2.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)172032 * mb, arena + (size_t)16384 * mb, m->bn_stats + 256, arena + (size_t)122880 * mb, n); /* layer1.1.bn2.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9968, &m->reducer, n); /* layer1.2.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1955456, m->tpacked + 1964672, arena + (size_t)188416 * mb, arena + (size_t)204800 * mb, n); /* layer1.2.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)204800 * mb, arena + (size_t)172032 * mb, arena + (size_t)122880 * mb, m->params + 9904, m->bn_stats + 256, m->grads + 9904, m->grads + 9920, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)188416 * mb, arena + (size_t)155648 * mb, n); /* layer1.1.bn2.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)90112 * mb, m->bn_stats + 192, arena + (size_t)122880 * mb, n); /* layer1.1.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7600, &m->reducer, n); /* layer1.1.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1964688, m->tpacked + 1973904, arena + (size_t)172032 * mb, n); /* layer1.1.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)172032 * mb, arena + (size_t)90112 * mb, arena + (size_t)122880 * mb, m->params + 7536, m->bn_stats + 192, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, n); /* layer1.1.bn1.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)0 * mb, n); /* bn1.again */
-    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)90112 * mb, n); /* layer1.0.bn2.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5232, &m->reducer, n); /* layer1.1.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1973920, m->tpacked + 1983136, arena + (size_t)188416 * mb, arena + (size_t)122880 * mb, n); /* layer1.1.conv1.grad */
-    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)122880 * mb, arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->bn_stats + 128, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)172032 * mb, arena + (size_t)155648 * mb, n); /* layer1.0.bn2.grad */
-    k_bnapply_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->bn_stats + 64, arena + (size_t)90112 * mb, n); /* layer1.0.bn1.again */
-    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)155648 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2864, &m->reducer, n); /* layer1.0.conv2.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)155648 * mb, arena + (size_t)0 * mb, m->tpacked + 1983152, m->tpacked + 1992368, arena + (size_t)122880 * mb, n); /* layer1.0.conv2.grad */
-    k_bngrad_16x32x32_b16_relu(arena + (size_t)122880 * mb, arena + (size_t)106496 * mb, arena + (size_t)90112 * mb, m->params + 2800, m->bn_stats + 64, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.0.bn1.grad */
+    k_bnapply_16x32x32_b16_add_relu(arena + (size_t)106496 * mb, arena + (size_t)0 * mb, m->bn_stats + 128, arena + (size_t)90112 * mb, n); /* layer1.0.bn2.again */
+    pack_train(m, 3); /* layer1.1.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)122880 * mb, n); /* layer1.1.conv1.again */
+    k_bnapply_16x32x32_b16_relu(arena + (size_t)122880 * mb, m->bn_stats + 192, arena + (size_t)172032 * mb, n); /* layer1.1.bn1.again */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)172032 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7600, &m->reducer, n); /* layer1.1.conv2.grad_weight */
+    pack_train(m, 33); /* layer1.1.conv2#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)188416 * mb, n); /* layer1.1.conv2.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)188416 * mb, arena + (size_t)122880 * mb, arena + (size_t)172032 * mb, m->params + 7536, m->bn_stats + 192, m->grads + 7536, m->grads + 7552, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.1.bn1.grad */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5232, &m->reducer, n); /* layer1.1.conv1.grad_weight */
+    pack_train(m, 34); /* layer1.1.conv1#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)155648 * mb, arena + (size_t)122880 * mb, n); /* layer1.1.conv1.grad */
+    k_bngrad_16x32x32_b16_relu_out2(arena + (size_t)122880 * mb, arena + (size_t)106496 * mb, arena + (size_t)90112 * mb, m->params + 5168, m->bn_stats + 128, m->grads + 5168, m->grads + 5184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)155648 * mb, arena + (size_t)139264 * mb, n); /* layer1.0.bn2.grad */
     k_bnapply_16x32x32_b16_relu(arena + (size_t)73728 * mb, m->bn_stats + 0, arena + (size_t)90112 * mb, n); /* bn1.again */
+    pack_train(m, 1); /* layer1.0.conv1 */
+    k_conv3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)90112 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)106496 * mb, n); /* layer1.0.conv1.again */
+    k_bnapply_16x32x32_b16_relu(arena + (size_t)106496 * mb, m->bn_stats + 64, arena + (size_t)122880 * mb, n); /* layer1.0.bn1.again */
+    k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)122880 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2864, &m->reducer, n); /* layer1.0.conv2.grad_weight */
+    pack_train(m, 35); /* layer1.0.conv2#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)172032 * mb, n); /* layer1.0.conv2.grad */
+    k_bngrad_16x32x32_b16_relu(arena + (size_t)172032 * mb, arena + (size_t)106496 * mb, arena + (size_t)122880 * mb, m->params + 2800, m->bn_stats + 64, m->grads + 2800, m->grads + 2816, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)139264 * mb, n); /* layer1.0.bn1.grad */
     k_convgw3x3s1p1_16x32x32_b16_16_b16_r5(arena + (size_t)139264 * mb, arena + (size_t)90112 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 496, &m->reducer, n); /* layer1.0.conv1.grad_weight */
-    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 1992384, m->tpacked + 2001600, arena + (size_t)172032 * mb, arena + (size_t)106496 * mb, n); /* layer1.0.conv1.grad */
+    pack_train(m, 36); /* layer1.0.conv1#T */
+    k_convgd3x3s1p1_16x32x32_b16_16_b16_add_wino4r1_w1x8n1x4(arena + (size_t)139264 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 9216, arena + (size_t)155648 * mb, arena + (size_t)106496 * mb, n); /* layer1.0.conv1.grad */
     k_bngrad_16x32x32_b16_relu(arena + (size_t)106496 * mb, arena + (size_t)73728 * mb, arena + (size_t)90112 * mb, m->params + 432, m->bn_stats + 0, m->grads + 432, m->grads + 448, arena + (size_t)16384 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* bn1.grad */
     k_convgw3x3s1p1_3x32x32_nchw_16_b16_r11(arena + (size_t)0 * mb, x, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 0, &m->reducer, n); /* conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 0, 47408); /* gradients: conv1.weight … layer2.1.bn2.bias */
@@ -7363,25 +7420,20 @@ static int ensure_training(resnet20_model *m)
     if (!m->grads) m->grads = calloc(RESNET20_PARAM_COUNT, sizeof(float));
     if (!m->momentum) m->momentum = calloc(RESNET20_PARAM_COUNT, sizeof(float));
     if (!m->bn_stats) m->bn_stats = calloc(STATS_FLOATS, sizeof(float));
-    if (!m->tpacked && TRAIN_WEIGHT_BYTES > INFER_WEIGHT_BYTES) {  /* the weights region grows to hold the training packs */
-        float *w = rc_alloc_aligned(TRAIN_WEIGHT_BYTES);
-        if (w) {
-            free(m->folded);
-            set_weights_region(m, w);
-            m->folded_valid = 0;
-            m->tpacked = w;
-        }
-    } else if (!m->tpacked) {
-        m->tpacked = m->folded;
-    }
+    if (!m->tpacked) m->tpacked = rc_alloc_aligned(TRAIN_PACKED_COUNT > 0 ? RC_LINE_BYTES(TRAIN_PACKED_COUNT) : 64);
     if (!m->grads || !m->momentum || !m->bn_stats || !m->tpacked) return fail(m, RC_ERR_NOMEM, "out of memory for the training state");
     if (!m->train_arena) {
-        const size_t bytes = resnet20_arena_bytes(m->max_batch, 1);
+        /* The training arena, with the weights region moved into it after the inference activations. */
+        const size_t bytes = train_region_bytes(m->max_batch);
         if (bytes == 0) return fail(m, RC_ERR_NOMEM, "the training arena for max_batch %d overflows size_t", m->max_batch);
         float *bigger = rc_alloc_aligned(bytes);
         if (!bigger) return fail(m, RC_ERR_NOMEM, "out of memory for the %zu-byte training arena", bytes);
         free(m->arena);
+        free(m->weights);
+        m->weights = NULL;
         m->arena = bigger;
+        set_weights_region(m, bigger + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)m->max_batch) / sizeof(float));
+        m->folded_valid = 0;
         m->arena_floats = TRAIN_ARENA_FLOATS;
         m->train_arena = 1;
     }
@@ -7445,7 +7497,7 @@ int resnet20_train_step(resnet20_model *m, const float *x, const int32_t *labels
         m->reducer.tmp = s + RESNET20_PARAM_COUNT;
         m->reducer.tmp_floats = DP_FLOATS - (size_t)RESNET20_PARAM_COUNT;
     }
-    m->folded_valid = 0;  /* the step packs its weights where the inference weights are */
+    m->folded_valid = 0;  /* the step's activations overwrite the inference weights in the arena */
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */

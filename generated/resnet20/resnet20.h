@@ -58,16 +58,26 @@ enum resnet20_error {
  * ARENA_BYTES: the activation arena, what resnet20_arena_bytes(batch, training)
  * returns (training: the larger arena of a model that trains, in which
  * inference runs too). MODEL_BYTES: everything a model needs — the model
- * itself, parameters, folded and packed weights (for TRAIN, the training
- * step's packs in the same place), the arena and, for TRAIN, gradients,
+ * itself, parameters, folded and packed weights, the arena and, for TRAIN,
+ * the training step's buffer for one layer's packed weights, gradients,
  * momentum buffers and batch statistics — each part starting on a
- * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
+ * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned.
+ * A model that trains keeps its inference weights in its arena, after the
+ * inference activations (a training step overwrites them; the next
+ * inference rebuilds them from the parameters), so its arena is the larger
+ * of ARENA_BYTES_TRAIN and INFER_WEIGHTS_END. */
 #define RESNET20_MODEL_ALIGN 64
 #define RESNET20_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)425984)
 #define RESNET20_MODEL_BYTES_INFER(batch) ((size_t)6162816 + RESNET20_ARENA_BYTES_INFER(batch))
-#define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)950272 \
+#define RESNET20_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)884736 \
     + (size_t)147456 * (size_t)((batch) < 16 ? (batch) : ((batch) + 7) / 8 > 16 ? ((batch) + 7) / 8 : 16))
-#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)11271360 + RESNET20_ARENA_BYTES_TRAIN(batch))
+#define RESNET20_MODEL_BYTES_TRAIN(batch) ((size_t)3854976 \
+    + (RESNET20_ARENA_BYTES_TRAIN(batch) > RESNET20_INFER_WEIGHTS_END(batch) ? RESNET20_ARENA_BYTES_TRAIN(batch) \
+       : RESNET20_INFER_WEIGHTS_END(batch)))
+/* Where a training model's inference weights end in its arena: after the
+ * inference activations, on a MODEL_ALIGN line. */
+#define RESNET20_INFER_WEIGHTS_END(batch) ((RESNET20_ARENA_BYTES_INFER(batch) + 64 - 1) / 64 * 64 \
+    + (size_t)5077760)
 /* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with
  * replicas (resnet20_set_allreduce): the exact sums' scratch. */
 #define RESNET20_DP_BYTES ((size_t)2395136)

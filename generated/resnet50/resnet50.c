@@ -1774,15 +1774,16 @@ RC_VEC_FN void rc_pad_blocked(float *RC_RESTRICT dst, const float *RC_RESTRICT s
  * NULL) for the vector kernels: [OB][CB][K][K][IB][16], zeros in padded
  * channels, the bias padded to OB·16. transpose: the data gradient's kernel
  * (its outputs are the conv's C input channels, its inputs the OC outputs,
- * the taps flipped). */
+ * the taps flipped). Only output blocks [b0, b1) and their part of the bias,
+ * so that blocks can be packed in parallel. */
 RC_VEC_FN void rc_pack_conv(const float *RC_RESTRICT w, const float *RC_RESTRICT b, int oc, int c, int k, int ib, int transpose,
-                            float *RC_RESTRICT pw, float *RC_RESTRICT pb)
+                            float *RC_RESTRICT pw, float *RC_RESTRICT pb, int b0, int b1)
 {
     const int outc = transpose ? c : oc, inc = transpose ? oc : c;
-    const int ob = (outc + 15) / 16, cb = (inc + ib - 1) / ib;
-    for (int o = 0; o < ob * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
-    size_t at = 0;
-    for (int bo = 0; bo < ob; bo++)
+    const int cb = (inc + ib - 1) / ib;
+    for (int o = b0 * 16; o < b1 * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
+    size_t at = (size_t)b0 * (size_t)cb * (size_t)k * (size_t)k * (size_t)ib * 16;
+    for (int bo = b0; bo < b1; bo++)
         for (int bc = 0; bc < cb; bc++)
             for (int ky = 0; ky < k; ky++)
                 for (int kx = 0; kx < k; kx++)
@@ -1847,9 +1848,12 @@ RC_VEC_FN void rc_wino_output(const rc_v16 *m, rc_v16 *y)
 /* Packs conv weights (OC×C×3×3) for the Winograd kernels: U = G g Gᵀ per
  * (output, input) channel pair, stored [36][OB][CP][16] (CP: C padded to 16),
  * computed in double; the bias padded to OB·16. transpose: the data
- * gradient's kernel, as rc_pack_conv. */
+ * gradient's kernel, as rc_pack_conv; so are the output blocks [b0, b1).
+ * One input channel and 16 output channels at a time, so each of the 36
+ * transformed taps is one 64-byte run (zeros in padded channels) rather than
+ * 16 scattered floats. */
 RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_RESTRICT b, int oc, int c, int transpose,
-                                float *RC_RESTRICT pu, float *RC_RESTRICT pb)
+                                float *RC_RESTRICT pu, float *RC_RESTRICT pb, int b0, int b1)
 {
     static const double G[6][3] = {
         { 1.0 / 4, 0, 0 }, { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
@@ -1857,24 +1861,30 @@ RC_VEC_FN void rc_pack_winograd(const float *RC_RESTRICT w, const float *RC_REST
     };
     const int outc = transpose ? c : oc, inc = transpose ? oc : c;
     const int ob = (outc + 15) / 16, cp = (inc + 15) / 16 * 16;
-    for (int o = 0; o < ob * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
-    for (size_t j = 0; j < (size_t)36 * (size_t)ob * (size_t)cp * 16; j++) pu[j] = 0.0f;
-    for (int o = 0; o < outc; o++) {
-        for (int ci = 0; ci < inc; ci++) {
-            double g[3][3], gg[6][3];
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++)
-                    g[ky][kx] = transpose ? (double)w[(((size_t)ci * (size_t)c + (size_t)o) * 3 + (size_t)(2 - ky)) * 3 + (size_t)(2 - kx)]
-                                          : (double)w[(((size_t)o * (size_t)c + (size_t)ci) * 3 + (size_t)ky) * 3 + (size_t)kx];
-            for (int r = 0; r < 6; r++)
-                for (int k = 0; k < 3; k++) gg[r][k] = G[r][0] * g[0][k] + G[r][1] * g[1][k] + G[r][2] * g[2][k];
-            for (int r = 0; r < 6; r++)
-                for (int q = 0; q < 6; q++) {
-                    const double u = gg[r][0] * G[q][0] + gg[r][1] * G[q][1] + gg[r][2] * G[q][2];
-                    pu[((((size_t)(r * 6 + q) * (size_t)ob + (size_t)(o / 16)) * (size_t)cp) + (size_t)ci) * 16 + (size_t)(o % 16)] = (float)u;
+    for (int o = b0 * 16; o < b1 * 16; o++) pb[o] = b && o < outc ? b[o] : 0.0f;
+    for (int bo = b0; bo < b1; bo++)
+        for (int ci = 0; ci < cp; ci++) {
+            float u[36][16];
+            for (int lane = 0; lane < 16; lane++) {
+                const int o = bo * 16 + lane;
+                if (o >= outc || ci >= inc) {
+                    for (int t = 0; t < 36; t++) u[t][lane] = 0.0f;
+                    continue;
                 }
+                double g[3][3], gg[6][3];
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++)
+                        g[ky][kx] = transpose ? (double)w[(((size_t)ci * (size_t)c + (size_t)o) * 3 + (size_t)(2 - ky)) * 3 + (size_t)(2 - kx)]
+                                              : (double)w[(((size_t)o * (size_t)c + (size_t)ci) * 3 + (size_t)ky) * 3 + (size_t)kx];
+                for (int r = 0; r < 6; r++)
+                    for (int k = 0; k < 3; k++) gg[r][k] = G[r][0] * g[0][k] + G[r][1] * g[1][k] + G[r][2] * g[2][k];
+                for (int r = 0; r < 6; r++)
+                    for (int q = 0; q < 6; q++)
+                        u[r * 6 + q][lane] = (float)(gg[r][0] * G[q][0] + gg[r][1] * G[q][1] + gg[r][2] * G[q][2]);
+            }
+            for (int t = 0; t < 36; t++)
+                memcpy(pu + (((size_t)t * (size_t)ob + (size_t)bo) * (size_t)cp + (size_t)ci) * 16, u[t], sizeof u[t]);
         }
-    }
 }
 
 /* Fully unrolls the register-tile loops, so the accumulators stay in registers. */
@@ -1914,9 +1924,9 @@ enum {
     PACKED_COUNT = 36199552,      /* floats of packed weights and padded biases */
     BLOCK = 16,                    /* channels per block of the blocked layout (NCHW16c) */
     NUM_TRAIN_PACKS = 105, /* the training step's packed kernels */
-    TRAIN_PACKED_COUNT = 72385664,
+    TRAIN_PACKED_COUNT = 2359808,
     ARENA_FLOATS = 2107392,       /* inference activation floats per sample */
-    TRAIN_ARENA_FLOATS = 9784320, /* training: activations, gradients (naive 96945728, lower bound 9784320) */
+    TRAIN_ARENA_FLOATS = 8630272, /* training: activations, gradients (naive 98149952, lower bound 8630272) */
     PARTIAL_FLOATS = 2359296,   /* training: one weight-gradient partial; rc_partials_max(max_batch) of them follow the arena */
     STATS_FLOATS = 106240,       /* batch means and variances of a training step */
     DP_FLOATS = 25937832,   /* a step with replicas: what the gradients' rounding lost, then the exact sums' buffer */
@@ -2330,12 +2340,17 @@ typedef struct {
     int folded; size_t w; long b; int oc, c, k, ib; size_t pw, pb; int transpose, winograd;
 } rc_pack;
 
-/* Packs one vector conv's weights (direct or Winograd) from src. */
-RC_VEC_FN void pack_one(const rc_pack *q, const float *src, float *dst)
+/* 16-channel output blocks of a pack (of the data gradient's outputs, the
+ * conv's inputs, when transposed). */
+#define PACK_BLOCKS(q) ((((q)->transpose ? (q)->c : (q)->oc) + 15) / 16)
+
+/* Packs output blocks [b0, b1) of one vector conv's weights (direct or
+ * Winograd) from src; each block writes only its own part of dst. */
+RC_VEC_FN void pack_one(const rc_pack *q, const float *src, float *dst, int b0, int b1)
 {
     const float *b = q->b < 0 ? NULL : src + q->b;
-    if (q->winograd) rc_pack_winograd(src + q->w, b, q->oc, q->c, q->transpose, dst + q->pw, dst + q->pb);
-    else rc_pack_conv(src + q->w, b, q->oc, q->c, q->k, q->ib, q->transpose, dst + q->pw, dst + q->pb);
+    if (q->winograd) rc_pack_winograd(src + q->w, b, q->oc, q->c, q->transpose, dst + q->pw, dst + q->pb, b0, b1);
+    else rc_pack_conv(src + q->w, b, q->oc, q->c, q->k, q->ib, q->transpose, dst + q->pw, dst + q->pb, b0, b1);
 }
 
 /* Vector convs: where their weights come from (m->folded when folded is 1,
@@ -2398,113 +2413,114 @@ static const rc_pack PACKS[NUM_PACKS] = {
 };
 
 /* The training step's vector convs and data gradients (transpose 1: the
- * transposed, flipped kernel), packed from m->params into m->tpacked each step. */
+ * transposed, flipped kernel), each packed from m->params into m->tpacked
+ * right before its kernel (pack_train): one at a time, all at offset 0. */
 static const rc_pack TRAIN_PACKS[NUM_TRAIN_PACKS] = {
     { 0, 0, -1, 64, 3, 7, 1, 0, 9408, 0, 0 },
-    { 0, 9664, -1, 64, 64, 1, 16, 9472, 13568, 0, 0 },
-    { 0, 14016, -1, 64, 64, 3, 16, 13632, 161088, 0, 1 },
-    { 0, 51136, -1, 256, 64, 1, 16, 161152, 177536, 0, 0 },
-    { 0, 68544, -1, 256, 64, 1, 16, 177792, 194176, 0, 0 },
-    { 0, 85952, -1, 64, 256, 1, 16, 194432, 210816, 0, 0 },
-    { 0, 102592, -1, 64, 64, 3, 16, 210880, 358336, 0, 1 },
-    { 0, 139712, -1, 256, 64, 1, 16, 358400, 374784, 0, 0 },
-    { 0, 157120, -1, 64, 256, 1, 16, 375040, 391424, 0, 0 },
-    { 0, 173760, -1, 64, 64, 3, 16, 391488, 538944, 0, 1 },
-    { 0, 210880, -1, 256, 64, 1, 16, 539008, 555392, 0, 0 },
-    { 0, 228288, -1, 128, 256, 1, 16, 555648, 588416, 0, 0 },
-    { 0, 261568, -1, 128, 128, 3, 16, 588544, 1178368, 0, 1 },
-    { 0, 409536, -1, 512, 128, 1, 16, 1178496, 1244032, 0, 0 },
-    { 0, 477120, -1, 512, 256, 1, 16, 1244544, 1375616, 0, 0 },
-    { 0, 610240, -1, 128, 512, 1, 16, 1376128, 1441664, 0, 0 },
-    { 0, 676288, -1, 128, 128, 3, 16, 1441792, 2031616, 0, 1 },
-    { 0, 824256, -1, 512, 128, 1, 16, 2031744, 2097280, 0, 0 },
-    { 0, 891840, -1, 128, 512, 1, 16, 2097792, 2163328, 0, 0 },
-    { 0, 957888, -1, 128, 128, 3, 16, 2163456, 2753280, 0, 1 },
-    { 0, 1105856, -1, 512, 128, 1, 16, 2753408, 2818944, 0, 0 },
-    { 0, 1173440, -1, 128, 512, 1, 16, 2819456, 2884992, 0, 0 },
-    { 0, 1239488, -1, 128, 128, 3, 16, 2885120, 3474944, 0, 1 },
-    { 0, 1387456, -1, 512, 128, 1, 16, 3475072, 3540608, 0, 0 },
-    { 0, 1455040, -1, 256, 512, 1, 16, 3541120, 3672192, 0, 0 },
-    { 0, 1587136, -1, 256, 256, 3, 16, 3672448, 6031744, 0, 1 },
-    { 0, 2177984, -1, 1024, 256, 1, 16, 6032000, 6294144, 0, 0 },
-    { 0, 2444224, -1, 1024, 512, 1, 16, 6295168, 6819456, 0, 0 },
-    { 0, 2972608, -1, 256, 1024, 1, 16, 6820480, 7082624, 0, 0 },
-    { 0, 3235776, -1, 256, 256, 3, 16, 7082880, 9442176, 0, 1 },
-    { 0, 3826624, -1, 1024, 256, 1, 16, 9442432, 9704576, 0, 0 },
-    { 0, 4092864, -1, 256, 1024, 1, 16, 9705600, 9967744, 0, 0 },
-    { 0, 4356032, -1, 256, 256, 3, 16, 9968000, 12327296, 0, 1 },
-    { 0, 4946880, -1, 1024, 256, 1, 16, 12327552, 12589696, 0, 0 },
-    { 0, 5213120, -1, 256, 1024, 1, 16, 12590720, 12852864, 0, 0 },
-    { 0, 5476288, -1, 256, 256, 3, 16, 12853120, 15212416, 0, 1 },
-    { 0, 6067136, -1, 1024, 256, 1, 16, 15212672, 15474816, 0, 0 },
-    { 0, 6333376, -1, 256, 1024, 1, 16, 15475840, 15737984, 0, 0 },
-    { 0, 6596544, -1, 256, 256, 3, 16, 15738240, 18097536, 0, 1 },
-    { 0, 7187392, -1, 1024, 256, 1, 16, 18097792, 18359936, 0, 0 },
-    { 0, 7453632, -1, 256, 1024, 1, 16, 18360960, 18623104, 0, 0 },
-    { 0, 7716800, -1, 256, 256, 3, 16, 18623360, 20982656, 0, 1 },
-    { 0, 8307648, -1, 1024, 256, 1, 16, 20982912, 21245056, 0, 0 },
-    { 0, 8573888, -1, 512, 1024, 1, 16, 21246080, 21770368, 0, 0 },
-    { 0, 9100224, -1, 512, 512, 3, 16, 21770880, 24130176, 0, 0 },
-    { 0, 11461568, -1, 2048, 512, 1, 16, 24130688, 25179264, 0, 0 },
-    { 0, 12518336, -1, 2048, 1024, 1, 16, 25181312, 27278464, 0, 0 },
-    { 0, 14623680, -1, 512, 2048, 1, 16, 27280512, 28329088, 0, 0 },
-    { 0, 15674304, -1, 512, 512, 3, 16, 28329600, 30688896, 0, 0 },
-    { 0, 18035648, -1, 2048, 512, 1, 16, 30689408, 31737984, 0, 0 },
-    { 0, 19092416, -1, 512, 2048, 1, 16, 31740032, 32788608, 0, 0 },
-    { 0, 20143040, -1, 512, 512, 3, 16, 32789120, 35148416, 0, 0 },
-    { 0, 22504384, -1, 2048, 512, 1, 16, 35148928, 36197504, 0, 0 },
-    { 0, 22504384, -1, 2048, 512, 1, 16, 36199552, 37248128, 1, 0 },
-    { 0, 20143040, -1, 512, 512, 3, 16, 37248640, 39607936, 1, 0 },
-    { 0, 19092416, -1, 512, 2048, 1, 16, 39608448, 40657024, 1, 0 },
-    { 0, 18035648, -1, 2048, 512, 1, 16, 40659072, 41707648, 1, 0 },
-    { 0, 15674304, -1, 512, 512, 3, 16, 41708160, 44067456, 1, 0 },
-    { 0, 14623680, -1, 512, 2048, 1, 16, 44067968, 45116544, 1, 0 },
-    { 0, 12518336, -1, 2048, 1024, 1, 16, 45118592, 47215744, 1, 0 },
-    { 0, 11461568, -1, 2048, 512, 1, 16, 47216768, 48265344, 1, 0 },
-    { 0, 9100224, -1, 512, 512, 3, 16, 48265856, 50625152, 1, 0 },
-    { 0, 8573888, -1, 512, 1024, 1, 16, 50625664, 51149952, 1, 0 },
-    { 0, 8307648, -1, 1024, 256, 1, 16, 51150976, 51413120, 1, 0 },
-    { 0, 7716800, -1, 256, 256, 3, 16, 51413376, 53772672, 1, 1 },
-    { 0, 7453632, -1, 256, 1024, 1, 16, 53772928, 54035072, 1, 0 },
-    { 0, 7187392, -1, 1024, 256, 1, 16, 54036096, 54298240, 1, 0 },
-    { 0, 6596544, -1, 256, 256, 3, 16, 54298496, 56657792, 1, 1 },
-    { 0, 6333376, -1, 256, 1024, 1, 16, 56658048, 56920192, 1, 0 },
-    { 0, 6067136, -1, 1024, 256, 1, 16, 56921216, 57183360, 1, 0 },
-    { 0, 5476288, -1, 256, 256, 3, 16, 57183616, 59542912, 1, 1 },
-    { 0, 5213120, -1, 256, 1024, 1, 16, 59543168, 59805312, 1, 0 },
-    { 0, 4946880, -1, 1024, 256, 1, 16, 59806336, 60068480, 1, 0 },
-    { 0, 4356032, -1, 256, 256, 3, 16, 60068736, 62428032, 1, 1 },
-    { 0, 4092864, -1, 256, 1024, 1, 16, 62428288, 62690432, 1, 0 },
-    { 0, 3826624, -1, 1024, 256, 1, 16, 62691456, 62953600, 1, 0 },
-    { 0, 3235776, -1, 256, 256, 3, 16, 62953856, 65313152, 1, 1 },
-    { 0, 2972608, -1, 256, 1024, 1, 16, 65313408, 65575552, 1, 0 },
-    { 0, 2444224, -1, 1024, 512, 1, 16, 65576576, 66100864, 1, 0 },
-    { 0, 2177984, -1, 1024, 256, 1, 16, 66101376, 66363520, 1, 0 },
-    { 0, 1587136, -1, 256, 256, 3, 16, 66363776, 68723072, 1, 1 },
-    { 0, 1455040, -1, 256, 512, 1, 16, 68723328, 68854400, 1, 0 },
-    { 0, 1387456, -1, 512, 128, 1, 16, 68854912, 68920448, 1, 0 },
-    { 0, 1239488, -1, 128, 128, 3, 16, 68920576, 69510400, 1, 1 },
-    { 0, 1173440, -1, 128, 512, 1, 16, 69510528, 69576064, 1, 0 },
-    { 0, 1105856, -1, 512, 128, 1, 16, 69576576, 69642112, 1, 0 },
-    { 0, 957888, -1, 128, 128, 3, 16, 69642240, 70232064, 1, 1 },
-    { 0, 891840, -1, 128, 512, 1, 16, 70232192, 70297728, 1, 0 },
-    { 0, 824256, -1, 512, 128, 1, 16, 70298240, 70363776, 1, 0 },
-    { 0, 676288, -1, 128, 128, 3, 16, 70363904, 70953728, 1, 1 },
-    { 0, 610240, -1, 128, 512, 1, 16, 70953856, 71019392, 1, 0 },
-    { 0, 477120, -1, 512, 256, 1, 16, 71019904, 71150976, 1, 0 },
-    { 0, 409536, -1, 512, 128, 1, 16, 71151232, 71216768, 1, 0 },
-    { 0, 261568, -1, 128, 128, 3, 16, 71216896, 71806720, 1, 1 },
-    { 0, 228288, -1, 128, 256, 1, 16, 71806848, 71839616, 1, 0 },
-    { 0, 210880, -1, 256, 64, 1, 16, 71839872, 71856256, 1, 0 },
-    { 0, 173760, -1, 64, 64, 3, 16, 71856320, 72003776, 1, 1 },
-    { 0, 157120, -1, 64, 256, 1, 16, 72003840, 72020224, 1, 0 },
-    { 0, 139712, -1, 256, 64, 1, 16, 72020480, 72036864, 1, 0 },
-    { 0, 102592, -1, 64, 64, 3, 16, 72036928, 72184384, 1, 1 },
-    { 0, 85952, -1, 64, 256, 1, 16, 72184448, 72200832, 1, 0 },
-    { 0, 68544, -1, 256, 64, 1, 16, 72201088, 72217472, 1, 0 },
-    { 0, 51136, -1, 256, 64, 1, 16, 72217536, 72233920, 1, 0 },
-    { 0, 14016, -1, 64, 64, 3, 16, 72233984, 72381440, 1, 1 },
-    { 0, 9664, -1, 64, 64, 1, 16, 72381504, 72385600, 1, 0 },
+    { 0, 9664, -1, 64, 64, 1, 16, 0, 4096, 0, 0 },
+    { 0, 14016, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 51136, -1, 256, 64, 1, 16, 0, 16384, 0, 0 },
+    { 0, 68544, -1, 256, 64, 1, 16, 0, 16384, 0, 0 },
+    { 0, 85952, -1, 64, 256, 1, 16, 0, 16384, 0, 0 },
+    { 0, 102592, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 139712, -1, 256, 64, 1, 16, 0, 16384, 0, 0 },
+    { 0, 157120, -1, 64, 256, 1, 16, 0, 16384, 0, 0 },
+    { 0, 173760, -1, 64, 64, 3, 16, 0, 147456, 0, 1 },
+    { 0, 210880, -1, 256, 64, 1, 16, 0, 16384, 0, 0 },
+    { 0, 228288, -1, 128, 256, 1, 16, 0, 32768, 0, 0 },
+    { 0, 261568, -1, 128, 128, 3, 16, 0, 589824, 0, 1 },
+    { 0, 409536, -1, 512, 128, 1, 16, 0, 65536, 0, 0 },
+    { 0, 477120, -1, 512, 256, 1, 16, 0, 131072, 0, 0 },
+    { 0, 610240, -1, 128, 512, 1, 16, 0, 65536, 0, 0 },
+    { 0, 676288, -1, 128, 128, 3, 16, 0, 589824, 0, 1 },
+    { 0, 824256, -1, 512, 128, 1, 16, 0, 65536, 0, 0 },
+    { 0, 891840, -1, 128, 512, 1, 16, 0, 65536, 0, 0 },
+    { 0, 957888, -1, 128, 128, 3, 16, 0, 589824, 0, 1 },
+    { 0, 1105856, -1, 512, 128, 1, 16, 0, 65536, 0, 0 },
+    { 0, 1173440, -1, 128, 512, 1, 16, 0, 65536, 0, 0 },
+    { 0, 1239488, -1, 128, 128, 3, 16, 0, 589824, 0, 1 },
+    { 0, 1387456, -1, 512, 128, 1, 16, 0, 65536, 0, 0 },
+    { 0, 1455040, -1, 256, 512, 1, 16, 0, 131072, 0, 0 },
+    { 0, 1587136, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 2177984, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 2444224, -1, 1024, 512, 1, 16, 0, 524288, 0, 0 },
+    { 0, 2972608, -1, 256, 1024, 1, 16, 0, 262144, 0, 0 },
+    { 0, 3235776, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 3826624, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 4092864, -1, 256, 1024, 1, 16, 0, 262144, 0, 0 },
+    { 0, 4356032, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 4946880, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 5213120, -1, 256, 1024, 1, 16, 0, 262144, 0, 0 },
+    { 0, 5476288, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 6067136, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 6333376, -1, 256, 1024, 1, 16, 0, 262144, 0, 0 },
+    { 0, 6596544, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 7187392, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 7453632, -1, 256, 1024, 1, 16, 0, 262144, 0, 0 },
+    { 0, 7716800, -1, 256, 256, 3, 16, 0, 2359296, 0, 1 },
+    { 0, 8307648, -1, 1024, 256, 1, 16, 0, 262144, 0, 0 },
+    { 0, 8573888, -1, 512, 1024, 1, 16, 0, 524288, 0, 0 },
+    { 0, 9100224, -1, 512, 512, 3, 16, 0, 2359296, 0, 0 },
+    { 0, 11461568, -1, 2048, 512, 1, 16, 0, 1048576, 0, 0 },
+    { 0, 12518336, -1, 2048, 1024, 1, 16, 0, 2097152, 0, 0 },
+    { 0, 14623680, -1, 512, 2048, 1, 16, 0, 1048576, 0, 0 },
+    { 0, 15674304, -1, 512, 512, 3, 16, 0, 2359296, 0, 0 },
+    { 0, 18035648, -1, 2048, 512, 1, 16, 0, 1048576, 0, 0 },
+    { 0, 19092416, -1, 512, 2048, 1, 16, 0, 1048576, 0, 0 },
+    { 0, 20143040, -1, 512, 512, 3, 16, 0, 2359296, 0, 0 },
+    { 0, 22504384, -1, 2048, 512, 1, 16, 0, 1048576, 0, 0 },
+    { 0, 22504384, -1, 2048, 512, 1, 16, 0, 1048576, 1, 0 },
+    { 0, 20143040, -1, 512, 512, 3, 16, 0, 2359296, 1, 0 },
+    { 0, 19092416, -1, 512, 2048, 1, 16, 0, 1048576, 1, 0 },
+    { 0, 18035648, -1, 2048, 512, 1, 16, 0, 1048576, 1, 0 },
+    { 0, 15674304, -1, 512, 512, 3, 16, 0, 2359296, 1, 0 },
+    { 0, 14623680, -1, 512, 2048, 1, 16, 0, 1048576, 1, 0 },
+    { 0, 12518336, -1, 2048, 1024, 1, 16, 0, 2097152, 1, 0 },
+    { 0, 11461568, -1, 2048, 512, 1, 16, 0, 1048576, 1, 0 },
+    { 0, 9100224, -1, 512, 512, 3, 16, 0, 2359296, 1, 0 },
+    { 0, 8573888, -1, 512, 1024, 1, 16, 0, 524288, 1, 0 },
+    { 0, 8307648, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 7716800, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 7453632, -1, 256, 1024, 1, 16, 0, 262144, 1, 0 },
+    { 0, 7187392, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 6596544, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 6333376, -1, 256, 1024, 1, 16, 0, 262144, 1, 0 },
+    { 0, 6067136, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 5476288, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 5213120, -1, 256, 1024, 1, 16, 0, 262144, 1, 0 },
+    { 0, 4946880, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 4356032, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 4092864, -1, 256, 1024, 1, 16, 0, 262144, 1, 0 },
+    { 0, 3826624, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 3235776, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 2972608, -1, 256, 1024, 1, 16, 0, 262144, 1, 0 },
+    { 0, 2444224, -1, 1024, 512, 1, 16, 0, 524288, 1, 0 },
+    { 0, 2177984, -1, 1024, 256, 1, 16, 0, 262144, 1, 0 },
+    { 0, 1587136, -1, 256, 256, 3, 16, 0, 2359296, 1, 1 },
+    { 0, 1455040, -1, 256, 512, 1, 16, 0, 131072, 1, 0 },
+    { 0, 1387456, -1, 512, 128, 1, 16, 0, 65536, 1, 0 },
+    { 0, 1239488, -1, 128, 128, 3, 16, 0, 589824, 1, 1 },
+    { 0, 1173440, -1, 128, 512, 1, 16, 0, 65536, 1, 0 },
+    { 0, 1105856, -1, 512, 128, 1, 16, 0, 65536, 1, 0 },
+    { 0, 957888, -1, 128, 128, 3, 16, 0, 589824, 1, 1 },
+    { 0, 891840, -1, 128, 512, 1, 16, 0, 65536, 1, 0 },
+    { 0, 824256, -1, 512, 128, 1, 16, 0, 65536, 1, 0 },
+    { 0, 676288, -1, 128, 128, 3, 16, 0, 589824, 1, 1 },
+    { 0, 610240, -1, 128, 512, 1, 16, 0, 65536, 1, 0 },
+    { 0, 477120, -1, 512, 256, 1, 16, 0, 131072, 1, 0 },
+    { 0, 409536, -1, 512, 128, 1, 16, 0, 65536, 1, 0 },
+    { 0, 261568, -1, 128, 128, 3, 16, 0, 589824, 1, 1 },
+    { 0, 228288, -1, 128, 256, 1, 16, 0, 32768, 1, 0 },
+    { 0, 210880, -1, 256, 64, 1, 16, 0, 16384, 1, 0 },
+    { 0, 173760, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 157120, -1, 64, 256, 1, 16, 0, 16384, 1, 0 },
+    { 0, 139712, -1, 256, 64, 1, 16, 0, 16384, 1, 0 },
+    { 0, 102592, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 85952, -1, 64, 256, 1, 16, 0, 16384, 1, 0 },
+    { 0, 68544, -1, 256, 64, 1, 16, 0, 16384, 1, 0 },
+    { 0, 51136, -1, 256, 64, 1, 16, 0, 16384, 1, 0 },
+    { 0, 14016, -1, 64, 64, 3, 16, 0, 147456, 1, 1 },
+    { 0, 9664, -1, 64, 64, 1, 16, 0, 4096, 1, 0 },
 };
 
 /* Running statistics of each batch norm (offsets into m->params) and where a
@@ -2570,11 +2586,14 @@ struct resnet50_model {
     int external;               /* built by create_in: everything lives in the caller's block */
     int folded_valid;           /* folded matches params */
     float *params;              /* RESNET50_PARAM_COUNT floats, PARAMS order */
-    float *folded;              /* FOLDED_COUNT floats: the start of the weights region (one allocation) */
+    float *folded;              /* FOLDED_COUNT floats: the start of the weights region */
     float *packed;              /* PACKED_COUNT floats, 64-byte aligned, in the weights region */
-    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training): the weights region again, so a step
-                                   overwrites folded and packed (folded_valid 0) */
-    float *arena;               /* arena_floats * max_batch floats (+ the partials region once trained) */
+    float *weights;             /* the weights region when create allocated it on its own; NULL once it lies in
+                                   the training arena (after the inference activations: a step overwrites it,
+                                   folded_valid 0) or in create_in's block */
+    float *tpacked;             /* TRAIN_PACKED_COUNT floats (training): one kernel's packed weights at a time */
+    float *arena;               /* arena_floats * max_batch floats (+ the partials region and the inference
+                                   weights once trained) */
     size_t arena_floats;        /* per sample: ARENA_FLOATS, or TRAIN_ARENA_FLOATS once trained */
     int train_arena;            /* the arena has the training step's size (partials region included) */
     int64_t counters[NUM_BN > 0 ? NUM_BN : 1]; /* num_batches_tracked */
@@ -2626,17 +2645,17 @@ _Static_assert(sizeof(struct resnet50_model) <= STRUCT_BYTES, "the model struct 
 _Static_assert(STRUCT_BYTES % RESNET50_MODEL_ALIGN == 0, "create_in's parts start on MODEL_ALIGN lines");
 _Static_assert(RESNET50_ARENA_BYTES_INFER(1) == (size_t)ARENA_FLOATS * sizeof(float), "ARENA_BYTES_INFER");
 _Static_assert(RESNET50_MODEL_BYTES_INFER(0) == FIXED_INFER_BYTES, "MODEL_BYTES_INFER");
-/* A training model's weights region: the inference weights, or the training
- * step's packs in the same place (the larger of the two). */
-#define TRAIN_WEIGHT_BYTES (INFER_WEIGHT_BYTES > RC_LINE_BYTES(TRAIN_PACKED_COUNT) ? INFER_WEIGHT_BYTES \
-                            : RC_LINE_BYTES(TRAIN_PACKED_COUNT))
-#define FIXED_TRAIN_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + TRAIN_WEIGHT_BYTES \
+/* A model that trains: the pack buffer (the largest single pack) instead of
+ * the weights region, which lies in its arena (train_region_bytes). */
+#define FIXED_TRAIN_BYTES (STRUCT_BYTES + RC_LINE_BYTES(RESNET50_PARAM_COUNT) + RC_LINE_BYTES(TRAIN_PACKED_COUNT) \
                            + 2 * RC_LINE_BYTES(RESNET50_PARAM_COUNT) + RC_LINE_BYTES(STATS_FLOATS))
 _Static_assert(RESNET50_DP_BYTES == RC_LINE_BYTES(DP_FLOATS), "DP_BYTES");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(1) == ((size_t)TRAIN_ARENA_FLOATS + PARTIAL_FLOATS) * sizeof(float), "ARENA_BYTES_TRAIN");
 _Static_assert(RESNET50_ARENA_BYTES_TRAIN(256) == ((size_t)TRAIN_ARENA_FLOATS * 256 + (size_t)PARTIAL_FLOATS * 32) * sizeof(float),
                "ARENA_BYTES_TRAIN(256)");
-_Static_assert(RESNET50_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES, "MODEL_BYTES_TRAIN");
+_Static_assert(RESNET50_MODEL_BYTES_TRAIN(0) == FIXED_TRAIN_BYTES + INFER_WEIGHT_BYTES, "MODEL_BYTES_TRAIN");
+_Static_assert(RESNET50_INFER_WEIGHTS_END(3) == RC_LINE_BYTES((size_t)ARENA_FLOATS * 3) + INFER_WEIGHT_BYTES,
+               "INFER_WEIGHTS_END");
 
 /* 64-byte-aligned memory (a cache line; an AVX-512 vector), freed with free(). */
 static void *rc_alloc_aligned(size_t bytes)
@@ -2931,7 +2950,7 @@ static void k_conv3x3s1p1_64x56x56_b16_64_b16_relu_wino4r1_w2x7n2x2(const float 
 }
 
 /* conv + bn — 64×56×56 NCHW16c → 256×56×56 NCHW16c, 1×1/1 pad 0, direct
- * used by layer1.0.downsample.0, layer1.0.conv3, layer1.1.conv3, layer1.2.conv3 */
+ * used by layer1.0.downsample.0, layer1.0.conv3, layer1.1.conv3 and 2 more */
 static void k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
@@ -5261,7 +5280,7 @@ static void k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(const float *RC
 }
 
 /* conv — 128×28×28 NCHW16c → 512×28×28 NCHW16c, 1×1/1 pad 0, direct
- * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3, layer2.3.conv3 */
+ * used by layer2.0.conv3, layer2.1.conv3, layer2.2.conv3 and 2 more */
 static void k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(const float *RC_RESTRICT x, const float *RC_RESTRICT w, const float *RC_RESTRICT bias, float *RC_RESTRICT y, int n)
 {
     /* Input: IB channels per block (1: the caller's NCHW), CB blocks; output:
@@ -8783,6 +8802,30 @@ static void k_bngrad_1024x14x14_b16(const float *RC_RESTRICT dy, const float *RC
     }
 }
 
+/* train-mode bn + relu — 128×28×28 NCHW16c rebuilt for the backward pass: the
+ * scale and shift the forward kernel saved, applied by the same code (the same bits)
+ * used by layer2.3.bn2.again, layer2.3.bn1.again, layer2.2.bn2.again and 5 more */
+static void k_bnapply_128x28x28_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT stats,
+                   float *RC_RESTRICT y, int n)
+{
+    enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W, SCALE = 256, SHIFT = 384 };
+    const float *RC_RESTRICT scale = stats + SCALE, *RC_RESTRICT shift = stats + SHIFT;
+    RC_OMP(omp parallel for collapse(3) schedule(static))
+    for (int i = 0; i < n; i++) {
+        for (int cb = 0; cb < CB; cb++) {
+            for (int r = 0; r < H; r++) {
+                const rc_v16 a = rc_v16_load(scale + cb * 16), b = rc_v16_load(shift + cb * 16);
+                const size_t row = (((size_t)i * CB + (size_t)cb) * H + (size_t)r) * (W * 16);
+                for (int q = 0; q < W; q++) {
+                    rc_v16 v = rc_v16_fma(rc_v16_load(z + row + (size_t)q * 16), a, b);
+                    v = rc_v16_max(v, rc_v16_zero());
+                    rc_v16_store(y + row + (size_t)q * 16, v);
+                }
+            }
+        }
+    }
+}
+
 /* train-mode bn — 512×28×28 NCHW16c rebuilt for the backward pass: the
  * scale and shift the forward kernel saved, applied by the same code (the same bits)
  * used by layer2.0.downsample.1.again */
@@ -9242,30 +9285,6 @@ static void k_bngrad_512x28x28_b16_relu_out2(const float *RC_RESTRICT dy, const 
                     /* x̂·∂γ/N = (z − μ)·b with b = σ⁻¹·∂γ/N */
                     const rc_v16 xb = rc_v16_mul(rc_v16_sub(rc_v16_load(z + at), m), vb);
                     rc_v16_store(dz + at, rc_v16_mul(vk, rc_v16_sub(rc_v16_sub(g, va), xb)));
-                }
-            }
-        }
-    }
-}
-
-/* train-mode bn + relu — 128×28×28 NCHW16c rebuilt for the backward pass: the
- * scale and shift the forward kernel saved, applied by the same code (the same bits)
- * used by layer2.3.bn2.again, layer2.3.bn1.again, layer2.2.bn2.again and 5 more */
-static void k_bnapply_128x28x28_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT stats,
-                   float *RC_RESTRICT y, int n)
-{
-    enum { C = 128, CB = 8, H = 28, W = 28, HW = H * W, SCALE = 256, SHIFT = 384 };
-    const float *RC_RESTRICT scale = stats + SCALE, *RC_RESTRICT shift = stats + SHIFT;
-    RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
-        for (int cb = 0; cb < CB; cb++) {
-            for (int r = 0; r < H; r++) {
-                const rc_v16 a = rc_v16_load(scale + cb * 16), b = rc_v16_load(shift + cb * 16);
-                const size_t row = (((size_t)i * CB + (size_t)cb) * H + (size_t)r) * (W * 16);
-                for (int q = 0; q < W; q++) {
-                    rc_v16 v = rc_v16_fma(rc_v16_load(z + row + (size_t)q * 16), a, b);
-                    v = rc_v16_max(v, rc_v16_zero());
-                    rc_v16_store(y + row + (size_t)q * 16, v);
                 }
             }
         }
@@ -9985,6 +10004,30 @@ static void k_bngrad_512x28x28_b16(const float *RC_RESTRICT dy, const float *RC_
     }
 }
 
+/* train-mode bn + relu — 64×56×56 NCHW16c rebuilt for the backward pass: the
+ * scale and shift the forward kernel saved, applied by the same code (the same bits)
+ * used by layer1.2.bn2.again, layer1.2.bn1.again, layer1.1.bn2.again and 3 more */
+static void k_bnapply_64x56x56_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT stats,
+                   float *RC_RESTRICT y, int n)
+{
+    enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W, SCALE = 128, SHIFT = 192 };
+    const float *RC_RESTRICT scale = stats + SCALE, *RC_RESTRICT shift = stats + SHIFT;
+    RC_OMP(omp parallel for collapse(3) schedule(static))
+    for (int i = 0; i < n; i++) {
+        for (int cb = 0; cb < CB; cb++) {
+            for (int r = 0; r < H; r++) {
+                const rc_v16 a = rc_v16_load(scale + cb * 16), b = rc_v16_load(shift + cb * 16);
+                const size_t row = (((size_t)i * CB + (size_t)cb) * H + (size_t)r) * (W * 16);
+                for (int q = 0; q < W; q++) {
+                    rc_v16 v = rc_v16_fma(rc_v16_load(z + row + (size_t)q * 16), a, b);
+                    v = rc_v16_max(v, rc_v16_zero());
+                    rc_v16_store(y + row + (size_t)q * 16, v);
+                }
+            }
+        }
+    }
+}
+
 /* train-mode bn — 256×56×56 NCHW16c rebuilt for the backward pass: the
  * scale and shift the forward kernel saved, applied by the same code (the same bits)
  * used by layer1.0.downsample.1.again */
@@ -10444,30 +10487,6 @@ static void k_bngrad_256x56x56_b16_relu_out2(const float *RC_RESTRICT dy, const 
                     /* x̂·∂γ/N = (z − μ)·b with b = σ⁻¹·∂γ/N */
                     const rc_v16 xb = rc_v16_mul(rc_v16_sub(rc_v16_load(z + at), m), vb);
                     rc_v16_store(dz + at, rc_v16_mul(vk, rc_v16_sub(rc_v16_sub(g, va), xb)));
-                }
-            }
-        }
-    }
-}
-
-/* train-mode bn + relu — 64×56×56 NCHW16c rebuilt for the backward pass: the
- * scale and shift the forward kernel saved, applied by the same code (the same bits)
- * used by layer1.2.bn2.again, layer1.2.bn1.again, layer1.1.bn2.again and 3 more */
-static void k_bnapply_64x56x56_b16_relu(const float *RC_RESTRICT z, const float *RC_RESTRICT stats,
-                   float *RC_RESTRICT y, int n)
-{
-    enum { C = 64, CB = 4, H = 56, W = 56, HW = H * W, SCALE = 128, SHIFT = 192 };
-    const float *RC_RESTRICT scale = stats + SCALE, *RC_RESTRICT shift = stats + SHIFT;
-    RC_OMP(omp parallel for collapse(3) schedule(static))
-    for (int i = 0; i < n; i++) {
-        for (int cb = 0; cb < CB; cb++) {
-            for (int r = 0; r < H; r++) {
-                const rc_v16 a = rc_v16_load(scale + cb * 16), b = rc_v16_load(shift + cb * 16);
-                const size_t row = (((size_t)i * CB + (size_t)cb) * H + (size_t)r) * (W * 16);
-                for (int q = 0; q < W; q++) {
-                    rc_v16 v = rc_v16_fma(rc_v16_load(z + row + (size_t)q * 16), a, b);
-                    v = rc_v16_max(v, rc_v16_zero());
-                    rc_v16_store(y + row + (size_t)q * 16, v);
                 }
             }
         }
@@ -11615,7 +11634,8 @@ static void fold_params(resnet50_model *m)
     }
     /* each pack writes its own part of m->packed: in parallel, the same bits */
     RC_OMP(omp parallel for schedule(static, 1))
-    for (int p = 0; p < NUM_PACKS; p++) pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed);
+    for (int p = 0; p < NUM_PACKS; p++)
+        pack_one(&PACKS[p], PACKS[p].folded ? m->folded : m->params, m->packed, 0, PACK_BLOCKS(&PACKS[p]));
     m->folded_valid = 1;
 }
 
@@ -11694,6 +11714,17 @@ size_t resnet50_arena_bytes(int max_batch, int training)
     return (floats * (size_t)max_batch + partials) * sizeof(float);
 }
 
+/* A training model's arena: the training step's (partials included), or the
+ * inference activations followed by the weights region, whichever is larger
+ * (RESNET50_MODEL_BYTES_TRAIN less FIXED_TRAIN_BYTES). 0 on overflow. */
+static size_t train_region_bytes(int max_batch)
+{
+    const size_t train = resnet50_arena_bytes(max_batch, 1), infer = resnet50_arena_bytes(max_batch, 0);
+    if (train == 0 || infer == 0 || infer > SIZE_MAX - RESNET50_MODEL_ALIGN - INFER_WEIGHT_BYTES) return 0;
+    const size_t weights_end = RC_LINE_BYTES(infer / sizeof(float)) + INFER_WEIGHT_BYTES;
+    return train > weights_end ? train : weights_end;
+}
+
 /* The weights region at w: the folded weights, then the packed ones on the next line. */
 static void set_weights_region(resnet50_model *m, float *w)
 {
@@ -11712,7 +11743,8 @@ resnet50_model *resnet50_create(int max_batch)
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     m->params = calloc(RESNET50_PARAM_COUNT, sizeof(float));
-    set_weights_region(m, rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64));
+    m->weights = rc_alloc_aligned(INFER_WEIGHT_BYTES > 0 ? INFER_WEIGHT_BYTES : 64);
+    set_weights_region(m, m->weights);
     m->arena = rc_alloc_aligned(arena);
     if (!m->params || !m->folded || !m->arena) {
         resnet50_destroy(m);
@@ -11733,7 +11765,7 @@ static float *carve(unsigned char **at, size_t bytes)
 resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, int training)
 {
     if (!memory || (uintptr_t)memory % RESNET50_MODEL_ALIGN != 0) return NULL;
-    const size_t arena = resnet50_arena_bytes(max_batch, training);  /* 0 for training in inference-only C */
+    const size_t arena = training ? train_region_bytes(max_batch) : resnet50_arena_bytes(max_batch, 0);
     const size_t fixed = training ? FIXED_TRAIN_BYTES : FIXED_INFER_BYTES;
     if (arena == 0 || arena > SIZE_MAX - fixed || bytes < fixed + arena) return NULL;
     unsigned char *at = memory;
@@ -11743,14 +11775,19 @@ resnet50_model *resnet50_create_in(void *memory, size_t bytes, int max_batch, in
     m->external = 1;
     m->max_batch = max_batch;
     m->params = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
-    set_weights_region(m, carve(&at, training ? TRAIN_WEIGHT_BYTES : INFER_WEIGHT_BYTES));
-    m->arena = carve(&at, arena);
+    if (training) {  /* the pack buffer; the weights region in the arena, after the inference activations */
+        m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
+        m->arena = carve(&at, arena);
+        set_weights_region(m, m->arena + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)max_batch) / sizeof(float));
+    } else {
+        set_weights_region(m, carve(&at, INFER_WEIGHT_BYTES));
+        m->arena = carve(&at, arena);
+    }
     m->arena_floats = training ? (size_t)TRAIN_ARENA_FLOATS : (size_t)ARENA_FLOATS;
     m->train_arena = training;
     m->opt_momentum = 0.9f;
     m->opt_weight_decay = 1e-4f;
     if (training) {
-        m->tpacked = m->folded;
         m->grads = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->momentum = carve(&at, RC_LINE_BYTES(RESNET50_PARAM_COUNT));
         m->bn_stats = carve(&at, RC_LINE_BYTES(STATS_FLOATS));
@@ -11765,8 +11802,9 @@ void resnet50_destroy(resnet50_model *m)
 {
     if (!m || m->external) return;
     free(m->params);
-    free(m->folded);  /* packed and tpacked lie in it */
+    free(m->weights);  /* folded and packed lie in it, or in the arena */
     free(m->arena);
+    free(m->tpacked);
     free(m->grads);
     free(m->momentum);
     free(m->bn_stats);
@@ -11881,6 +11919,16 @@ int resnet50_infer(resnet50_model *m, const float *x, int n, float *probs)
 
 /* ---- training ---- */
 
+/* Packs training pack p from the parameters into m->tpacked, its output
+ * blocks in parallel (each writes its own part: the same bits). */
+static void pack_train(resnet50_model *m, int p)
+{
+    const rc_pack *q = &TRAIN_PACKS[p];
+    const int blocks = PACK_BLOCKS(q);
+    RC_OMP(omp parallel for schedule(static))
+    for (int b = 0; b < blocks; b++) pack_one(q, m->params, m->tpacked, b, b + 1);
+}
+
 /* The training graph in order: forward (batch statistics), loss, backward.
  * With replicas, the gradients are summed across them in buckets of at least
  * 65536 floats: contiguous ranges of m->grads (the state-dict order,
@@ -11892,417 +11940,530 @@ static void train_forward_backward(resnet50_model *m, const float *x, const int3
     float *arena = m->arena;
     const size_t mb = (size_t)m->max_batch;
     (void)arena; (void)mb; (void)labels;
-    RC_OMP(omp parallel for schedule(static, 1))
-    for (int p = 0; p < NUM_TRAIN_PACKS; p++) pack_one(&TRAIN_PACKS[p], m->params, m->tpacked);
+    pack_train(m, 0); /* conv1 */
     k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)0 * mb, n); /* conv1 */
     k_bntrain_64x112x112_b16_relu(arena + (size_t)0 * mb, m->params + 9408, m->params + 9472, m->bn_stats + 0, arena + (size_t)1605632 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* bn1 */
     k_maxpool3s2p1_64x112x112_b16(arena + (size_t)802816 * mb, arena + (size_t)7225344 * mb, n); /* maxpool1 */
-    k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 9472, m->tpacked + 13568, arena + (size_t)7426048 * mb, n); /* layer1.0.conv1 */
+    pack_train(m, 1); /* layer1.0.conv1 */
+    k_conv1x1s1p0_64x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 0, m->tpacked + 4096, arena + (size_t)7426048 * mb, n); /* layer1.0.conv1 */
     k_bntrain_64x56x56_b16_relu(arena + (size_t)7426048 * mb, m->params + 13760, m->params + 13824, m->bn_stats + 256, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.0.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 13632, m->tpacked + 161088, arena + (size_t)7626752 * mb, n); /* layer1.0.conv2 */
+    pack_train(m, 2); /* layer1.0.conv2 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)7626752 * mb, n); /* layer1.0.conv2 */
     k_bntrain_64x56x56_b16_relu(arena + (size_t)7626752 * mb, m->params + 50880, m->params + 50944, m->bn_stats + 512, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 161152, m->tpacked + 177536, arena + (size_t)1605632 * mb, n); /* layer1.0.conv3 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 177792, m->tpacked + 194176, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0 */
+    pack_train(m, 3); /* layer1.0.conv3 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)1605632 * mb, n); /* layer1.0.conv3 */
+    pack_train(m, 4); /* layer1.0.downsample.0 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)7225344 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0 */
     k_bntrain_256x56x56_b16(arena + (size_t)2408448 * mb, m->params + 84928, m->params + 85184, m->bn_stats + 1792, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1 */
     k_bntrain_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->params + 67520, m->params + 67776, m->bn_stats + 768, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)3211264 * mb, n); /* layer1.0.bn3 */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)0 * mb, n); /* layer1.1.conv1 */
+    pack_train(m, 5); /* layer1.1.conv1 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)0 * mb, n); /* layer1.1.conv1 */
     k_bntrain_64x56x56_b16_relu(arena + (size_t)0 * mb, m->params + 102336, m->params + 102400, m->bn_stats + 2816, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.1.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 210880, m->tpacked + 358336, arena + (size_t)7827456 * mb, n); /* layer1.1.conv2 */
+    pack_train(m, 6); /* layer1.1.conv2 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)7827456 * mb, n); /* layer1.1.conv2 */
     k_bntrain_64x56x56_b16_relu(arena + (size_t)7827456 * mb, m->params + 139456, m->params + 139520, m->bn_stats + 3072, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.1.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 358400, m->tpacked + 374784, arena + (size_t)4014080 * mb, n); /* layer1.1.conv3 */
+    pack_train(m, 7); /* layer1.1.conv3 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)4014080 * mb, n); /* layer1.1.conv3 */
     k_bntrain_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)3211264 * mb, m->params + 156096, m->params + 156352, m->bn_stats + 3328, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.1.bn3 */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4816896 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
+    pack_train(m, 8); /* layer1.2.conv1 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)4816896 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)0 * mb, n); /* layer1.2.conv1 */
     k_bntrain_64x56x56_b16_relu(arena + (size_t)0 * mb, m->params + 173504, m->params + 173568, m->bn_stats + 4352, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.2.bn1 */
-    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 391488, m->tpacked + 538944, arena + (size_t)8028160 * mb, n); /* layer1.2.conv2 */
-    k_bntrain_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 4608, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn2 */
-    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)0 * mb, m->tpacked + 539008, m->tpacked + 555392, arena + (size_t)3211264 * mb, n); /* layer1.2.conv3 */
-    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)4816896 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 4864, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.2.bn3 */
-    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 555648, m->tpacked + 588416, arena + (size_t)8429568 * mb, n); /* layer2.0.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)8429568 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.0.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)802816 * mb, m->tpacked + 588544, m->tpacked + 1178368, arena + (size_t)8529920 * mb, n); /* layer2.0.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)8529920 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)1204224 * mb, m->tpacked + 1178496, m->tpacked + 1244032, arena + (size_t)802816 * mb, n); /* layer2.0.conv3 */
-    k_conv1x1s2p0_256x56x56_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 1244544, m->tpacked + 1375616, arena + (size_t)1204224 * mb, n); /* layer2.0.downsample.0 */
-    k_bntrain_512x28x28_b16(arena + (size_t)1204224 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 8960, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 6912, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer2.0.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 1441792, m->tpacked + 2031616, arena + (size_t)8630272 * mb, n); /* layer2.1.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)8630272 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2031744, m->tpacked + 2097280, arena + (size_t)5218304 * mb, n); /* layer2.1.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)4816896 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 12032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.1.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
+    pack_train(m, 9); /* layer1.2.conv2 */
+    k_conv3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)8028160 * mb, n); /* layer1.2.conv2 */
+    k_bntrain_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->params + 210624, m->params + 210688, m->bn_stats + 4608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* layer1.2.bn2 */
+    pack_train(m, 10); /* layer1.2.conv3 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)0 * mb, n); /* layer1.2.conv3 */
+    k_bntrain_256x56x56_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, m->params + 227264, m->params + 227520, m->bn_stats + 4864, arena + (size_t)3211264 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* layer1.2.bn3 */
+    pack_train(m, 11); /* layer2.0.conv1 */
+    k_conv1x1s2p0_256x56x56_b16_128_b16_w2x7n1x4(arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 32768, arena + (size_t)8429568 * mb, n); /* layer2.0.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8429568 * mb, m->params + 261056, m->params + 261184, m->bn_stats + 5888, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.0.bn1 */
+    pack_train(m, 12); /* layer2.0.conv2 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)8529920 * mb, n); /* layer2.0.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)8529920 * mb, m->params + 409024, m->params + 409152, m->bn_stats + 6400, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.0.bn2 */
+    pack_train(m, 13); /* layer2.0.conv3 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)3211264 * mb, n); /* layer2.0.conv3 */
+    pack_train(m, 14); /* layer2.0.downsample.0 */
+    k_conv1x1s2p0_256x56x56_b16_512_b16_w2x7n1x4(arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 131072, arena + (size_t)3612672 * mb, n); /* layer2.0.downsample.0 */
+    k_bntrain_512x28x28_b16(arena + (size_t)3612672 * mb, m->params + 608192, m->params + 608704, m->bn_stats + 8960, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->params + 475072, m->params + 475584, m->bn_stats + 6912, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.0.bn3 */
+    pack_train(m, 15); /* layer2.1.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)451584 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)0 * mb, n); /* layer2.1.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 675776, m->params + 675904, m->bn_stats + 11008, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)852992 * mb, n); /* layer2.1.bn1 */
+    pack_train(m, 16); /* layer2.1.conv2 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)852992 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)1455104 * mb, n); /* layer2.1.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)1455104 * mb, m->params + 823744, m->params + 823872, m->bn_stats + 11520, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.1.bn2 */
+    pack_train(m, 17); /* layer2.1.conv3 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)852992 * mb, n); /* layer2.1.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)852992 * mb, arena + (size_t)451584 * mb, m->params + 889792, m->params + 890304, m->bn_stats + 12032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer2.1.bn3 */
+    pack_train(m, 18); /* layer2.2.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)0 * mb, n); /* layer2.2.conv1 */
     k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 957376, m->params + 957504, m->bn_stats + 14080, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2163456, m->tpacked + 2753280, arena + (size_t)8730624 * mb, n); /* layer2.2.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)8730624 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 2753408, m->tpacked + 2818944, arena + (size_t)4816896 * mb, n); /* layer2.2.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 15104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.2.bn3 */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6021120 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)0 * mb, n); /* layer2.3.conv1 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.3.bn1 */
-    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 2885120, m->tpacked + 3474944, arena + (size_t)8830976 * mb, n); /* layer2.3.conv2 */
-    k_bntrain_128x28x28_b16_relu(arena + (size_t)8830976 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn2 */
-    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 3475072, m->tpacked + 3540608, arena + (size_t)5619712 * mb, n); /* layer2.3.conv3 */
-    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)6021120 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 18176, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.3.bn3 */
-    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 3541120, m->tpacked + 3672192, arena + (size_t)9132032 * mb, n); /* layer3.0.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9132032 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)696320 * mb, n); /* layer3.0.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)696320 * mb, arena + (size_t)401408 * mb, m->tpacked + 3672448, m->tpacked + 6031744, arena + (size_t)9182208 * mb, n); /* layer3.0.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9182208 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)602112 * mb, m->tpacked + 6032000, m->tpacked + 6294144, arena + (size_t)401408 * mb, n); /* layer3.0.conv3 */
-    k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)0 * mb, m->tpacked + 6295168, m->tpacked + 6819456, arena + (size_t)602112 * mb, n); /* layer3.0.downsample.0 */
+    pack_train(m, 19); /* layer2.2.conv2 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)6623232 * mb, n); /* layer2.2.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)6623232 * mb, m->params + 1105344, m->params + 1105472, m->bn_stats + 14592, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer2.2.bn2 */
+    pack_train(m, 20); /* layer2.2.conv3 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)5218304 * mb, n); /* layer2.2.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)4816896 * mb, m->params + 1171392, m->params + 1171904, m->bn_stats + 15104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.2.bn3 */
+    pack_train(m, 21); /* layer2.3.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)451584 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)0 * mb, n); /* layer2.3.conv1 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)0 * mb, m->params + 1238976, m->params + 1239104, m->bn_stats + 17152, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.3.bn1 */
+    pack_train(m, 22); /* layer2.3.conv2 */
+    k_conv3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)6723584 * mb, n); /* layer2.3.conv2 */
+    k_bntrain_128x28x28_b16_relu(arena + (size_t)6723584 * mb, m->params + 1386944, m->params + 1387072, m->bn_stats + 17664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.3.bn2 */
+    pack_train(m, 23); /* layer2.3.conv3 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)1254400 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)0 * mb, n); /* layer2.3.conv3 */
+    k_bntrain_512x28x28_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)451584 * mb, m->params + 1452992, m->params + 1453504, m->bn_stats + 18176, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer2.3.bn3 */
+    pack_train(m, 24); /* layer3.0.conv1 */
+    k_conv1x1s2p0_512x28x28_b16_256_b16_w2x7n2x2(arena + (size_t)4816896 * mb, m->tpacked + 0, m->tpacked + 131072, arena + (size_t)802816 * mb, n); /* layer3.0.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)802816 * mb, m->params + 1586112, m->params + 1586368, m->bn_stats + 20224, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.0.bn1 */
+    pack_train(m, 25); /* layer3.0.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)1555456 * mb, n); /* layer3.0.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)1555456 * mb, m->params + 2176960, m->params + 2177216, m->bn_stats + 21248, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.0.bn2 */
+    pack_train(m, 26); /* layer3.0.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)401408 * mb, n); /* layer3.0.conv3 */
+    pack_train(m, 27); /* layer3.0.downsample.0 */
+    k_conv1x1s2p0_512x28x28_b16_1024_b16_w2x7n2x2(arena + (size_t)4816896 * mb, m->tpacked + 0, m->tpacked + 524288, arena + (size_t)602112 * mb, n); /* layer3.0.downsample.0 */
     k_bntrain_1024x14x14_b16(arena + (size_t)602112 * mb, m->params + 2968512, m->params + 2969536, m->bn_stats + 26368, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 22272, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer3.0.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6021120 * mb, m->tpacked + 6820480, m->tpacked + 7082624, arena + (size_t)9232384 * mb, n); /* layer3.1.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9232384 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 7082880, m->tpacked + 9442176, arena + (size_t)9282560 * mb, n); /* layer3.1.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9282560 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 9442432, m->tpacked + 9704576, arena + (size_t)6221824 * mb, n); /* layer3.1.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)6021120 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 32512, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer3.1.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6422528 * mb, m->tpacked + 9705600, m->tpacked + 9967744, arena + (size_t)9332736 * mb, n); /* layer3.2.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9332736 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 9968000, m->tpacked + 12327296, arena + (size_t)9382912 * mb, n); /* layer3.2.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9382912 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 12327552, m->tpacked + 12589696, arena + (size_t)6021120 * mb, n); /* layer3.2.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)6422528 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 38656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6623232 * mb, n); /* layer3.2.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6623232 * mb, m->tpacked + 12590720, m->tpacked + 12852864, arena + (size_t)9433088 * mb, n); /* layer3.3.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9433088 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 12853120, m->tpacked + 15212416, arena + (size_t)9483264 * mb, n); /* layer3.3.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9483264 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 15212672, m->tpacked + 15474816, arena + (size_t)6422528 * mb, n); /* layer3.3.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)6623232 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 44800, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer3.3.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 15475840, m->tpacked + 15737984, arena + (size_t)9533440 * mb, n); /* layer3.4.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9533440 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 15738240, m->tpacked + 18097536, arena + (size_t)9583616 * mb, n); /* layer3.4.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9583616 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 18097792, m->tpacked + 18359936, arena + (size_t)6623232 * mb, n); /* layer3.4.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)6823936 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer3.4.bn3 */
-    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)7024640 * mb, m->tpacked + 18360960, m->tpacked + 18623104, arena + (size_t)9633792 * mb, n); /* layer3.5.conv1 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9633792 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
-    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 18623360, m->tpacked + 20982656, arena + (size_t)9683968 * mb, n); /* layer3.5.conv2 */
-    k_bntrain_256x14x14_b16_relu(arena + (size_t)9683968 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
-    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 20982912, m->tpacked + 21245056, arena + (size_t)6823936 * mb, n); /* layer3.5.conv3 */
-    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)7024640 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 57088, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn3 */
-    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 21246080, m->tpacked + 21770368, arena + (size_t)9734144 * mb, n); /* layer4.0.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)9734144 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 21770880, m->tpacked + 24130176, arena + (size_t)9759232 * mb, n); /* layer4.0.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)9759232 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)301056 * mb, m->tpacked + 24130688, m->tpacked + 25179264, arena + (size_t)200704 * mb, n); /* layer4.0.conv3 */
-    k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 25181312, m->tpacked + 27278464, arena + (size_t)301056 * mb, n); /* layer4.0.downsample.0 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->params + 2440128, m->params + 2441152, m->bn_stats + 22272, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer3.0.bn3 */
+    pack_train(m, 28); /* layer3.1.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)1254400 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)6823936 * mb, n); /* layer3.1.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)6823936 * mb, m->params + 3234752, m->params + 3235008, m->bn_stats + 30464, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.1.bn1 */
+    pack_train(m, 29); /* layer3.1.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)6874112 * mb, n); /* layer3.1.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)6874112 * mb, m->params + 3825600, m->params + 3825856, m->bn_stats + 31488, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.1.bn2 */
+    pack_train(m, 30); /* layer3.1.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)4816896 * mb, n); /* layer3.1.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)1254400 * mb, m->params + 4088768, m->params + 4089792, m->bn_stats + 32512, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5017600 * mb, n); /* layer3.1.bn3 */
+    pack_train(m, 31); /* layer3.2.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)5017600 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)6924288 * mb, n); /* layer3.2.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)6924288 * mb, m->params + 4355008, m->params + 4355264, m->bn_stats + 36608, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.2.bn1 */
+    pack_train(m, 32); /* layer3.2.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)6974464 * mb, n); /* layer3.2.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)6974464 * mb, m->params + 4945856, m->params + 4946112, m->bn_stats + 37632, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.2.bn2 */
+    pack_train(m, 33); /* layer3.2.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)1254400 * mb, n); /* layer3.2.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)1254400 * mb, arena + (size_t)5017600 * mb, m->params + 5209024, m->params + 5210048, m->bn_stats + 38656, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer3.2.bn3 */
+    pack_train(m, 34); /* layer3.3.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)7024640 * mb, n); /* layer3.3.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)7024640 * mb, m->params + 5475264, m->params + 5475520, m->bn_stats + 42752, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.3.bn1 */
+    pack_train(m, 35); /* layer3.3.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)7074816 * mb, n); /* layer3.3.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)7074816 * mb, m->params + 6066112, m->params + 6066368, m->bn_stats + 43776, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.3.bn2 */
+    pack_train(m, 36); /* layer3.3.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5017600 * mb, n); /* layer3.3.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)5017600 * mb, arena + (size_t)5619712 * mb, m->params + 6329280, m->params + 6330304, m->bn_stats + 44800, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5820416 * mb, n); /* layer3.3.bn3 */
+    pack_train(m, 37); /* layer3.4.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)5820416 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)7124992 * mb, n); /* layer3.4.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)7124992 * mb, m->params + 6595520, m->params + 6595776, m->bn_stats + 48896, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.4.bn1 */
+    pack_train(m, 38); /* layer3.4.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)7175168 * mb, n); /* layer3.4.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)7175168 * mb, m->params + 7186368, m->params + 7186624, m->bn_stats + 49920, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.4.bn2 */
+    pack_train(m, 39); /* layer3.4.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5619712 * mb, n); /* layer3.4.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)5820416 * mb, m->params + 7449536, m->params + 7450560, m->bn_stats + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer3.4.bn3 */
+    pack_train(m, 40); /* layer3.5.conv1 */
+    k_conv1x1s1p0_1024x1x196_b16_256_b16_w2x7n1x4(arena + (size_t)6021120 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)8228864 * mb, n); /* layer3.5.conv1 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)8228864 * mb, m->params + 7715776, m->params + 7716032, m->bn_stats + 55040, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn1 */
+    pack_train(m, 41); /* layer3.5.conv2 */
+    k_conv3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)8279040 * mb, n); /* layer3.5.conv2 */
+    k_bntrain_256x14x14_b16_relu(arena + (size_t)8279040 * mb, m->params + 8306624, m->params + 8306880, m->bn_stats + 56064, arena + (size_t)50176 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn2 */
+    pack_train(m, 42); /* layer3.5.conv3 */
+    k_conv1x1s1p0_256x1x196_b16_1024_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5820416 * mb, n); /* layer3.5.conv3 */
+    k_bntrain_1024x14x14_b16_add_relu(arena + (size_t)5820416 * mb, arena + (size_t)6021120 * mb, m->params + 8569792, m->params + 8570816, m->bn_stats + 57088, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer3.5.bn3 */
+    pack_train(m, 43); /* layer4.0.conv1 */
+    k_conv1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 524288, arena + (size_t)8329216 * mb, n); /* layer4.0.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)8329216 * mb, m->params + 9098176, m->params + 9098688, m->bn_stats + 61184, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)242176 * mb, n); /* layer4.0.bn1 */
+    pack_train(m, 44); /* layer4.0.conv2 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)242176 * mb, arena + (size_t)200704 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)8354304 * mb, n); /* layer4.0.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)8354304 * mb, m->params + 11459520, m->params + 11460032, m->bn_stats + 63232, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn2 */
+    pack_train(m, 45); /* layer4.0.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)301056 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)200704 * mb, n); /* layer4.0.conv3 */
+    pack_train(m, 46); /* layer4.0.downsample.0 */
+    k_conv1x1s2p0_1024x14x14_b16_2048_b16_w2x7n1x4(arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2097152, arena + (size_t)301056 * mb, n); /* layer4.0.downsample.0 */
     k_bntrain_2048x7x7_b16(arena + (size_t)301056 * mb, m->params + 14615488, m->params + 14617536, m->bn_stats + 73472, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)7024640 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 27280512, m->tpacked + 28329088, arena + (size_t)8931328 * mb, n); /* layer4.1.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)8931328 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 28329600, m->tpacked + 30688896, arena + (size_t)8956416 * mb, n); /* layer4.1.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)8956416 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7024640 * mb, m->tpacked + 30689408, m->tpacked + 31737984, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)7124992 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn3 */
-    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)7024640 * mb, m->tpacked + 31740032, m->tpacked + 32788608, arena + (size_t)8981504 * mb, n); /* layer4.2.conv1 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)8981504 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
-    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 32789120, m->tpacked + 35148416, arena + (size_t)9006592 * mb, n); /* layer4.2.conv2 */
-    k_bntrain_512x7x7_b16_relu(arena + (size_t)9006592 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn2 */
-    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)7124992 * mb, m->tpacked + 35148928, m->tpacked + 36197504, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
-    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7024640 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)8228864 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn3 */
-    k_avgpool_2048x7x7_b16(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, n); /* avgpool1 */
-    k_dense_2048_1000(arena + (size_t)7024640 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)7026688 * mb, n); /* fc */
-    k_loss_1000(arena + (size_t)7026688 * mb, labels, &m->loss, &m->reducer, arena + (size_t)7027696 * mb, n); /* loss */
-    k_densegrad_2048_1000(arena + (size_t)7027696 * mb, arena + (size_t)7024640 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)7124992 * mb, n); /* fc.grad */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->params + 12510144, m->params + 12512192, m->bn_stats + 65280, arena + (size_t)6021120 * mb, &m->reducer, arena + (size_t)100352 * mb, n); /* layer4.0.bn3 */
+    pack_train(m, 47); /* layer4.1.conv1 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)100352 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)6422528 * mb, n); /* layer4.1.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)6422528 * mb, m->params + 15672256, m->params + 15672768, m->bn_stats + 81664, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn1 */
+    pack_train(m, 48); /* layer4.1.conv2 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)6447616 * mb, n); /* layer4.1.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)6447616 * mb, m->params + 18033600, m->params + 18034112, m->bn_stats + 83712, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer4.1.bn2 */
+    pack_train(m, 49); /* layer4.1.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)6021120 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)0 * mb, n); /* layer4.1.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->params + 19086272, m->bn_stats + 85760, arena + (size_t)6121472 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer4.1.bn3 */
+    pack_train(m, 50); /* layer4.2.conv1 */
+    k_conv1x1s1p0_2048x1x49_b16_512_b16_w2x7n1x5(arena + (size_t)6021120 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)6472704 * mb, n); /* layer4.2.conv1 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)6472704 * mb, m->params + 20140992, m->params + 20141504, m->bn_stats + 93952, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn1 */
+    pack_train(m, 51); /* layer4.2.conv2 */
+    k_conv3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)6497792 * mb, n); /* layer4.2.conv2 */
+    k_bntrain_512x7x7_b16_relu(arena + (size_t)6497792 * mb, m->params + 22502336, m->params + 22502848, m->bn_stats + 96000, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)6121472 * mb, n); /* layer4.2.bn2 */
+    pack_train(m, 52); /* layer4.2.conv3 */
+    k_conv1x1s1p0_512x1x49_b16_2048_b16_w2x7n1x5(arena + (size_t)6121472 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)100352 * mb, n); /* layer4.2.conv3 */
+    k_bntrain_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)6021120 * mb, m->params + 23552960, m->params + 23555008, m->bn_stats + 98048, arena + (size_t)6221824 * mb, &m->reducer, arena + (size_t)6121472 * mb, n); /* layer4.2.bn3 */
+    k_avgpool_2048x7x7_b16(arena + (size_t)6121472 * mb, arena + (size_t)6021120 * mb, n); /* avgpool1 */
+    k_dense_2048_1000(arena + (size_t)6021120 * mb, m->params + 23561152, m->params + 25609152, arena + (size_t)6023168 * mb, n); /* fc */
+    k_loss_1000(arena + (size_t)6023168 * mb, labels, &m->loss, &m->reducer, arena + (size_t)6024176 * mb, n); /* loss */
+    k_densegrad_2048_1000(arena + (size_t)6024176 * mb, arena + (size_t)6021120 * mb, m->params + 23561152, m->grads + 23561152, m->grads + 25609152, &m->reducer, arena + (size_t)6121472 * mb, n); /* fc.grad */
     rc_allreduce_grads(&m->reducer, m->grads + 23557056, 2053096); /* gradients: layer4.2.bn3.running_mean … fc.bias */
-    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, n); /* avgpool1.grad */
-    k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)7124992 * mb, n); /* layer4.0.downsample.1.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)7124992 * mb, m->bn_stats + 65280, arena + (size_t)8228864 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)8228864 * mb, m->bn_stats + 85760, arena + (size_t)7124992 * mb, n); /* layer4.1.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)7124992 * mb, m->bn_stats + 98048, arena + (size_t)8228864 * mb, n); /* layer4.2.bn3.again */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7024640 * mb, arena + (size_t)100352 * mb, arena + (size_t)8228864 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)9031680 * mb, &m->reducer, arena + (size_t)8329216 * mb, arena + (size_t)7124992 * mb, n); /* layer4.2.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)9006592 * mb, m->bn_stats + 96000, arena + (size_t)7024640 * mb, n); /* layer4.2.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
+    k_avgpoolgrad_2048x7x7_b16(arena + (size_t)6121472 * mb, arena + (size_t)6021120 * mb, n); /* avgpool1.grad */
+    k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)6121472 * mb, n); /* layer4.0.downsample.1.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)6121472 * mb, m->bn_stats + 65280, arena + (size_t)6221824 * mb, n); /* layer4.0.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)6221824 * mb, m->bn_stats + 85760, arena + (size_t)6121472 * mb, n); /* layer4.1.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)100352 * mb, arena + (size_t)6121472 * mb, m->bn_stats + 98048, arena + (size_t)6221824 * mb, n); /* layer4.2.bn3.again */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)6021120 * mb, arena + (size_t)100352 * mb, arena + (size_t)6221824 * mb, m->params + 23552960, m->bn_stats + 98048, m->grads + 23552960, m->grads + 23555008, arena + (size_t)6522880 * mb, &m->reducer, arena + (size_t)6322176 * mb, arena + (size_t)6121472 * mb, n); /* layer4.2.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)6497792 * mb, m->bn_stats + 96000, arena + (size_t)6021120 * mb, n); /* layer4.2.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)6121472 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 22504384, &m->reducer, n); /* layer4.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 22503360, 1053696); /* gradients: layer4.2.bn2.running_mean … layer4.2.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, m->tpacked + 36199552, m->tpacked + 37248128, arena + (size_t)7049728 * mb, n); /* layer4.2.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)7049728 * mb, arena + (size_t)9006592 * mb, arena + (size_t)7024640 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)8981504 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
+    pack_train(m, 53); /* layer4.2.conv3#T */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)6121472 * mb, arena + (size_t)100352 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)6046208 * mb, n); /* layer4.2.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)6046208 * mb, arena + (size_t)6497792 * mb, arena + (size_t)6021120 * mb, m->params + 22502336, m->bn_stats + 96000, m->grads + 22502336, m->grads + 22502848, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)141824 * mb, n); /* layer4.2.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)6472704 * mb, m->bn_stats + 93952, arena + (size_t)166912 * mb, n); /* layer4.2.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)141824 * mb, arena + (size_t)166912 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 20143040, &m->reducer, n); /* layer4.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 20142016, 2361344); /* gradients: layer4.2.bn1.running_mean … layer4.2.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 37248640, m->tpacked + 39607936, arena + (size_t)7024640 * mb, n); /* layer4.2.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)7024640 * mb, arena + (size_t)8981504 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)7124992 * mb, n); /* layer4.2.bn1.grad */
+    pack_train(m, 54); /* layer4.2.conv2#T */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)141824 * mb, arena + (size_t)100352 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)6021120 * mb, n); /* layer4.2.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)6021120 * mb, arena + (size_t)6472704 * mb, arena + (size_t)166912 * mb, m->params + 20140992, m->bn_stats + 93952, m->grads + 20140992, m->grads + 20141504, arena + (size_t)100352 * mb, &m->reducer, arena + (size_t)6121472 * mb, n); /* layer4.2.bn1.grad */
     k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)100352 * mb, n); /* layer4.0.downsample.1.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->bn_stats + 65280, arena + (size_t)7024640 * mb, n); /* layer4.0.bn3.again */
-    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)7024640 * mb, m->bn_stats + 85760, arena + (size_t)100352 * mb, n); /* layer4.1.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->bn_stats + 65280, arena + (size_t)6021120 * mb, n); /* layer4.0.bn3.again */
+    k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)0 * mb, arena + (size_t)6021120 * mb, m->bn_stats + 85760, arena + (size_t)100352 * mb, n); /* layer4.1.bn3.again */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)6121472 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 19092416, &m->reducer, n); /* layer4.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 19088320, 1053696); /* gradients: layer4.1.bn3.running_mean … layer4.2.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)7150080 * mb, m->tpacked + 39608448, m->tpacked + 40657024, arena + (size_t)8329216 * mb, arena + (size_t)7024640 * mb, n); /* layer4.2.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)7024640 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)8329216 * mb, &m->reducer, arena + (size_t)8228864 * mb, arena + (size_t)7124992 * mb, n); /* layer4.1.bn3.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)8956416 * mb, m->bn_stats + 83712, arena + (size_t)100352 * mb, n); /* layer4.1.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)7124992 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
+    pack_train(m, 55); /* layer4.2.conv1#T */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)6121472 * mb, arena + (size_t)6146560 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)6322176 * mb, arena + (size_t)6021120 * mb, n); /* layer4.2.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, arena + (size_t)100352 * mb, m->params + 19084224, m->bn_stats + 85760, m->grads + 19084224, m->grads + 19086272, arena + (size_t)6322176 * mb, &m->reducer, arena + (size_t)6221824 * mb, arena + (size_t)6121472 * mb, n); /* layer4.1.bn3.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)6447616 * mb, m->bn_stats + 83712, arena + (size_t)100352 * mb, n); /* layer4.1.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)6121472 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 18035648, &m->reducer, n); /* layer4.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 18034624, 1053696); /* gradients: layer4.1.bn2.running_mean … layer4.1.bn3.bias */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)7124992 * mb, arena + (size_t)0 * mb, m->tpacked + 40659072, m->tpacked + 41707648, arena + (size_t)125440 * mb, n); /* layer4.1.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)8956416 * mb, arena + (size_t)100352 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)8931328 * mb, m->bn_stats + 81664, arena + (size_t)66560 * mb, n); /* layer4.1.bn1.again */
+    pack_train(m, 56); /* layer4.1.conv3#T */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)6121472 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)125440 * mb, n); /* layer4.1.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)6447616 * mb, arena + (size_t)100352 * mb, m->params + 18033600, m->bn_stats + 83712, m->grads + 18033600, m->grads + 18034112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.1.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)6422528 * mb, m->bn_stats + 81664, arena + (size_t)66560 * mb, n); /* layer4.1.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 15674304, &m->reducer, n); /* layer4.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 15673280, 2361344); /* gradients: layer4.1.bn1.running_mean … layer4.1.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 41708160, m->tpacked + 44067456, arena + (size_t)91648 * mb, n); /* layer4.1.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)8931328 * mb, arena + (size_t)66560 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer4.1.bn1.grad */
+    pack_train(m, 57); /* layer4.1.conv2#T */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)91648 * mb, n); /* layer4.1.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)6422528 * mb, arena + (size_t)66560 * mb, m->params + 15672256, m->bn_stats + 81664, m->grads + 15672256, m->grads + 15672768, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer4.1.bn1.grad */
     k_bnapply_2048x7x7_b16(arena + (size_t)301056 * mb, m->bn_stats + 73472, arena + (size_t)0 * mb, n); /* layer4.0.downsample.1.again */
     k_bnapply_2048x7x7_b16_add_relu(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->bn_stats + 65280, arena + (size_t)100352 * mb, n); /* layer4.0.bn3.again */
-    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)7024640 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
+    k_convgw1x1s1p0_2048x7x7_b16_512_b16_r7(arena + (size_t)6021120 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14623680, &m->reducer, n); /* layer4.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 14619584, 1053696); /* gradients: layer4.0.downsample.1.running_mean … layer4.1.bn1.bias */
-    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)7024640 * mb, arena + (size_t)7049728 * mb, m->tpacked + 44067968, m->tpacked + 45116544, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
-    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)7124992 * mb, &m->reducer, arena + (size_t)7024640 * mb, arena + (size_t)8931328 * mb, n); /* layer4.0.bn3.grad */
-    k_bngrad_2048x7x7_b16(arena + (size_t)7024640 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)9031680 * mb, n); /* layer4.0.downsample.1.grad */
+    pack_train(m, 58); /* layer4.1.conv1#T */
+    k_convgd1x1s1p0_512x7x7_b16_2048_b16_add_w2x7n1x4(arena + (size_t)6021120 * mb, arena + (size_t)6046208 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)6221824 * mb, arena + (size_t)0 * mb, n); /* layer4.1.conv1.grad */
+    k_bngrad_2048x7x7_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, arena + (size_t)100352 * mb, m->params + 12510144, m->bn_stats + 65280, m->grads + 12510144, m->grads + 12512192, arena + (size_t)6121472 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)6422528 * mb, n); /* layer4.0.bn3.grad */
+    k_bngrad_2048x7x7_b16(arena + (size_t)6021120 * mb, arena + (size_t)301056 * mb, m->params + 14615488, m->bn_stats + 73472, m->grads + 14615488, m->grads + 14617536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6522880 * mb, n); /* layer4.0.downsample.1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, m->bn_stats + 57088, arena + (size_t)7024640 * mb, n); /* layer3.5.bn3.again */
-    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)9031680 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5017600 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5820416 * mb, arena + (size_t)200704 * mb, m->bn_stats + 57088, arena + (size_t)6021120 * mb, n); /* layer3.5.bn3.again */
+    k_convgw1x1s2p0_1024x14x14_b16_2048_b16_r7(arena + (size_t)6522880 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 12518336, &m->reducer, n); /* layer4.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 12510144, 2109440); /* gradients: layer4.0.bn3.weight … layer4.0.downsample.1.bias */
-    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)9031680 * mb, arena + (size_t)0 * mb, m->tpacked + 45118592, m->tpacked + 47215744, arena + (size_t)8228864 * mb, n); /* layer4.0.downsample.0.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)9759232 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
-    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)8931328 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
+    pack_train(m, 59); /* layer4.0.downsample.0#T */
+    k_convgd1x1s2p0_2048x7x7_b16_1024_b16_w2x7n2x2(arena + (size_t)6522880 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2097152, arena + (size_t)6221824 * mb, n); /* layer4.0.downsample.0.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)8354304 * mb, m->bn_stats + 63232, arena + (size_t)100352 * mb, n); /* layer4.0.bn2.again */
+    k_convgw1x1s1p0_512x7x7_b16_2048_b16_r7(arena + (size_t)6422528 * mb, arena + (size_t)100352 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 11461568, &m->reducer, n); /* layer4.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 11460544, 1049600); /* gradients: layer4.0.bn2.running_mean … layer4.0.conv3.weight */
-    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)8931328 * mb, arena + (size_t)0 * mb, m->tpacked + 47216768, m->tpacked + 48265344, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)9759232 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
-    k_bnapply_512x7x7_b16_relu(arena + (size_t)9734144 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
+    pack_train(m, 60); /* layer4.0.conv3#T */
+    k_convgd1x1s1p0_2048x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 1048576, arena + (size_t)125440 * mb, n); /* layer4.0.conv3.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)125440 * mb, arena + (size_t)8354304 * mb, arena + (size_t)100352 * mb, m->params + 11459520, m->bn_stats + 63232, m->grads + 11459520, m->grads + 11460032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)41472 * mb, n); /* layer4.0.bn2.grad */
+    k_bnapply_512x7x7_b16_relu(arena + (size_t)8329216 * mb, m->bn_stats + 61184, arena + (size_t)66560 * mb, n); /* layer4.0.bn1.again */
     k_convgw3x3s1p1_512x7x7_b16_512_b16_r7(arena + (size_t)41472 * mb, arena + (size_t)66560 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9100224, &m->reducer, n); /* layer4.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 9099200, 2361344); /* gradients: layer4.0.bn1.running_mean … layer4.0.bn2.bias */
-    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 48265856, m->tpacked + 50625152, arena + (size_t)91648 * mb, n); /* layer4.0.conv2.grad */
-    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)9734144 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
-    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)7024640 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
+    pack_train(m, 61); /* layer4.0.conv2#T */
+    k_convgd3x3s1p1_512x7x7_b16_512_b16_w2x7n1x4(arena + (size_t)41472 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)91648 * mb, n); /* layer4.0.conv2.grad */
+    k_bngrad_512x7x7_b16_relu(arena + (size_t)91648 * mb, arena + (size_t)8329216 * mb, arena + (size_t)66560 * mb, m->params + 9098176, m->bn_stats + 61184, m->grads + 9098176, m->grads + 9098688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer4.0.bn1.grad */
+    k_convgw1x1s2p0_1024x14x14_b16_512_b16_r7(arena + (size_t)301056 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8573888, &m->reducer, n); /* layer4.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8571840, 527360); /* gradients: layer3.5.bn3.running_mean … layer4.0.bn1.bias */
-    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 50625664, m->tpacked + 51149952, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6823936 * mb, arena + (size_t)7024640 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)8931328 * mb, &m->reducer, arena + (size_t)8228864 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9683968 * mb, m->bn_stats + 56064, arena + (size_t)6823936 * mb, n); /* layer3.5.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)6823936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
+    pack_train(m, 62); /* layer4.0.conv1#T */
+    k_convgd1x1s2p0_512x7x7_b16_1024_b16_add_w2x7n2x2(arena + (size_t)301056 * mb, arena + (size_t)200704 * mb, m->tpacked + 0, m->tpacked + 524288, arena + (size_t)6221824 * mb, arena + (size_t)0 * mb, n); /* layer4.0.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5820416 * mb, arena + (size_t)6021120 * mb, m->params + 8569792, m->bn_stats + 57088, m->grads + 8569792, m->grads + 8570816, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, n); /* layer3.5.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)8279040 * mb, m->bn_stats + 56064, arena + (size_t)5820416 * mb, n); /* layer3.5.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)200704 * mb, arena + (size_t)5820416 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 8307648, &m->reducer, n); /* layer3.5.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 8307136, 264704); /* gradients: layer3.5.bn2.running_mean … layer3.5.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 51150976, m->tpacked + 51413120, arena + (size_t)6874112 * mb, n); /* layer3.5.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6874112 * mb, arena + (size_t)9683968 * mb, arena + (size_t)6823936 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9633792 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
+    pack_train(m, 63); /* layer3.5.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)200704 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5870592 * mb, n); /* layer3.5.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)5870592 * mb, arena + (size_t)8279040 * mb, arena + (size_t)5820416 * mb, m->params + 8306624, m->bn_stats + 56064, m->grads + 8306624, m->grads + 8306880, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)294912 * mb, n); /* layer3.5.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)8228864 * mb, m->bn_stats + 55040, arena + (size_t)345088 * mb, n); /* layer3.5.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)294912 * mb, arena + (size_t)345088 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7716800, &m->reducer, n); /* layer3.5.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7716288, 590848); /* gradients: layer3.5.bn1.running_mean … layer3.5.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 51413376, m->tpacked + 53772672, arena + (size_t)6823936 * mb, n); /* layer3.5.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6823936 * mb, arena + (size_t)9633792 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6874112 * mb, n); /* layer3.5.bn1.grad */
+    pack_train(m, 64); /* layer3.5.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)294912 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)5820416 * mb, n); /* layer3.5.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)5820416 * mb, arena + (size_t)8228864 * mb, arena + (size_t)345088 * mb, m->params + 7715776, m->bn_stats + 55040, m->grads + 7715776, m->grads + 7716032, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5870592 * mb, n); /* layer3.5.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6874112 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5017600 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->bn_stats + 50944, arena + (size_t)200704 * mb, n); /* layer3.4.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)5870592 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7453632, &m->reducer, n); /* layer3.5.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7451584, 264704); /* gradients: layer3.4.bn3.running_mean … layer3.5.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6874112 * mb, arena + (size_t)6823936 * mb, m->tpacked + 53772928, m->tpacked + 54035072, arena + (size_t)8228864 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)8228864 * mb, &m->reducer, arena + (size_t)7024640 * mb, arena + (size_t)6823936 * mb, n); /* layer3.4.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9583616 * mb, m->bn_stats + 49920, arena + (size_t)200704 * mb, n); /* layer3.4.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
+    pack_train(m, 65); /* layer3.5.conv1#T */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)5870592 * mb, arena + (size_t)5820416 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)6221824 * mb, arena + (size_t)0 * mb, n); /* layer3.5.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5619712 * mb, arena + (size_t)200704 * mb, m->params + 7449536, m->bn_stats + 50944, m->grads + 7449536, m->grads + 7450560, arena + (size_t)6221824 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)5820416 * mb, n); /* layer3.4.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)7175168 * mb, m->bn_stats + 49920, arena + (size_t)200704 * mb, n); /* layer3.4.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)5820416 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 7187392, &m->reducer, n); /* layer3.4.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 7186880, 264704); /* gradients: layer3.4.bn2.running_mean … layer3.4.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 54036096, m->tpacked + 54298240, arena + (size_t)250880 * mb, n); /* layer3.4.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9583616 * mb, arena + (size_t)200704 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.4.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9533440 * mb, m->bn_stats + 48896, arena + (size_t)351232 * mb, n); /* layer3.4.bn1.again */
+    pack_train(m, 66); /* layer3.4.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)5820416 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)250880 * mb, n); /* layer3.4.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)7175168 * mb, arena + (size_t)200704 * mb, m->params + 7186368, m->bn_stats + 49920, m->grads + 7186368, m->grads + 7186624, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.4.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)7124992 * mb, m->bn_stats + 48896, arena + (size_t)351232 * mb, n); /* layer3.4.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6596544, &m->reducer, n); /* layer3.4.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6596032, 590848); /* gradients: layer3.4.bn1.running_mean … layer3.4.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 54298496, m->tpacked + 56657792, arena + (size_t)6623232 * mb, n); /* layer3.4.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6623232 * mb, arena + (size_t)9533440 * mb, arena + (size_t)351232 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6673408 * mb, n); /* layer3.4.bn1.grad */
+    pack_train(m, 67); /* layer3.4.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)5619712 * mb, n); /* layer3.4.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)5619712 * mb, arena + (size_t)7124992 * mb, arena + (size_t)351232 * mb, m->params + 6595520, m->bn_stats + 48896, m->grads + 6595520, m->grads + 6595776, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5669888 * mb, n); /* layer3.4.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6673408 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)5017600 * mb, arena + (size_t)200704 * mb, m->bn_stats + 44800, arena + (size_t)0 * mb, n); /* layer3.3.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)5669888 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6333376, &m->reducer, n); /* layer3.4.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6331328, 264704); /* gradients: layer3.3.bn3.running_mean … layer3.4.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6673408 * mb, arena + (size_t)6623232 * mb, m->tpacked + 56658048, m->tpacked + 56920192, arena + (size_t)7024640 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)7024640 * mb, &m->reducer, arena + (size_t)6823936 * mb, arena + (size_t)6623232 * mb, n); /* layer3.3.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9483264 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
+    pack_train(m, 68); /* layer3.4.conv1#T */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)5669888 * mb, arena + (size_t)5619712 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)6021120 * mb, arena + (size_t)200704 * mb, n); /* layer3.4.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)5017600 * mb, arena + (size_t)0 * mb, m->params + 6329280, m->bn_stats + 44800, m->grads + 6329280, m->grads + 6330304, arena + (size_t)6021120 * mb, &m->reducer, arena + (size_t)5820416 * mb, arena + (size_t)5619712 * mb, n); /* layer3.3.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)7074816 * mb, m->bn_stats + 43776, arena + (size_t)200704 * mb, n); /* layer3.3.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)5619712 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 6067136, &m->reducer, n); /* layer3.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 6066624, 264704); /* gradients: layer3.3.bn2.running_mean … layer3.3.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6623232 * mb, arena + (size_t)0 * mb, m->tpacked + 56921216, m->tpacked + 57183360, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9483264 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9433088 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
+    pack_train(m, 69); /* layer3.3.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)250880 * mb, n); /* layer3.3.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)7074816 * mb, arena + (size_t)200704 * mb, m->params + 6066112, m->bn_stats + 43776, m->grads + 6066112, m->grads + 6066368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.3.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)7024640 * mb, m->bn_stats + 42752, arena + (size_t)351232 * mb, n); /* layer3.3.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5476288, &m->reducer, n); /* layer3.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 5475776, 590848); /* gradients: layer3.3.bn1.running_mean … layer3.3.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 57183616, m->tpacked + 59542912, arena + (size_t)6422528 * mb, n); /* layer3.3.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6422528 * mb, arena + (size_t)9433088 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6472704 * mb, n); /* layer3.3.bn1.grad */
+    pack_train(m, 70); /* layer3.3.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)5017600 * mb, n); /* layer3.3.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)5017600 * mb, arena + (size_t)7024640 * mb, arena + (size_t)351232 * mb, m->params + 5475264, m->bn_stats + 42752, m->grads + 5475264, m->grads + 5475520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5067776 * mb, n); /* layer3.3.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6472704 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, &m->reducer, n); /* layer3.3.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->bn_stats + 38656, arena + (size_t)200704 * mb, n); /* layer3.2.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)5067776 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 5213120, &m->reducer, n); /* layer3.3.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 5211072, 264704); /* gradients: layer3.2.bn3.running_mean … layer3.3.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6472704 * mb, arena + (size_t)6422528 * mb, m->tpacked + 59543168, m->tpacked + 59805312, arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)6021120 * mb, arena + (size_t)200704 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6623232 * mb, arena + (size_t)6422528 * mb, n); /* layer3.2.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9382912 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6422528 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
+    pack_train(m, 71); /* layer3.3.conv1#T */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)5067776 * mb, arena + (size_t)5017600 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5820416 * mb, arena + (size_t)0 * mb, n); /* layer3.3.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)1254400 * mb, arena + (size_t)200704 * mb, m->params + 5209024, m->bn_stats + 38656, m->grads + 5209024, m->grads + 5210048, arena + (size_t)5820416 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)5017600 * mb, n); /* layer3.2.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)6974464 * mb, m->bn_stats + 37632, arena + (size_t)200704 * mb, n); /* layer3.2.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)5017600 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4946880, &m->reducer, n); /* layer3.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4946368, 264704); /* gradients: layer3.2.bn2.running_mean … layer3.2.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 59806336, m->tpacked + 60068480, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9382912 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9332736 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
+    pack_train(m, 72); /* layer3.2.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)5017600 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)250880 * mb, n); /* layer3.2.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)6974464 * mb, arena + (size_t)200704 * mb, m->params + 4945856, m->bn_stats + 37632, m->grads + 4945856, m->grads + 4946112, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.2.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)6924288 * mb, m->bn_stats + 36608, arena + (size_t)351232 * mb, n); /* layer3.2.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4356032, &m->reducer, n); /* layer3.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4355520, 590848); /* gradients: layer3.2.bn1.running_mean … layer3.2.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 60068736, m->tpacked + 62428032, arena + (size_t)6021120 * mb, n); /* layer3.2.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6021120 * mb, arena + (size_t)9332736 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6071296 * mb, n); /* layer3.2.bn1.grad */
+    pack_train(m, 73); /* layer3.2.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)1254400 * mb, n); /* layer3.2.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)1254400 * mb, arena + (size_t)6924288 * mb, arena + (size_t)351232 * mb, m->params + 4355008, m->bn_stats + 36608, m->grads + 4355008, m->grads + 4355264, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1304576 * mb, n); /* layer3.2.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)6221824 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6071296 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
+    k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)200704 * mb, m->bn_stats + 32512, arena + (size_t)0 * mb, n); /* layer3.1.bn3.again */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)1304576 * mb, arena + (size_t)0 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 4092864, &m->reducer, n); /* layer3.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 4090816, 264704); /* gradients: layer3.1.bn3.running_mean … layer3.2.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6071296 * mb, arena + (size_t)6021120 * mb, m->tpacked + 62428288, m->tpacked + 62690432, arena + (size_t)6623232 * mb, arena + (size_t)200704 * mb, n); /* layer3.2.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)6221824 * mb, arena + (size_t)0 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)6623232 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)6021120 * mb, n); /* layer3.1.bn3.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9282560 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6021120 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
+    pack_train(m, 74); /* layer3.2.conv1#T */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)1304576 * mb, arena + (size_t)1254400 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5619712 * mb, arena + (size_t)200704 * mb, n); /* layer3.2.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)200704 * mb, arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->params + 4088768, m->bn_stats + 32512, m->grads + 4088768, m->grads + 4089792, arena + (size_t)5619712 * mb, &m->reducer, arena + (size_t)5017600 * mb, arena + (size_t)1254400 * mb, n); /* layer3.1.bn3.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)6874112 * mb, m->bn_stats + 31488, arena + (size_t)200704 * mb, n); /* layer3.1.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)1254400 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3826624, &m->reducer, n); /* layer3.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3826112, 264704); /* gradients: layer3.1.bn2.running_mean … layer3.1.bn3.bias */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->tpacked + 62691456, m->tpacked + 62953600, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9282560 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9232384 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
+    pack_train(m, 75); /* layer3.1.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)250880 * mb, n); /* layer3.1.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)6874112 * mb, arena + (size_t)200704 * mb, m->params + 3825600, m->bn_stats + 31488, m->grads + 3825600, m->grads + 3825856, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.1.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)6823936 * mb, m->bn_stats + 30464, arena + (size_t)351232 * mb, n); /* layer3.1.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 3235776, &m->reducer, n); /* layer3.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 3235264, 590848); /* gradients: layer3.1.bn1.running_mean … layer3.1.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 62953856, m->tpacked + 65313152, arena + (size_t)6021120 * mb, n); /* layer3.1.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)6021120 * mb, arena + (size_t)9232384 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6071296 * mb, n); /* layer3.1.bn1.grad */
+    pack_train(m, 76); /* layer3.1.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)1254400 * mb, n); /* layer3.1.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)1254400 * mb, arena + (size_t)6823936 * mb, arena + (size_t)351232 * mb, m->params + 3234752, m->bn_stats + 30464, m->grads + 3234752, m->grads + 3235008, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1304576 * mb, n); /* layer3.1.bn1.grad */
     k_bnapply_1024x14x14_b16(arena + (size_t)602112 * mb, m->bn_stats + 26368, arena + (size_t)0 * mb, n); /* layer3.0.downsample.1.again */
     k_bnapply_1024x14x14_b16_add_relu(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->bn_stats + 22272, arena + (size_t)200704 * mb, n); /* layer3.0.bn3.again */
-    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)6071296 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
+    k_convgw1x1s1p0_1024x14x14_b16_256_b16_r13(arena + (size_t)1304576 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2972608, &m->reducer, n); /* layer3.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2970560, 264704); /* gradients: layer3.0.downsample.1.running_mean … layer3.1.bn1.bias */
-    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)6071296 * mb, arena + (size_t)6021120 * mb, m->tpacked + 65313408, m->tpacked + 65575552, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
-    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, m->params + 2440128, m->bn_stats + 22272, m->grads + 2440128, m->grads + 2441152, arena + (size_t)6221824 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)6823936 * mb, n); /* layer3.0.bn3.grad */
-    k_bngrad_1024x14x14_b16(arena + (size_t)6021120 * mb, arena + (size_t)602112 * mb, m->params + 2968512, m->bn_stats + 26368, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)7024640 * mb, n); /* layer3.0.downsample.1.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, m->bn_stats + 18176, arena + (size_t)6021120 * mb, n); /* layer2.3.bn3.again */
-    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)7024640 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
+    pack_train(m, 77); /* layer3.1.conv1#T */
+    k_convgd1x1s1p0_256x14x14_b16_1024_b16_add_w2x7n2x2(arena + (size_t)1304576 * mb, arena + (size_t)1254400 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)5017600 * mb, arena + (size_t)0 * mb, n); /* layer3.1.conv1.grad */
+    k_bngrad_1024x14x14_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)401408 * mb, arena + (size_t)200704 * mb, m->params + 2440128, m->bn_stats + 22272, m->grads + 2440128, m->grads + 2441152, arena + (size_t)5017600 * mb, &m->reducer, arena + (size_t)4816896 * mb, arena + (size_t)1254400 * mb, n); /* layer3.0.bn3.grad */
+    k_bngrad_1024x14x14_b16(arena + (size_t)4816896 * mb, arena + (size_t)602112 * mb, m->params + 2968512, m->bn_stats + 26368, m->grads + 2968512, m->grads + 2969536, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6422528 * mb, n); /* layer3.0.downsample.1.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)6723584 * mb, m->bn_stats + 17664, arena + (size_t)6823936 * mb, n); /* layer2.3.bn2.again */
+    pack_train(m, 23); /* layer2.3.conv3 */
+    k_conv1x1s1p0_128x28x28_b16_512_b16_w2x7n1x4(arena + (size_t)6823936 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)4816896 * mb, n); /* layer2.3.conv3.again */
+    k_bnapply_512x28x28_b16(arena + (size_t)3612672 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)852992 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)401408 * mb, m->bn_stats + 18176, arena + (size_t)5619712 * mb, n); /* layer2.3.bn3.again */
+    k_convgw1x1s2p0_512x28x28_b16_1024_b16_r5(arena + (size_t)6422528 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2444224, &m->reducer, n); /* layer3.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2440128, 530432); /* gradients: layer3.0.bn3.weight … layer3.0.downsample.1.bias */
-    k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)7024640 * mb, arena + (size_t)0 * mb, m->tpacked + 65576576, m->tpacked + 66100864, arena + (size_t)6422528 * mb, n); /* layer3.0.downsample.0.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9182208 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
-    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)6823936 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
+    pack_train(m, 78); /* layer3.0.downsample.0#T */
+    k_convgd1x1s2p0_1024x14x14_b16_512_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 524288, arena + (size_t)6021120 * mb, n); /* layer3.0.downsample.0.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)1555456 * mb, m->bn_stats + 21248, arena + (size_t)200704 * mb, n); /* layer3.0.bn2.again */
+    k_convgw1x1s1p0_256x14x14_b16_1024_b16_r13(arena + (size_t)1254400 * mb, arena + (size_t)200704 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 2177984, &m->reducer, n); /* layer3.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 2177472, 262656); /* gradients: layer3.0.bn2.running_mean … layer3.0.conv3.weight */
-    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 66101376, m->tpacked + 66363520, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)9182208 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
-    k_bnapply_256x14x14_b16_relu(arena + (size_t)9132032 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
+    pack_train(m, 79); /* layer3.0.conv3#T */
+    k_convgd1x1s1p0_1024x14x14_b16_256_b16_w2x7n2x2(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 262144, arena + (size_t)250880 * mb, n); /* layer3.0.conv3.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)250880 * mb, arena + (size_t)1555456 * mb, arena + (size_t)200704 * mb, m->params + 2176960, m->bn_stats + 21248, m->grads + 2176960, m->grads + 2177216, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)301056 * mb, n); /* layer3.0.bn2.grad */
+    k_bnapply_256x14x14_b16_relu(arena + (size_t)802816 * mb, m->bn_stats + 20224, arena + (size_t)351232 * mb, n); /* layer3.0.bn1.again */
     k_convgw3x3s1p1_256x14x14_b16_256_b16_r12(arena + (size_t)301056 * mb, arena + (size_t)351232 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1587136, &m->reducer, n); /* layer3.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1586624, 590848); /* gradients: layer3.0.bn1.running_mean … layer3.0.bn2.bias */
-    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 66363776, m->tpacked + 68723072, arena + (size_t)401408 * mb, n); /* layer3.0.conv2.grad */
-    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)9132032 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
-    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)6021120 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
+    pack_train(m, 80); /* layer3.0.conv2#T */
+    k_convgd3x3s1p1_256x14x14_b16_256_b16_wino4r2_w2x8n1x4(arena + (size_t)301056 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 2359296, arena + (size_t)401408 * mb, n); /* layer3.0.conv2.grad */
+    k_bngrad_256x14x14_b16_relu(arena + (size_t)401408 * mb, arena + (size_t)802816 * mb, arena + (size_t)351232 * mb, m->params + 1586112, m->bn_stats + 20224, m->grads + 1586112, m->grads + 1586368, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer3.0.bn1.grad */
+    k_convgw1x1s2p0_512x28x28_b16_256_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1455040, &m->reducer, n); /* layer3.0.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1454016, 132608); /* gradients: layer2.3.bn3.running_mean … layer3.0.bn1.bias */
-    k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 68723328, m->tpacked + 68854400, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5619712 * mb, arena + (size_t)6021120 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)6823936 * mb, &m->reducer, arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)8830976 * mb, m->bn_stats + 17664, arena + (size_t)5619712 * mb, n); /* layer2.3.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
+    pack_train(m, 81); /* layer3.0.conv1#T */
+    k_convgd1x1s2p0_256x14x14_b16_512_b16_add_w2x7n1x4(arena + (size_t)602112 * mb, arena + (size_t)401408 * mb, m->tpacked + 0, m->tpacked + 131072, arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, n); /* layer3.0.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->params + 1452992, m->bn_stats + 18176, m->grads + 1452992, m->grads + 1453504, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, n); /* layer2.3.bn3.grad */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)6823936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1387456, &m->reducer, n); /* layer2.3.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1387200, 66816); /* gradients: layer2.3.bn2.running_mean … layer2.3.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 68854912, m->tpacked + 68920448, arena + (size_t)5720064 * mb, n); /* layer2.3.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)5720064 * mb, arena + (size_t)8830976 * mb, arena + (size_t)5619712 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.3.bn2.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)5619712 * mb, n); /* layer2.2.bn3.again */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)5619712 * mb, m->tpacked + 2819456, m->tpacked + 2884992, arena + (size_t)451584 * mb, n); /* layer2.3.conv1.again */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)451584 * mb, m->bn_stats + 17152, arena + (size_t)551936 * mb, n); /* layer2.3.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)6021120 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
+    pack_train(m, 82); /* layer2.3.conv3#T */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)1254400 * mb, n); /* layer2.3.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)1254400 * mb, arena + (size_t)6723584 * mb, arena + (size_t)6823936 * mb, m->params + 1386944, m->bn_stats + 17664, m->grads + 1386944, m->grads + 1387072, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1354752 * mb, n); /* layer2.3.bn2.grad */
+    k_bnapply_512x28x28_b16(arena + (size_t)3612672 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)852992 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)0 * mb, n); /* layer2.1.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)0 * mb, m->bn_stats + 15104, arena + (size_t)451584 * mb, n); /* layer2.2.bn3.again */
+    pack_train(m, 21); /* layer2.3.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)451584 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)1254400 * mb, n); /* layer2.3.conv1.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)1254400 * mb, m->bn_stats + 17152, arena + (size_t)4816896 * mb, n); /* layer2.3.bn1.again */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)1354752 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1239488, &m->reducer, n); /* layer2.3.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1239232, 147968); /* gradients: layer2.3.bn1.running_mean … layer2.3.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, m->tpacked + 68920576, m->tpacked + 69510400, arena + (size_t)652288 * mb, n); /* layer2.3.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6021120 * mb, n); /* layer2.3.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)6021120 * mb, arena + (size_t)5619712 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, &m->reducer, n); /* layer2.3.conv1.grad_weight */
+    pack_train(m, 83); /* layer2.3.conv2#T */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1354752 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)4917248 * mb, n); /* layer2.3.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)4917248 * mb, arena + (size_t)1254400 * mb, arena + (size_t)4816896 * mb, m->params + 1238976, m->bn_stats + 17152, m->grads + 1238976, m->grads + 1239104, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1354752 * mb, n); /* layer2.3.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)1354752 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1173440, &m->reducer, n); /* layer2.3.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1172416, 66816); /* gradients: layer2.2.bn3.running_mean … layer2.3.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, m->tpacked + 69510528, m->tpacked + 69576064, arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4816896 * mb, arena + (size_t)5619712 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)6021120 * mb, arena + (size_t)401408 * mb, n); /* layer2.2.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)8730624 * mb, m->bn_stats + 14592, arena + (size_t)4816896 * mb, n); /* layer2.2.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
+    pack_train(m, 84); /* layer2.3.conv1#T */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)1354752 * mb, arena + (size_t)1254400 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, n); /* layer2.3.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5218304 * mb, arena + (size_t)451584 * mb, m->params + 1171392, m->bn_stats + 15104, m->grads + 1171392, m->grads + 1171904, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)4816896 * mb, n); /* layer2.2.bn3.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)6623232 * mb, m->bn_stats + 14592, arena + (size_t)401408 * mb, n); /* layer2.2.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)4816896 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 1105856, &m->reducer, n); /* layer2.2.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 1105600, 66816); /* gradients: layer2.2.bn2.running_mean … layer2.2.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 69576576, m->tpacked + 69642112, arena + (size_t)4917248 * mb, n); /* layer2.2.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)4917248 * mb, arena + (size_t)8730624 * mb, arena + (size_t)4816896 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.2.bn2.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)4816896 * mb, n); /* layer2.1.bn3.again */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 2097792, m->tpacked + 2163328, arena + (size_t)451584 * mb, n); /* layer2.2.conv1.again */
+    pack_train(m, 85); /* layer2.2.conv3#T */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)501760 * mb, n); /* layer2.2.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)6623232 * mb, arena + (size_t)401408 * mb, m->params + 1105344, m->bn_stats + 14592, m->grads + 1105344, m->grads + 1105472, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1254400 * mb, n); /* layer2.2.bn2.grad */
+    k_bnapply_512x28x28_b16(arena + (size_t)3612672 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)401408 * mb, n); /* layer2.0.bn3.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)852992 * mb, arena + (size_t)401408 * mb, m->bn_stats + 12032, arena + (size_t)4816896 * mb, n); /* layer2.1.bn3.again */
+    pack_train(m, 18); /* layer2.2.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)451584 * mb, n); /* layer2.2.conv1.again */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)451584 * mb, m->bn_stats + 14080, arena + (size_t)551936 * mb, n); /* layer2.2.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)5619712 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)1254400 * mb, arena + (size_t)551936 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 957888, &m->reducer, n); /* layer2.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 957632, 147968); /* gradients: layer2.2.bn1.running_mean … layer2.2.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, m->tpacked + 69642240, m->tpacked + 70232064, arena + (size_t)652288 * mb, n); /* layer2.2.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)5619712 * mb, n); /* layer2.2.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)5619712 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
+    pack_train(m, 86); /* layer2.2.conv2#T */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1254400 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)652288 * mb, n); /* layer2.2.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)652288 * mb, arena + (size_t)451584 * mb, arena + (size_t)551936 * mb, m->params + 957376, m->bn_stats + 14080, m->grads + 957376, m->grads + 957504, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)752640 * mb, n); /* layer2.2.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)752640 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 891840, &m->reducer, n); /* layer2.2.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 890816, 66816); /* gradients: layer2.1.bn3.running_mean … layer2.2.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, m->tpacked + 70232192, m->tpacked + 70297728, arena + (size_t)6021120 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)5218304 * mb, arena + (size_t)4816896 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)6021120 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.grad */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)8630272 * mb, m->bn_stats + 11520, arena + (size_t)4816896 * mb, n); /* layer2.1.bn2.again */
-    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
+    pack_train(m, 87); /* layer2.2.conv1#T */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)752640 * mb, arena + (size_t)401408 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.2.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)852992 * mb, arena + (size_t)4816896 * mb, m->params + 889792, m->bn_stats + 12032, m->grads + 889792, m->grads + 890304, arena + (size_t)802816 * mb, &m->reducer, arena + (size_t)5218304 * mb, arena + (size_t)401408 * mb, n); /* layer2.1.bn3.grad */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)1455104 * mb, m->bn_stats + 11520, arena + (size_t)802816 * mb, n); /* layer2.1.bn2.again */
+    k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)802816 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 824256, &m->reducer, n); /* layer2.1.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 824000, 66816); /* gradients: layer2.1.bn2.running_mean … layer2.1.bn3.bias */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 70298240, m->tpacked + 70363776, arena + (size_t)4917248 * mb, n); /* layer2.1.conv3.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)4917248 * mb, arena + (size_t)8630272 * mb, arena + (size_t)4816896 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)451584 * mb, n); /* layer2.1.bn2.grad */
-    k_bnapply_512x28x28_b16(arena + (size_t)1204224 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
-    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)4816896 * mb, n); /* layer2.0.bn3.again */
-    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)4816896 * mb, m->tpacked + 1376128, m->tpacked + 1441664, arena + (size_t)551936 * mb, n); /* layer2.1.conv1.again */
-    k_bnapply_128x28x28_b16_relu(arena + (size_t)551936 * mb, m->bn_stats + 11008, arena + (size_t)652288 * mb, n); /* layer2.1.bn1.again */
-    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)451584 * mb, arena + (size_t)652288 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
+    pack_train(m, 88); /* layer2.1.conv3#T */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)903168 * mb, n); /* layer2.1.conv3.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)903168 * mb, arena + (size_t)1455104 * mb, arena + (size_t)802816 * mb, m->params + 823744, m->bn_stats + 11520, m->grads + 823744, m->grads + 823872, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1003520 * mb, n); /* layer2.1.bn2.grad */
+    k_bnapply_512x28x28_b16(arena + (size_t)3612672 * mb, m->bn_stats + 8960, arena + (size_t)0 * mb, n); /* layer2.0.downsample.1.again */
+    k_bnapply_512x28x28_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 6912, arena + (size_t)451584 * mb, n); /* layer2.0.bn3.again */
+    pack_train(m, 15); /* layer2.1.conv1 */
+    k_conv1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)451584 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)852992 * mb, n); /* layer2.1.conv1.again */
+    k_bnapply_128x28x28_b16_relu(arena + (size_t)852992 * mb, m->bn_stats + 11008, arena + (size_t)1103872 * mb, n); /* layer2.1.bn1.again */
+    k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)1003520 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 676288, &m->reducer, n); /* layer2.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 676032, 147968); /* gradients: layer2.1.bn1.running_mean … layer2.1.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)451584 * mb, arena + (size_t)0 * mb, m->tpacked + 70363904, m->tpacked + 70953728, arena + (size_t)5218304 * mb, n); /* layer2.1.conv2.grad */
-    k_bngrad_128x28x28_b16_relu(arena + (size_t)5218304 * mb, arena + (size_t)551936 * mb, arena + (size_t)652288 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)401408 * mb, n); /* layer2.1.bn1.grad */
-    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)401408 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
+    pack_train(m, 89); /* layer2.1.conv2#T */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)1003520 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)1204224 * mb, n); /* layer2.1.conv2.grad */
+    k_bngrad_128x28x28_b16_relu(arena + (size_t)1204224 * mb, arena + (size_t)852992 * mb, arena + (size_t)1103872 * mb, m->params + 675776, m->bn_stats + 11008, m->grads + 675776, m->grads + 675904, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)953344 * mb, n); /* layer2.1.bn1.grad */
+    k_convgw1x1s1p0_512x28x28_b16_128_b16_r6(arena + (size_t)953344 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 610240, &m->reducer, n); /* layer2.1.conv1.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 609216, 66816); /* gradients: layer2.0.downsample.1.running_mean … layer2.1.bn1.bias */
-    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)401408 * mb, arena + (size_t)501760 * mb, m->tpacked + 70953856, m->tpacked + 71019392, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
-    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)802816 * mb, arena + (size_t)4816896 * mb, m->params + 475072, m->bn_stats + 6912, m->grads + 475072, m->grads + 475584, arena + (size_t)5218304 * mb, &m->reducer, arena + (size_t)401408 * mb, arena + (size_t)6422528 * mb, n); /* layer2.0.bn3.grad */
-    k_bngrad_512x28x28_b16(arena + (size_t)401408 * mb, arena + (size_t)1204224 * mb, m->params + 608192, m->bn_stats + 8960, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.0.downsample.1.grad */
+    pack_train(m, 90); /* layer2.1.conv1#T */
+    k_convgd1x1s1p0_128x28x28_b16_512_b16_add_w2x7n1x4(arena + (size_t)953344 * mb, arena + (size_t)852992 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)5218304 * mb, arena + (size_t)0 * mb, n); /* layer2.1.conv1.grad */
+    k_bngrad_512x28x28_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)3211264 * mb, arena + (size_t)451584 * mb, m->params + 475072, m->bn_stats + 6912, m->grads + 475072, m->grads + 475584, arena + (size_t)401408 * mb, &m->reducer, arena + (size_t)852992 * mb, arena + (size_t)6422528 * mb, n); /* layer2.0.bn3.grad */
+    k_bngrad_512x28x28_b16(arena + (size_t)852992 * mb, arena + (size_t)3612672 * mb, m->params + 608192, m->bn_stats + 8960, m->grads + 608192, m->grads + 608704, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)6823936 * mb, n); /* layer2.0.downsample.1.grad */
+    k_bnapply_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->bn_stats + 4608, arena + (size_t)8228864 * mb, n); /* layer1.2.bn2.again */
+    pack_train(m, 10); /* layer1.2.conv3 */
+    k_conv1x1s1p0_64x56x56_b16_256_b16_w2x8n1x4(arena + (size_t)8228864 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)3211264 * mb, n); /* layer1.2.conv3.again */
     k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)0 * mb, n); /* layer1.1.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)3211264 * mb, arena + (size_t)0 * mb, m->bn_stats + 4864, arena + (size_t)4816896 * mb, n); /* layer1.2.bn3.again */
     k_convgw1x1s2p0_256x56x56_b16_512_b16_r3(arena + (size_t)6823936 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 477120, &m->reducer, n); /* layer2.0.downsample.0.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 475072, 134144); /* gradients: layer2.0.bn3.weight … layer2.0.downsample.1.bias */
-    k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 71019904, m->tpacked + 71150976, arena + (size_t)5619712 * mb, n); /* layer2.0.downsample.0.grad */
+    pack_train(m, 91); /* layer2.0.downsample.0#T */
+    k_convgd1x1s2p0_512x28x28_b16_256_b16_w2x8n1x4(arena + (size_t)6823936 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 131072, arena + (size_t)5619712 * mb, n); /* layer2.0.downsample.0.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)8529920 * mb, m->bn_stats + 6400, arena + (size_t)401408 * mb, n); /* layer2.0.bn2.again */
     k_convgw1x1s1p0_128x28x28_b16_512_b16_r6(arena + (size_t)6422528 * mb, arena + (size_t)401408 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 409536, &m->reducer, n); /* layer2.0.conv3.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 409280, 65792); /* gradients: layer2.0.bn2.running_mean … layer2.0.conv3.weight */
-    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 71151232, m->tpacked + 71216768, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
+    pack_train(m, 92); /* layer2.0.conv3#T */
+    k_convgd1x1s1p0_512x28x28_b16_128_b16_w2x7n1x4(arena + (size_t)6422528 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 65536, arena + (size_t)501760 * mb, n); /* layer2.0.conv3.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)501760 * mb, arena + (size_t)8529920 * mb, arena + (size_t)401408 * mb, m->params + 409024, m->bn_stats + 6400, m->grads + 409024, m->grads + 409152, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)602112 * mb, n); /* layer2.0.bn2.grad */
     k_bnapply_128x28x28_b16_relu(arena + (size_t)8429568 * mb, m->bn_stats + 5888, arena + (size_t)451584 * mb, n); /* layer2.0.bn1.again */
     k_convgw3x3s1p1_128x28x28_b16_128_b16_r5(arena + (size_t)602112 * mb, arena + (size_t)451584 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 261568, &m->reducer, n); /* layer2.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 261312, 147968); /* gradients: layer2.0.bn1.running_mean … layer2.0.bn2.bias */
-    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 71216896, m->tpacked + 71806720, arena + (size_t)702464 * mb, n); /* layer2.0.conv2.grad */
+    pack_train(m, 93); /* layer2.0.conv2#T */
+    k_convgd3x3s1p1_128x28x28_b16_128_b16_wino4r1_w2x7n4x1(arena + (size_t)602112 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 589824, arena + (size_t)702464 * mb, n); /* layer2.0.conv2.grad */
     k_bngrad_128x28x28_b16_relu(arena + (size_t)702464 * mb, arena + (size_t)8429568 * mb, arena + (size_t)451584 * mb, m->params + 261056, m->bn_stats + 5888, m->grads + 261056, m->grads + 261184, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)1204224 * mb, n); /* layer2.0.bn1.grad */
     k_convgw1x1s2p0_256x56x56_b16_128_b16_r3(arena + (size_t)1204224 * mb, arena + (size_t)4816896 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 228288, &m->reducer, n); /* layer2.0.conv1.grad_weight */
-    k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 71806848, m->tpacked + 71839616, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
+    pack_train(m, 94); /* layer2.0.conv1#T */
+    k_convgd1x1s2p0_128x28x28_b16_256_b16_add_w2x8n1x4(arena + (size_t)1204224 * mb, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 32768, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer2.0.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)3211264 * mb, arena + (size_t)4816896 * mb, m->params + 227264, m->bn_stats + 4864, m->grads + 227264, m->grads + 227520, arena + (size_t)6422528 * mb, &m->reducer, arena + (size_t)5619712 * mb, arena + (size_t)802816 * mb, n); /* layer1.2.bn3.grad */
-    k_bnapply_64x56x56_b16_relu(arena + (size_t)8028160 * mb, m->bn_stats + 4608, arena + (size_t)3211264 * mb, n); /* layer1.2.bn2.again */
-    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, &m->reducer, n); /* layer1.2.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 71839872, m->tpacked + 71856256, arena + (size_t)3411968 * mb, n); /* layer1.2.conv3.grad */
-    k_bngrad_64x56x56_b16_relu(arena + (size_t)3411968 * mb, arena + (size_t)8028160 * mb, arena + (size_t)3211264 * mb, m->params + 210624, m->bn_stats + 4608, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn2.grad */
+    k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)8228864 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 210880, &m->reducer, n); /* layer1.2.conv3.grad_weight */
+    pack_train(m, 95); /* layer1.2.conv3#T */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)3211264 * mb, n); /* layer1.2.conv3.grad */
+    k_bngrad_64x56x56_b16_relu(arena + (size_t)3211264 * mb, arena + (size_t)8028160 * mb, arena + (size_t)8228864 * mb, m->params + 210624, m->bn_stats + 4608, m->grads + 210624, m->grads + 210688, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn2.grad */
     k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, m->bn_stats + 3328, arena + (size_t)3211264 * mb, n); /* layer1.1.bn3.again */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 375040, m->tpacked + 391424, arena + (size_t)903168 * mb, n); /* layer1.2.conv1.again */
+    pack_train(m, 8); /* layer1.2.conv1 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)903168 * mb, n); /* layer1.2.conv1.again */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)903168 * mb, m->bn_stats + 4352, arena + (size_t)1103872 * mb, n); /* layer1.2.bn1.again */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)4816896 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 173760, &m->reducer, n); /* layer1.2.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 173632, 87680); /* gradients: layer1.2.bn1.running_mean … layer2.0.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->tpacked + 71856320, m->tpacked + 72003776, arena + (size_t)1304576 * mb, n); /* layer1.2.conv2.grad */
+    pack_train(m, 96); /* layer1.2.conv2#T */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)1304576 * mb, n); /* layer1.2.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, m->params + 173504, m->bn_stats + 4352, m->grads + 173504, m->grads + 173568, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)4816896 * mb, n); /* layer1.2.bn1.grad */
     k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)4816896 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 157120, &m->reducer, n); /* layer1.2.conv1.grad_weight */
-    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->tpacked + 72003840, m->tpacked + 72020224, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
+    pack_train(m, 97); /* layer1.2.conv1#T */
+    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)5619712 * mb, arena + (size_t)0 * mb, n); /* layer1.2.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)4014080 * mb, arena + (size_t)3211264 * mb, m->params + 156096, m->bn_stats + 3328, m->grads + 156096, m->grads + 156352, arena + (size_t)5619712 * mb, &m->reducer, arena + (size_t)4816896 * mb, arena + (size_t)802816 * mb, n); /* layer1.1.bn3.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)7827456 * mb, m->bn_stats + 3072, arena + (size_t)3211264 * mb, n); /* layer1.1.bn2.again */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 139712, &m->reducer, n); /* layer1.1.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 72020480, m->tpacked + 72036864, arena + (size_t)3411968 * mb, n); /* layer1.1.conv3.grad */
+    pack_train(m, 98); /* layer1.1.conv3#T */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)3411968 * mb, n); /* layer1.1.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)3411968 * mb, arena + (size_t)7827456 * mb, arena + (size_t)3211264 * mb, m->params + 139456, m->bn_stats + 3072, m->grads + 139456, m->grads + 139520, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.1.bn2.grad */
     k_bnapply_256x56x56_b16(arena + (size_t)2408448 * mb, m->bn_stats + 1792, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.again */
     k_bnapply_256x56x56_b16_add_relu(arena + (size_t)1605632 * mb, arena + (size_t)0 * mb, m->bn_stats + 768, arena + (size_t)3211264 * mb, n); /* layer1.0.bn3.again */
-    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 194432, m->tpacked + 210816, arena + (size_t)1103872 * mb, n); /* layer1.1.conv1.again */
+    pack_train(m, 5); /* layer1.1.conv1 */
+    k_conv1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)3211264 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)1103872 * mb, n); /* layer1.1.conv1.again */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)1103872 * mb, m->bn_stats + 2816, arena + (size_t)1304576 * mb, n); /* layer1.1.bn1.again */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1304576 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 102592, &m->reducer, n); /* layer1.1.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 102464, 71168); /* gradients: layer1.1.bn1.running_mean … layer1.2.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 72036928, m->tpacked + 72184384, arena + (size_t)4014080 * mb, n); /* layer1.1.conv2.grad */
+    pack_train(m, 99); /* layer1.1.conv2#T */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)4014080 * mb, n); /* layer1.1.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)4014080 * mb, arena + (size_t)1103872 * mb, arena + (size_t)1304576 * mb, m->params + 102336, m->bn_stats + 2816, m->grads + 102336, m->grads + 102400, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)802816 * mb, n); /* layer1.1.bn1.grad */
     k_convgw1x1s1p0_256x56x56_b16_64_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)3211264 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 85952, &m->reducer, n); /* layer1.1.conv1.grad_weight */
-    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)1003520 * mb, m->tpacked + 72184448, m->tpacked + 72200832, arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
+    pack_train(m, 100); /* layer1.1.conv1#T */
+    k_convgd1x1s1p0_64x56x56_b16_256_b16_add_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)1003520 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)4816896 * mb, arena + (size_t)0 * mb, n); /* layer1.1.conv1.grad */
     k_bngrad_256x56x56_b16_relu_out2(arena + (size_t)0 * mb, arena + (size_t)1605632 * mb, arena + (size_t)3211264 * mb, m->params + 67520, m->bn_stats + 768, m->grads + 67520, m->grads + 67776, arena + (size_t)4816896 * mb, &m->reducer, arena + (size_t)4014080 * mb, arena + (size_t)802816 * mb, n); /* layer1.0.bn3.grad */
     k_bngrad_256x56x56_b16(arena + (size_t)4014080 * mb, arena + (size_t)2408448 * mb, m->params + 84928, m->bn_stats + 1792, m->grads + 84928, m->grads + 85184, arena + (size_t)1605632 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.downsample.1.grad */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 68544, &m->reducer, n); /* layer1.0.downsample.0.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)1605632 * mb, m->tpacked + 72201088, m->tpacked + 72217472, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0.grad */
+    pack_train(m, 101); /* layer1.0.downsample.0#T */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)1605632 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)2408448 * mb, n); /* layer1.0.downsample.0.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)7626752 * mb, m->bn_stats + 512, arena + (size_t)1605632 * mb, n); /* layer1.0.bn2.again */
     k_convgw1x1s1p0_64x56x56_b16_256_b16_r3(arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 51136, &m->reducer, n); /* layer1.0.conv3.grad_weight */
-    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 72217536, m->tpacked + 72233920, arena + (size_t)1806336 * mb, n); /* layer1.0.conv3.grad */
+    pack_train(m, 102); /* layer1.0.conv3#T */
+    k_convgd1x1s1p0_256x56x56_b16_64_b16_w2x8n1x4(arena + (size_t)802816 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 16384, arena + (size_t)1806336 * mb, n); /* layer1.0.conv3.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1806336 * mb, arena + (size_t)7626752 * mb, arena + (size_t)1605632 * mb, m->params + 50880, m->bn_stats + 512, m->grads + 50880, m->grads + 50944, arena + (size_t)0 * mb, &m->reducer, arena + (size_t)903168 * mb, n); /* layer1.0.bn2.grad */
     k_bnapply_64x56x56_b16_relu(arena + (size_t)7426048 * mb, m->bn_stats + 256, arena + (size_t)1103872 * mb, n); /* layer1.0.bn1.again */
     k_convgw3x3s1p1_64x56x56_b16_64_b16_r2(arena + (size_t)903168 * mb, arena + (size_t)1103872 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 14016, &m->reducer, n); /* layer1.0.conv2.grad_weight */
     rc_allreduce_grads(&m->reducer, m->grads + 13888, 88576); /* gradients: layer1.0.bn1.running_mean … layer1.1.bn1.bias */
-    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 72233984, m->tpacked + 72381440, arena + (size_t)1304576 * mb, n); /* layer1.0.conv2.grad */
+    pack_train(m, 103); /* layer1.0.conv2#T */
+    k_convgd3x3s1p1_64x56x56_b16_64_b16_wino4r1_w2x7n2x2(arena + (size_t)903168 * mb, arena + (size_t)0 * mb, m->tpacked + 0, m->tpacked + 147456, arena + (size_t)1304576 * mb, n); /* layer1.0.conv2.grad */
     k_bngrad_64x56x56_b16_relu(arena + (size_t)1304576 * mb, arena + (size_t)7426048 * mb, arena + (size_t)1103872 * mb, m->params + 13760, m->bn_stats + 256, m->grads + 13760, m->grads + 13824, arena + (size_t)200704 * mb, &m->reducer, arena + (size_t)0 * mb, n); /* layer1.0.bn1.grad */
     k_convgw1x1s1p0_64x56x56_b16_64_b16_r3(arena + (size_t)0 * mb, arena + (size_t)7225344 * mb, arena + (size_t)TRAIN_ARENA_FLOATS * mb, m->grads + 9664, &m->reducer, n); /* layer1.0.conv1.grad_weight */
-    k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, m->tpacked + 72381504, m->tpacked + 72385600, arena + (size_t)2408448 * mb, arena + (size_t)2609152 * mb, n); /* layer1.0.conv1.grad */
+    pack_train(m, 104); /* layer1.0.conv1#T */
+    k_convgd1x1s1p0_64x56x56_b16_64_b16_add_w2x8n1x4(arena + (size_t)0 * mb, arena + (size_t)200704 * mb, m->tpacked + 0, m->tpacked + 4096, arena + (size_t)2408448 * mb, arena + (size_t)2609152 * mb, n); /* layer1.0.conv1.grad */
+    pack_train(m, 0); /* conv1 */
     k_conv7x7s2p3_3x224x224_nchw_64_b16_w2x8n1x4(x, arena + (size_t)802816 * mb, m->tpacked + 0, m->tpacked + 9408, arena + (size_t)0 * mb, n); /* conv1.again */
     k_bnapply_64x112x112_b16_relu(arena + (size_t)0 * mb, m->bn_stats + 0, arena + (size_t)802816 * mb, n); /* bn1.again */
     k_maxpoolgrad3s2p1_64x112x112_b16(arena + (size_t)2609152 * mb, arena + (size_t)802816 * mb, arena + (size_t)1605632 * mb, n); /* maxpool1.grad */
@@ -12322,25 +12483,20 @@ static int ensure_training(resnet50_model *m)
     if (!m->grads) m->grads = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->momentum) m->momentum = calloc(RESNET50_PARAM_COUNT, sizeof(float));
     if (!m->bn_stats) m->bn_stats = calloc(STATS_FLOATS, sizeof(float));
-    if (!m->tpacked && TRAIN_WEIGHT_BYTES > INFER_WEIGHT_BYTES) {  /* the weights region grows to hold the training packs */
-        float *w = rc_alloc_aligned(TRAIN_WEIGHT_BYTES);
-        if (w) {
-            free(m->folded);
-            set_weights_region(m, w);
-            m->folded_valid = 0;
-            m->tpacked = w;
-        }
-    } else if (!m->tpacked) {
-        m->tpacked = m->folded;
-    }
+    if (!m->tpacked) m->tpacked = rc_alloc_aligned(TRAIN_PACKED_COUNT > 0 ? RC_LINE_BYTES(TRAIN_PACKED_COUNT) : 64);
     if (!m->grads || !m->momentum || !m->bn_stats || !m->tpacked) return fail(m, RC_ERR_NOMEM, "out of memory for the training state");
     if (!m->train_arena) {
-        const size_t bytes = resnet50_arena_bytes(m->max_batch, 1);
+        /* The training arena, with the weights region moved into it after the inference activations. */
+        const size_t bytes = train_region_bytes(m->max_batch);
         if (bytes == 0) return fail(m, RC_ERR_NOMEM, "the training arena for max_batch %d overflows size_t", m->max_batch);
         float *bigger = rc_alloc_aligned(bytes);
         if (!bigger) return fail(m, RC_ERR_NOMEM, "out of memory for the %zu-byte training arena", bytes);
         free(m->arena);
+        free(m->weights);
+        m->weights = NULL;
         m->arena = bigger;
+        set_weights_region(m, bigger + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)m->max_batch) / sizeof(float));
+        m->folded_valid = 0;
         m->arena_floats = TRAIN_ARENA_FLOATS;
         m->train_arena = 1;
     }
@@ -12404,7 +12560,7 @@ int resnet50_train_step(resnet50_model *m, const float *x, const int32_t *labels
         m->reducer.tmp = s + RESNET50_PARAM_COUNT;
         m->reducer.tmp_floats = DP_FLOATS - (size_t)RESNET50_PARAM_COUNT;
     }
-    m->folded_valid = 0;  /* the step packs its weights where the inference weights are */
+    m->folded_valid = 0;  /* the step's activations overwrite the inference weights in the arena */
     train_forward_backward(m, x, labels, n);
     /* Nothing has been written to the parameters yet: a failed all-reduce or
      * a non-finite loss or gradient leaves the model exactly as it was. */

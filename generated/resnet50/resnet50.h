@@ -58,16 +58,26 @@ enum resnet50_error {
  * ARENA_BYTES: the activation arena, what resnet50_arena_bytes(batch, training)
  * returns (training: the larger arena of a model that trains, in which
  * inference runs too). MODEL_BYTES: everything a model needs — the model
- * itself, parameters, folded and packed weights (for TRAIN, the training
- * step's packs in the same place), the arena and, for TRAIN, gradients,
+ * itself, parameters, folded and packed weights, the arena and, for TRAIN,
+ * the training step's buffer for one layer's packed weights, gradients,
  * momentum buffers and batch statistics — each part starting on a
- * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned. */
+ * MODEL_ALIGN boundary of a block that must itself be MODEL_ALIGN-aligned.
+ * A model that trains keeps its inference weights in its arena, after the
+ * inference activations (a training step overwrites them; the next
+ * inference rebuilds them from the parameters), so its arena is the larger
+ * of ARENA_BYTES_TRAIN and INFER_WEIGHTS_END. */
 #define RESNET50_MODEL_ALIGN 64
 #define RESNET50_ARENA_BYTES_INFER(batch) ((size_t)(batch) * (size_t)8429568)
 #define RESNET50_MODEL_BYTES_INFER(batch) ((size_t)341165632 + RESNET50_ARENA_BYTES_INFER(batch))
-#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)39137280 \
+#define RESNET50_ARENA_BYTES_TRAIN(batch) ((size_t)(batch) * (size_t)34521088 \
     + (size_t)9437184 * (size_t)((batch) < 16 ? (batch) : ((batch) + 7) / 8 > 16 ? ((batch) + 7) / 8 : 16))
-#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)597290432 + RESNET50_ARENA_BYTES_TRAIN(batch))
+#define RESNET50_MODEL_BYTES_TRAIN(batch) ((size_t)317187008 \
+    + (RESNET50_ARENA_BYTES_TRAIN(batch) > RESNET50_INFER_WEIGHTS_END(batch) ? RESNET50_ARENA_BYTES_TRAIN(batch) \
+       : RESNET50_INFER_WEIGHTS_END(batch)))
+/* Where a training model's inference weights end in its arena: after the
+ * inference activations, on a MODEL_ALIGN line. */
+#define RESNET50_INFER_WEIGHTS_END(batch) ((RESNET50_ARENA_BYTES_INFER(batch) + 64 - 1) / 64 * 64 \
+    + (size_t)238724096)
 /* What a model from create_in needs beyond MODEL_BYTES_TRAIN to train with
  * replicas (resnet50_set_allreduce): the exact sums' scratch. */
 #define RESNET50_DP_BYTES ((size_t)103751360)

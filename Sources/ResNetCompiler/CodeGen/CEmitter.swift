@@ -67,6 +67,11 @@ public struct CEmitter {
                 }
                 if node.shape != nil && node.op != .convGradWeight { args.append(buffer(node.id)) }
                 args.append("n")
+                // The training step packs a vector conv's weights right before it (one pack at a time).
+                if g.training, args.contains(where: { $0.hasPrefix("m->tpacked + ") }) {
+                    let name = ParameterLayout.packName(node, g)
+                    lines.append("pack_train(m, \(layout.trainPackIndex[name]!)); /* \(name) */")
+                }
                 lines.append("\(view.fn)(\(args.joined(separator: ", "))); /* \(node.name) */")
                 for case let .pointer(expression) in view.args where expression.hasPrefix("m->grads + ") {
                     buckets?.written(offset: Int(expression.dropFirst("m->grads + ".count))!)
@@ -110,6 +115,7 @@ public struct CEmitter {
             "modelAlign": ModelMemory.alignment, "structBytes": memory.structBytes,
             "arenaBytesPerImage": memory.arenaBytesPerImage, "trainArenaBytesPerImage": memory.trainArenaBytesPerImage,
             "fixedInferBytes": memory.fixedInferBytes, "fixedTrainBytes": memory.fixedTrainBytes,
+            "inferWeightBytes": memory.inferWeightBytes,
             "partialBytes": memory.partialBytes, "partialFloats": memory.partialBytes / 4,
             "dataParallelFloats": memory.dataParallelFloats, "dataParallelBytes": memory.dataParallelBytes,
         ]

@@ -4,19 +4,23 @@
 ///
 /// The block holds, in this order and each part starting on a 64-byte line:
 /// the model struct (a fixed allowance the C checks with `_Static_assert`),
-/// the state dict, the weights region, the activation arena for `max_batch`
-/// images, and, for a model that trains, the parameter gradients, the
-/// momentum buffers and the batch statistics. The weights region holds the
-/// folded inference weights and their packed vector copies; in a model that
-/// trains, the training step's packed weights take the same place (the larger
-/// of the two), since a step makes the inference copies stale anyway: they
-/// are rebuilt from the parameters before the next inference, and the step
-/// packs its own from the parameters every time. A training model's arena is
-/// the larger of the two graphs' arenas, since inference runs in it too,
-/// followed by the weight-gradient partials. Everything but the arena is
-/// independent of the batch. A step with replicas needs `dataParallelBytes`
-/// more (create_in: after MODEL_BYTES_TRAIN; create: allocated by
-/// set_allreduce).
+/// the state dict, then
+/// - for inference: the weights region (the folded inference weights and
+///   their packed vector copies) and the activation arena for `max_batch`
+///   images;
+/// - for a model that trains: the training step's pack buffer (each vector
+///   conv's weights are packed there from the parameters right before its
+///   kernel, so it holds the largest one), the arena, and the parameter
+///   gradients, the momentum buffers and the batch statistics. The arena is
+///   the larger of the training step's (followed by the weight-gradient
+///   partials) and the inference graph's followed by the weights region:
+///   inference keeps its weights in the arena after its own activations,
+///   since a step overwrites both anyway, and they are rebuilt from the
+///   parameters before the next inference.
+///
+/// Everything but the arena is independent of the batch. A step with
+/// replicas needs `dataParallelBytes` more (create_in: after
+/// MODEL_BYTES_TRAIN; create: allocated by set_allreduce).
 public struct ModelMemory: Hashable, Sendable {
     /// The block's alignment (`UNAME_MODEL_ALIGN`): a cache line, an AVX-512 vector.
     public static let alignment = 64
@@ -30,6 +34,7 @@ public struct ModelMemory: Hashable, Sendable {
     public var packedBytes: Int
     /// Inference arena per image.
     public var arenaBytesPerImage: Int
+    /// The training step's pack buffer: the largest single pack.
     public var trainPackedBytes: Int
     /// Gradients and momentum: one float per state-dict float each.
     public var gradBytes: Int
@@ -78,12 +83,12 @@ public struct ModelMemory: Hashable, Sendable {
     }
 
     /// Everything but the arena, for an inference-only model.
-    public var fixedInferBytes: Int { structBytes + paramBytes + foldedBytes + packedBytes }
-    /// The weights region of a model that trains: inference and training packs in one place.
-    public var trainWeightBytes: Int { max(foldedBytes + packedBytes, trainPackedBytes) }
+    public var fixedInferBytes: Int { structBytes + paramBytes + inferWeightBytes }
+    /// The inference weights region: folded weights, then packed ones.
+    public var inferWeightBytes: Int { foldedBytes + packedBytes }
     /// Everything but the arena, for a model that also trains.
     public var fixedTrainBytes: Int {
-        structBytes + paramBytes + trainWeightBytes + gradBytes + momentumBytes + statsBytes
+        structBytes + paramBytes + trainPackedBytes + gradBytes + momentumBytes + statsBytes
     }
 
     /// `UNAME_ARENA_BYTES_INFER(batch)` / `UNAME_ARENA_BYTES_TRAIN(batch)`.
@@ -92,8 +97,15 @@ public struct ModelMemory: Hashable, Sendable {
                  : batch * arenaBytesPerImage
     }
 
+    /// A training model's arena with its inference weights: the training
+    /// step's arena, or the inference activations followed by the weights
+    /// region, whichever is larger.
+    public func trainRegionBytes(batch: Int) -> Int {
+        max(arenaBytes(batch: batch, training: true), Self.line(arenaBytes(batch: batch, training: false)) + inferWeightBytes)
+    }
+
     /// `UNAME_MODEL_BYTES_INFER(batch)` / `UNAME_MODEL_BYTES_TRAIN(batch)`.
     public func modelBytes(batch: Int, training: Bool) -> Int {
-        (training ? fixedTrainBytes : fixedInferBytes) + arenaBytes(batch: batch, training: training)
+        training ? fixedTrainBytes + trainRegionBytes(batch: batch) : fixedInferBytes + arenaBytes(batch: batch, training: false)
     }
 }

@@ -84,22 +84,35 @@ struct ParameterLayout {
         }
     }
 
-    /// The training step's packs (into `m->tpacked`, from `m->params`, every
-    /// step): each blocked forward conv by its name, and each blocked data
-    /// gradient's transposed kernel by the forward conv's name + "#T".
+    /// The training step's packs (from `m->params` into `m->tpacked`, right
+    /// before the kernel that reads them, every step): each blocked forward
+    /// conv by its name, and each blocked data gradient's transposed kernel by
+    /// the forward conv's name + "#T". One at a time, so every pack starts at
+    /// 0 and `m->tpacked` holds the largest (`trainPackedFloats`).
     var trainPacks: [Pack] = []
     var trainPackOf: [String: Pack] = [:]
+    /// Each training pack's index in `trainPacks` (TRAIN_PACKS in the C), by name.
+    var trainPackIndex: [String: Int] = [:]
     var trainPackedFloats = 0
+
+    /// The name a vector conv's (or data gradient's) pack goes by: a data
+    /// gradient's transposed kernel is the forward conv's name + "#T"; a
+    /// rebuilt conv (Recompute) reads its original's.
+    static func packName(_ node: Node, _ g: Graph) -> String {
+        node.op == .convGradData ? g.nodes[node.attrs.forward!].name + "#T" : node.parameterLayer
+    }
 
     /// Adds the packs of the training graph's blocked convs and data gradients.
     mutating func addTrainingPacks(_ t: Graph) {
-        // A rebuilt conv (Recompute) reads its original's pack.
         for node in t.nodes where node.attrs.wideTile != nil && node.attrs.recomputes == nil {
             let forward = node.op == .convGradData ? t.nodes[node.attrs.forward!] : node
+            var at = 0
             let pack = Pack.of(node, t, folded: false, w: offset[forward.name + ".weight"]!,
-                               b: offset[forward.name + ".bias"] ?? -1, at: &trainPackedFloats)
+                               b: offset[forward.name + ".bias"] ?? -1, at: &at)
+            trainPackedFloats = max(trainPackedFloats, at)
+            trainPackIndex[Self.packName(node, t)] = trainPacks.count
             trainPacks.append(pack)
-            trainPackOf[forward.name + (pack.transpose ? "#T" : "")] = pack
+            trainPackOf[Self.packName(node, t)] = pack
         }
     }
 

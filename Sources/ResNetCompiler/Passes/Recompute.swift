@@ -27,9 +27,15 @@
 /// at batch 32, one thread, CPU time per step, five runs each interleaved
 /// (this VM spreads ±15%): chains of 4, best 462 ms, median 516; of 20, best
 /// 471, median 536 (+2–4%), for training arenas of 578 and 538 MiB at batch
-/// 128. Each rebuilt value gets its own chain, placed before its first
-/// backward use and serving all of them (sharing chains between values would
-/// keep the rebuilt tensors live as long as the stored ones were).
+/// 128. Each rebuilt value gets a chain placed before its first backward use
+/// and serving all of them. Sharing every chain would keep the rebuilt
+/// tensors live as long as stored ones; rebuilding each from its stored root
+/// costs L²/2 applies for a run of L block outputs (ResNet-110's step was
+/// 7.5–13% slower than keeping everything at batch 128, where each apply
+/// streams 24 MiB). So a chain longer than 2·`keepEvery` keeps every
+/// `keepEvery`th block output it rebuilds, and the chains placed after it
+/// start from those: about 2.5·L applies for L/4 more live tensors, and the
+/// step measured 0.96–1.0× keeping everything (paired runs, BENCHMARKS.md).
 ///
 /// A few convs are cheap beside what they hold, and are rebuilt too
 /// (`rebuiltConvs`): a conv node with `recomputes` set runs its original's
@@ -41,16 +47,26 @@ public struct Recompute: Pass {
     public var name: String { "Recompute" }
     /// The most applies one rebuild may take (1: only tensors whose inputs are stored).
     public var maxChain: Int
-    /// Also rebuild a block's first conv when it costs at most
-    /// `narrowConvCost` multiply-adds per output value and reads a rebuildable
-    /// block output (`--recompute-narrow-convs`, off by default): ResNet-1202's
-    /// whole training model at batch 128 goes from 0.56× to 0.43× PyTorch's,
-    /// but ResNet-110's step measured +10–16% (batch 32, one thread: median 517
-    /// → 567 ms, best 466 → 541), beyond the 10% a default may cost.
+    /// Also rebuild a conv when it costs at most `narrowConvCost`
+    /// multiply-adds per output value and reads a rebuildable output
+    /// (`--recompute-narrow-convs`, on by default; CIFAR's first-stage
+    /// conv1s): ResNet-1202's whole training model at batch 128 goes from
+    /// 0.51× to 0.38× PyTorch's, for a ResNet-110 step 4–9% slower (paired
+    /// runs: 1.04× at batch 32, two threads; 1.09× at batch 128, one thread,
+    /// where the 16-channel Winograd conv is 12% of the step; BENCHMARKS.md).
     public var narrowConvs: Bool
     public static let narrowConvCost = 144
-    public init(maxChain: Int = 20, narrowConvs: Bool = false) {
+    /// A chain keeps the block outputs it rebuilds at every `keepEvery`th
+    /// apply, for the chains after it (the backward pass needs the block
+    /// outputs in reverse order): a run of L block outputs costs about
+    /// L + L·(keepEvery − 1)/2 applies instead of L²/2, for L/keepEvery more
+    /// tensors live at a time. Only chains longer than 2·keepEvery keep: in
+    /// shorter ones the applies saved are few, and the tensors kept can be
+    /// large (ResNet-50's layer3 outputs: 98 MiB each at batch 128).
+    public var keepEvery: Int
+    public init(maxChain: Int = 20, keepEvery: Int = 4, narrowConvs: Bool = true) {
         self.maxChain = maxChain
+        self.keepEvery = keepEvery
         self.narrowConvs = narrowConvs
     }
 
@@ -87,41 +103,50 @@ public struct Recompute: Pass {
         var before: [Int: [Int]] = [:]   // original node id → rebuilt nodes placed right before it
         var redirect: [Int: [Int: Int]] = [:]   // backward reader → (forward value → its rebuild)
         var rebuiltRoot: [Int: Int] = [:], rebuiltConv: [Int: Int] = [:]
-        /// Appends the nodes that rebuild `value` (its inputs' chains first); returns the rebuilt id.
-        func rebuild(_ value: Int, into chain: inout [Int]) -> Int {
+        // Rebuilt block outputs a chain passed through at a depth that is a
+        // multiple of keepEvery: later chains start from them (id, and the
+        // original node they were placed before).
+        var kept: [Int: (id: Int, at: Int)] = [:]
+        /// Appends the nodes that rebuild `value` (its inputs' chains first) for
+        /// a use at `first`; returns the rebuilt id.
+        func rebuild(_ value: Int, at first: Int, keep: Bool, into chain: inout [Int]) -> Int {
             if let id = rebuiltConv[value] { return id }
+            if let k = kept[value], k.at <= first { return k.id }
             guard depth[value] != nil || convs.contains(value) else { return value }
             var node = input.nodes[value]
             if depth[value] != nil {   // a batch norm: its shortcut's chain; its z, if that is rebuilt (already)
-                if node.inputs.count > 1 { node.inputs[1] = rebuild(node.inputs[1], into: &chain) }
+                if node.inputs.count > 1 { node.inputs[1] = rebuild(node.inputs[1], at: first, keep: keep, into: &chain) }
                 node.inputs[0] = rebuiltConv[node.inputs[0]] ?? node.inputs[0]
             } else {                   // a conv: its input's rebuild as a root, else a chain of its own
-                node.inputs[0] = rebuiltRoot[node.inputs[0]] ?? rebuild(node.inputs[0], into: &chain)
+                node.inputs[0] = rebuiltRoot[node.inputs[0]] ?? rebuild(node.inputs[0], at: first, keep: keep, into: &chain)
             }
             node.attrs.recomputes = node.name
             let id = builder.add(node.op, name: node.name + ".again", inputs: node.inputs, attrs: node.attrs, shape: node.shape)
             chain.append(id)
+            if keep, let d = depth[value], d % keepEvery == 0 { kept[value] = (id, first) }
             return id
         }
         /// Rebuilds `value` right before `first`, for all its backward readers.
         func place(_ value: Int, before first: Int) -> Int {
             var chain: [Int] = []
-            let id = rebuild(value, into: &chain)
+            let id = rebuild(value, at: first, keep: (depth[value] ?? 0) > 2 * keepEvery, into: &chain)
             before[first, default: []] += chain
             for reader in readers[value] where isBackward(reader) { redirect[reader, default: [:]][value] = id }
             return id
         }
         // First the roots rebuilt convs read; then each rebuilt conv, once,
         // serving its backward readers and its batch norm's rebuild; then the
-        // other roots.
+        // other roots. Each group in the order the backward pass needs them,
+        // so that a chain can start from what an earlier one kept.
         let convInputs = Set(convs.map { input.nodes[$0].inputs[0] })
-        for value in rootFirst.keys.sorted() where convInputs.contains(value) {
+        let byFirst = rootFirst.keys.sorted { (rootFirst[$0]!, $0) < (rootFirst[$1]!, $1) }
+        for value in byFirst where convInputs.contains(value) {
             rebuiltRoot[value] = place(value, before: rootFirst[value]!)
         }
         for conv in convs.sorted() {
             if let first = convFirst[conv] { rebuiltConv[conv] = place(conv, before: first) }
         }
-        for value in rootFirst.keys.sorted() where !convInputs.contains(value) { _ = place(value, before: rootFirst[value]!) }
+        for value in byFirst where !convInputs.contains(value) { _ = place(value, before: rootFirst[value]!) }
         for (reader, map) in redirect {
             builder.nodes[reader].inputs = builder.nodes[reader].inputs.map { map[$0] ?? $0 }
         }

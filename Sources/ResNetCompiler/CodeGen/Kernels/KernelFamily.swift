@@ -13,10 +13,11 @@ protocol KernelFamily: Hashable {
 }
 
 /// Where a vector conv's packed weights and padded bias are: `m->packed`
-/// (inference, by the conv's name) or `m->tpacked` (the training step; a data
-/// gradient's transposed kernel by the forward conv's name + "#T").
+/// (inference, by the conv's name) or `m->tpacked` (the training step, which
+/// packs each kernel's weights there right before it runs; a data gradient's
+/// transposed kernel by the forward conv's name + "#T").
 func packedWeights(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> [CEmitter.Argument] {
-    let name = node.op == .convGradData ? g.nodes[node.attrs.forward!].name + "#T" : node.parameterLayer
+    let name = ParameterLayout.packName(node, g)
     let (pack, buffer) = g.training ? (layout.trainPackOf[name]!, "m->tpacked") : (layout.packOf[name]!, "m->packed")
     return [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
 }
