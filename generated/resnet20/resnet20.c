@@ -7003,6 +7003,17 @@ size_t resnet20_arena_bytes(int max_batch, int training)
     return (floats * (size_t)max_batch + partials) * sizeof(float);
 }
 
+/* The weights region at w: the folded weights, then the packed ones on the next line. */
+static void set_weights_region(resnet20_model *m, float *w)
+{
+    m->folded = w;
+    m->packed = w ? (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+}
+
+/* Where a training model's weights region starts in its arena: after the
+ * inference activations for max_batch, on a MODEL_ALIGN line. */
+#define INFER_WEIGHTS_OFFSET(max_batch) RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)(max_batch))
+
 /* A training model's arena: the training step's (partials included), or the
  * inference activations followed by the weights region, whichever is larger
  * (RESNET20_MODEL_BYTES_TRAIN less FIXED_TRAIN_BYTES). 0 on overflow. */
@@ -7010,15 +7021,14 @@ static size_t train_region_bytes(int max_batch)
 {
     const size_t train = resnet20_arena_bytes(max_batch, 1), infer = resnet20_arena_bytes(max_batch, 0);
     if (train == 0 || infer == 0 || infer > SIZE_MAX - RESNET20_MODEL_ALIGN - INFER_WEIGHT_BYTES) return 0;
-    const size_t weights_end = RC_LINE_BYTES(infer / sizeof(float)) + INFER_WEIGHT_BYTES;
+    const size_t weights_end = INFER_WEIGHTS_OFFSET(max_batch) + INFER_WEIGHT_BYTES;
     return train > weights_end ? train : weights_end;
 }
 
-/* The weights region at w: the folded weights, then the packed ones on the next line. */
-static void set_weights_region(resnet20_model *m, float *w)
+/* A training model's weights region: in its arena (m->arena, for max_batch). */
+static void set_weights_in_arena(resnet20_model *m)
 {
-    m->folded = w;
-    m->packed = w ? (float *)(void *)((unsigned char *)w + RC_LINE_BYTES(FOLDED_COUNT)) : NULL;
+    set_weights_region(m, m->arena + INFER_WEIGHTS_OFFSET(m->max_batch) / sizeof(float));
 }
 
 resnet20_model *resnet20_create(int max_batch)
@@ -7067,7 +7077,7 @@ resnet20_model *resnet20_create_in(void *memory, size_t bytes, int max_batch, in
     if (training) {  /* the pack buffer; the weights region in the arena, after the inference activations */
         m->tpacked = carve(&at, RC_LINE_BYTES(TRAIN_PACKED_COUNT));
         m->arena = carve(&at, arena);
-        set_weights_region(m, m->arena + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)max_batch) / sizeof(float));
+        set_weights_in_arena(m);
     } else {
         set_weights_region(m, carve(&at, INFER_WEIGHT_BYTES));
         m->arena = carve(&at, arena);
@@ -7432,7 +7442,7 @@ static int ensure_training(resnet20_model *m)
         free(m->weights);
         m->weights = NULL;
         m->arena = bigger;
-        set_weights_region(m, bigger + RC_LINE_BYTES((size_t)ARENA_FLOATS * (size_t)m->max_batch) / sizeof(float));
+        set_weights_in_arena(m);
         m->folded_valid = 0;
         m->arena_floats = TRAIN_ARENA_FLOATS;
         m->train_arena = 1;

@@ -90,7 +90,6 @@ struct ParameterLayout {
     /// the forward conv's name + "#T". One at a time, so every pack starts at
     /// 0 and `m->tpacked` holds the largest (`trainPackedFloats`).
     var trainPacks: [Pack] = []
-    var trainPackOf: [String: Pack] = [:]
     /// Each training pack's index in `trainPacks` (TRAIN_PACKS in the C), by name.
     var trainPackIndex: [String: Int] = [:]
     var trainPackedFloats = 0
@@ -112,7 +111,6 @@ struct ParameterLayout {
             trainPackedFloats = max(trainPackedFloats, at)
             trainPackIndex[Self.packName(node, t)] = trainPacks.count
             trainPacks.append(pack)
-            trainPackOf[Self.packName(node, t)] = pack
         }
     }
 

@@ -91,7 +91,8 @@ public struct Recompute: Pass {
             if let first = (readers[conv] + readers[bn]).filter(isBackward).min() { convFirst[conv] = first }
         }
         // The outputs the backward pass reads, or a rebuilt conv reads: each
-        // gets its own rebuild chain, before its first use.
+        // is rebuilt before its first use (by a chain of its own, or from
+        // what an earlier chain kept).
         var rootFirst: [Int: Int] = [:]
         for value in depth.keys {
             let uses = readers[value].filter(isBackward) + convs.filter { input.nodes[$0].inputs[0] == value }.compactMap { convFirst[$0] }
@@ -163,11 +164,12 @@ public struct Recompute: Pass {
     /// input a rebuildable block output) — ResNet-50's stem and the conv1 of
     /// its layer1, layer2 and first layer3 blocks. Each must feed one batch
     /// norm whose output is no block's shortcut (so no rebuild chain runs
-    /// through it). Measured on torchvision's ResNet-50: every such conv
+    /// through it). With `narrow`, also any stride-1 conv of at most
+    /// `narrowConvCost` that reads a rebuildable output. Measured on torchvision's ResNet-50: every such conv
     /// rebuilt (to C_in 2,048) made the step 12% slower than with the batch
     /// norms alone rebuilt; see BENCHMARKS.md for the cap's figures.
     static let maxCost = 512
-    static func rebuiltConvs(_ g: Graph, lossID: Int, readers: [[Int]], depth: [Int: Int], narrow: Bool = false) -> Set<Int> {
+    static func rebuiltConvs(_ g: Graph, lossID: Int, readers: [[Int]], depth: [Int: Int], narrow: Bool) -> Set<Int> {
         var shortcuts = Set<Int>()
         for node in g.nodes[..<lossID] where node.op == .batchNormAct && node.inputs.count > 1 { shortcuts.insert(node.inputs[1]) }
         var result = Set<Int>()

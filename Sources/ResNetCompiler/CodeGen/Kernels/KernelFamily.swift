@@ -18,7 +18,7 @@ protocol KernelFamily: Hashable {
 /// transposed kernel by the forward conv's name + "#T").
 func packedWeights(_ node: Node, _ g: Graph, _ layout: ParameterLayout) -> [CEmitter.Argument] {
     let name = ParameterLayout.packName(node, g)
-    let (pack, buffer) = g.training ? (layout.trainPackOf[name]!, "m->tpacked") : (layout.packOf[name]!, "m->packed")
+    let (pack, buffer) = g.training ? (layout.trainPacks[layout.trainPackIndex[name]!], "m->tpacked") : (layout.packOf[name]!, "m->packed")
     return [.pointer("\(buffer) + \(pack.pw)"), .pointer("\(buffer) + \(pack.pb)")]
 }
 
